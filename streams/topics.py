@@ -1,0 +1,50 @@
+"""Every Kafka topic of the pipeline: its name, its value schema, its key, in one place.
+
+Driver-scoped topics are keyed by ``driver_id`` and all have ``settings.partitions`` partitions, so a
+driver's pings, deliveries and alerts land on the same partition number and one worker owns all of a
+driver's state (co-partitioning). Faust handles (``*_topic``) are declared in ``streams.app``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GPS_PINGS_RAW = "gps.pings.raw"
+GPS_PINGS_CLEAN = "gps.pings.clean"
+GPS_PINGS_REJECTED = "gps.pings.rejected"
+DELIVERIES_EVENTS = "deliveries.events"
+DELIVERIES_ETA = "deliveries.eta"
+ALERTS = "alerts"
+WHATSAPP_EVENTS_RAW = "whatsapp.events.raw"
+WHATSAPP_OUTBOUND = "whatsapp.outbound"
+WHATSAPP_STATUS = "whatsapp.status"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What flows on a topic: its Avro value schema and what the key is."""
+
+    name: str
+    schema: str
+    key: str
+    driver_scoped: bool
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(GPS_PINGS_RAW, "GpsPing", "driver_id", True),
+    TopicSpec(GPS_PINGS_CLEAN, "CleanPing", "driver_id", True),
+    TopicSpec(GPS_PINGS_REJECTED, "RejectedPing", "driver_id", True),
+    TopicSpec(DELIVERIES_EVENTS, "DeliveryEvent", "driver_id", True),
+    TopicSpec(DELIVERIES_ETA, "EtaUpdate", "driver_id", True),
+    TopicSpec(ALERTS, "Alert", "driver_id", True),
+    TopicSpec(WHATSAPP_EVENTS_RAW, "WhatsAppEvent", "from_hash", False),
+    TopicSpec(WHATSAPP_OUTBOUND, "OutboundMessage", "to_hash", False),
+    TopicSpec(WHATSAPP_STATUS, "MessageStatus", "message_key", False),
+)
+
+TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}
+
+
+def qualified(name: str, prefix: str = "") -> str:
+    """Return the Kafka name of a topic, with the deployment's prefix (tests give each run its own)."""
+    return f"{prefix}{name}"
