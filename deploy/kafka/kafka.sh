@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka broker (KRaft, broker and controller in one JVM) on loopback, from the
+# official jars that deploy/kafka/pom.xml resolves through Maven. No Docker, no tarball.
+#
+#   deploy/kafka/kafka.sh start | stop | status | fetch
+#
+# Environment: KAFKA_DATA_DIR (default var/kafka), KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093),
+# KAFKA_HEAP (512m), KAFKA_START_TIMEOUT seconds (90).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+data_dir="${KAFKA_DATA_DIR:-$root/var/kafka}"
+port="${KAFKA_PORT:-9092}"
+controller_port="${KAFKA_CONTROLLER_PORT:-9093}"
+heap="${KAFKA_HEAP:-512m}"
+start_timeout="${KAFKA_START_TIMEOUT:-90}"
+libs="$here/target/libs"
+pid_file="$data_dir/kafka.pid"
+log_file="$data_dir/server.log"
+props="$data_dir/server.properties"
+
+say() { echo "kafka: $*" >&2; }
+
+fetch() {
+  if compgen -G "$libs/kafka_2.13-*.jar" >/dev/null; then
+    return 0
+  fi
+  command -v mvn >/dev/null || { say "Maven (mvn) is required to fetch the broker jars: apt-get install maven"; exit 1; }
+  command -v java >/dev/null || { say "Java 17+ is required to run the broker: apt-get install openjdk-17-jre-headless"; exit 1; }
+  say "fetching the broker jars through Maven into $libs"
+  mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+running_pid() {
+  # Print the broker's pid when the pid file names a live broker of this data dir.
+  [[ -f "$pid_file" ]] || return 1
+  local pid
+  pid="$(cat "$pid_file")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  grep -qF "$props" "/proc/$pid/cmdline" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+write_config() {
+  mkdir -p "$data_dir/logs"
+  cat >"$props" <<EOF
+# Written by deploy/kafka/kafka.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$data_dir/logs
+num.partitions=6
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+default.replication.factor=1
+min.insync.replicas=1
+# A local broker serves one client group at a time: rebalance at once instead of waiting 3 s.
+group.initial.rebalance.delay.ms=0
+log.retention.hours=168
+log.segment.bytes=134217728
+num.network.threads=2
+num.io.threads=4
+EOF
+  cat >"$data_dir/log4j.properties" <<EOF
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=$log_file
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.request.logger=WARN
+EOF
+}
+
+# exec: the broker's pid is the pid this script records, so stop signals the JVM itself.
+exec_java() {
+  exec java -Xms128m "-Xmx$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+    "-Dlog4j.configuration=file:$data_dir/log4j.properties" -cp "$libs/*" "$@"
+}
+java_cmd() { (exec_java "$@"); }
+export -f exec_java
+
+format_storage() {
+  # Storage is formatted once; a stale or foreign meta.properties is reset with the data it describes.
+  local meta="$data_dir/logs/meta.properties"
+  if [[ -f "$meta" ]] && grep -q "^node.id=1$" "$meta" && grep -q "^cluster.id=" "$meta"; then
+    return 0
+  fi
+  rm -rf "$data_dir/logs"
+  mkdir -p "$data_dir/logs"
+  local cluster_id
+  cluster_id="$(java_cmd kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+  say "formatting KRaft storage in $data_dir/logs (cluster $cluster_id)"
+  java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$props" >>"$data_dir/format.log" 2>&1 \
+    || { say "formatting failed:"; tail -n 20 "$data_dir/format.log" >&2; exit 1; }
+}
+
+start() {
+  fetch
+  local pid
+  if pid="$(running_pid)"; then
+    say "already running (pid $pid) on 127.0.0.1:$port"
+    return 0
+  fi
+  rm -f "$pid_file"
+  if port_open "$port" || port_open "$controller_port"; then
+    say "port $port or $controller_port is taken by another process; set KAFKA_PORT / KAFKA_CONTROLLER_PORT"
+    exit 1
+  fi
+  write_config
+  format_storage
+  : >"$log_file"
+  # setsid: the broker outlives this shell and is not hit by a Ctrl-C meant for make.
+  export data_dir heap libs
+  setsid nohup bash -c 'exec_java kafka.Kafka "$0"' "$props" >"$data_dir/stdout.log" 2>&1 </dev/null &
+  local launched=$!
+  echo "$launched" >"$pid_file"
+  local waited=0
+  until port_open "$port" && grep -q "Kafka Server started" "$log_file" 2>/dev/null; do
+    # Liveness by pid alone: until exec, the child's command line is still this script's.
+    if ! kill -0 "$launched" 2>/dev/null; then
+      say "the broker exited during start-up; last lines of its logs:"
+      tail -n 30 "$log_file" "$data_dir/stdout.log" >&2 || true
+      rm -f "$pid_file"
+      exit 1
+    fi
+    if ((waited >= start_timeout * 10)); then
+      say "the broker did not answer within ${start_timeout}s; stopping it"
+      tail -n 30 "$log_file" >&2 || true
+      stop
+      exit 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  say "started (pid $(cat "$pid_file")) on 127.0.0.1:$port, data in $data_dir"
+}
+
+stop() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    rm -f "$pid_file"
+    say "not running"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "broker did not stop within 30s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  fi
+  rm -f "$pid_file"
+  say "stopped"
+}
+
+status() {
+  local pid
+  if pid="$(running_pid)"; then
+    say "running (pid $pid) on 127.0.0.1:$port"
+  else
+    say "not running"
+    return 1
+  fi
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  fetch) fetch ;;
+  *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
+esac

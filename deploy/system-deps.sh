@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the Debian packages the local stack needs, when missing: Java 17+ and Maven (the Kafka broker),
+# redis-server. As root they are installed; otherwise this says exactly what to install.
+set -euo pipefail
+
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+command -v redis-server >/dev/null || missing+=(redis-server)
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ "$(id -u)" != 0 ]]; then
+  echo "missing Debian packages: ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing Debian packages: ${missing[*]}"
+# policy-rc.d 101: installing redis-server must not start a system Redis as a side effect.
+policy=/usr/sbin/policy-rc.d
+created=""
+if [[ ! -e "$policy" ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created=1; fi
+trap '[[ -n "$created" ]] && rm -f "$policy"' EXIT
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
