@@ -1,0 +1,1 @@
+"""Avro schemas of every topic value (``*.avsc``, committed versions in ``history/``) and their codecs."""
