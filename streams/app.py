@@ -1,0 +1,66 @@
+"""The one Faust app of the pipeline, its topic handles, and its health page.
+
+Agents live next to their pure core (``streams/pings/agents.py`` ...) and are found by autodiscovery.
+Every agent runs with concurrency 1: with more, faust-streaming can commit an offset past a message that
+another actor of the same agent has not finished (faust-streaming issue 606).
+"""
+
+from __future__ import annotations
+
+import faust
+from faust.web import Request, Response, View
+
+from schemas.codecs import faust_codec_name, register_faust_codecs
+from streams import topics
+from streams.settings import get_settings
+
+settings = get_settings()
+register_faust_codecs()
+
+AGENT_PACKAGES = ["streams.pings"]
+
+app = faust.App(
+    settings.app_id,
+    broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+    autodiscover=AGENT_PACKAGES,
+    origin="streams",
+    datadir=str(settings.data_dir / "faust"),
+    store="memory://",
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    # Topics are created by `whatsup create-topics` with the partition counts co-partitioning needs.
+    topic_allow_declare=True,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_in_thread=False,
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    producer_linger_ms=5,
+    broker_commit_interval=1.0,
+)
+
+
+def _avro_topic(name: str, *, raw_values: bool = False) -> faust.TopicT:
+    """Declare a topic handle; ``raw_values`` leaves decoding to the agent, so bad bytes dead-letter."""
+    spec = topics.TOPICS_BY_NAME[name]
+    return app.topic(
+        topics.qualified(name, settings.topic_prefix),
+        key_type=str,
+        key_serializer="raw",
+        value_type=bytes if raw_values else None,
+        value_serializer="raw" if raw_values else faust_codec_name(spec.schema),
+        partitions=settings.partitions,
+    )
+
+
+gps_pings_raw_topic = _avro_topic(topics.GPS_PINGS_RAW, raw_values=True)
+gps_pings_clean_topic = _avro_topic(topics.GPS_PINGS_CLEAN)
+gps_pings_rejected_topic = _avro_topic(topics.GPS_PINGS_REJECTED)
+
+
+@app.page("/health")
+class HealthView(View):
+    """Answer load balancers: 200 while the worker runs and owns its partitions."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"status": "ok", "app": settings.app_id, "rebalancing": app.rebalancing})

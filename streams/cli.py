@@ -1,0 +1,100 @@
+"""The ``whatsup`` command (also ``python -m streams``): one entry point for every role of the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from streams.exceptions import SettingsError, StackError
+from streams.settings import get_settings
+
+# Roles that the command already names but this release does not ship yet.
+NOT_YET = {
+    "sender": "the WhatsApp sender",
+    "simulate": "the driver phone simulator",
+    "driver-token": "driver token issuing",
+    "query": "ClickHouse queries",
+    "migrate": "ClickHouse migrations",
+    "bench": "the benchmarks",
+}
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    from streams.app import app
+
+    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower()]
+    app.main()
+    return 0
+
+
+def _create_topics(args: argparse.Namespace) -> int:
+    from streams.kafka import create_topics
+
+    created = create_topics(get_settings())
+    print(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ", all present"))
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> int:
+    print(json.dumps(get_settings().redacted(), indent=2, default=sorted))
+    return 0
+
+
+def _demo_pings(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(get_settings(), drivers=args.drivers, pings_per_driver=args.pings, timeout_s=args.timeout)
+
+
+def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"whatsup {name}: {NOT_YET[name]} is not part of this release yet.", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Describe every sub-command."""
+    parser = argparse.ArgumentParser(prog="whatsup", description="WhatsUp Logistics live pipeline")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("worker", help="run a Faust worker (agents, tables, HTTP API)").set_defaults(
+        run=_worker
+    )
+    commands.add_parser("create-topics", help="create the pipeline's Kafka topics").set_defaults(
+        run=_create_topics
+    )
+    commands.add_parser("settings", help="print the settings in force, secrets masked").set_defaults(
+        run=_settings
+    )
+    demo = commands.add_parser("demo-pings", help="stream synthetic pings through a running worker")
+    demo.add_argument("--drivers", type=int, default=20)
+    demo.add_argument("--pings", type=int, default=15, help="pings per driver")
+    demo.add_argument("--timeout", type=float, default=60.0)
+    demo.set_defaults(run=_demo_pings)
+    for name, what in NOT_YET.items():
+        sub = commands.add_parser(name, help=f"{what} (not in this release yet)")
+        sub.add_argument("rest", nargs=argparse.REMAINDER)
+        sub.set_defaults(run=_not_yet(name))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command and return its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except SettingsError as exc:
+        print(f"whatsup: bad setting: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG
+    except StackError as exc:
+        print(f"whatsup: {exc}", file=sys.stderr)
+        return 69  # EX_UNAVAILABLE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

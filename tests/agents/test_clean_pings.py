@@ -1,0 +1,70 @@
+"""The clean_pings agent end to end inside Faust, without a broker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import h3
+
+from schemas.codecs import codec
+from streams.app import gps_pings_clean_topic, gps_pings_rejected_topic
+from streams.pings.agents import clean_pings
+
+
+def _ping(ping_id: str, lat: float, lon: float) -> dict[str, Any]:
+    return {
+        "ping_id": ping_id,
+        "driver_id": "driver-7",
+        "device_ts": 1_790_000_000_000,
+        "lat": lat,
+        "lon": lon,
+        "accuracy_m": 5.0,
+        "speed_mps": None,
+        "heading": None,
+        "battery": 80.0,
+        "seq": 1,
+        "source": "app",
+        "received_ts": 1_790_000_001_000,
+    }
+
+
+async def _feed(records: list[bytes]) -> None:
+    async with clean_pings.test_context() as agent:
+        for raw in records:
+            await agent.put(raw, key="driver-7")
+
+
+def test_valid_ping_is_snapped_and_sent_clean(sent: Any) -> None:
+    asyncio.run(_feed([codec("GpsPing").encode(_ping("p1", -23.5613, -46.6565))]))
+
+    [clean] = sent.values(gps_pings_clean_topic)
+    assert clean["ping_id"] == "p1"
+    assert clean["h3_r9"] == int(h3.latlng_to_cell(-23.5613, -46.6565, 9), 16)
+    assert clean["h3_r7"] == int(h3.latlng_to_cell(-23.5613, -46.6565, 7), 16)
+    assert sent.keys(gps_pings_clean_topic) == ["driver-7"]
+    assert sent.values(gps_pings_rejected_topic) == []
+
+
+def test_bad_records_are_dead_lettered_and_the_stream_goes_on(sent: Any) -> None:
+    gps = codec("GpsPing")
+    asyncio.run(
+        _feed(
+            [
+                b"\x00garbage",
+                gps.encode(_ping("null", 0.0, 0.0)),
+                gps.encode(_ping("nan", float("nan"), -46.6)),
+                gps.encode(_ping("ok", -23.5, -46.6)),
+            ]
+        )
+    )
+
+    rejected = sent.values(gps_pings_rejected_topic)
+    assert [(r["reason"], r["ping_id"]) for r in rejected] == [
+        ("malformed", None),
+        ("null_island", "null"),
+        ("invalid_coordinates", "nan"),
+    ]
+    assert rejected[0]["raw_payload"] == b"\x00garbage"
+    assert rejected[1]["ping"]["lat"] == 0.0
+    assert [c["ping_id"] for c in sent.values(gps_pings_clean_topic)] == ["ok"]
