@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `make demo`: bring up the local stack, run a worker, stream pings through it, show the results, and
+# stop everything it started, also when interrupted or when a step fails.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+python="$root/.venv/bin/python"
+log_dir="$root/var/demo"
+mkdir -p "$log_dir"
+worker_pid=""
+
+cleanup() {
+  local status=$?
+  if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
+    echo "== stopping the worker"
+    kill -TERM "$worker_pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$worker_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$worker_pid" 2>/dev/null || true
+  fi
+  echo "== stopping the local stack"
+  "$here/stack.sh" down || true
+  if [[ $status -ne 0 ]]; then
+    echo "demo failed (exit $status); worker log: $log_dir/worker.log" >&2
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== starting the local stack (Redis, Kafka broker, topics)"
+"$here/stack.sh" up
+
+echo "== starting a worker (log: var/demo/worker.log)"
+"$python" -m streams worker >"$log_dir/worker.log" 2>&1 &
+worker_pid=$!
+healthy=""
+for _ in $(seq 1 300); do
+  if ! kill -0 "$worker_pid" 2>/dev/null; then
+    tail -n 40 "$log_dir/worker.log" >&2
+    exit 1
+  fi
+  if "$python" - <<'PY'
+
+import sys, httpx
+from streams.settings import get_settings
+s = get_settings()
+try:
+    answer = httpx.get(f"http://127.0.0.1:{s.web_port}/health", timeout=1)
+except httpx.HTTPError:
+    sys.exit(1)
+if answer.status_code != 200:
+    sys.exit(1)
+print("worker healthy:", answer.text)
+PY
+  then healthy=1; break; fi
+  sleep 0.2
+done
+[[ -n "$healthy" ]] || { echo "the worker did not become healthy" >&2; exit 1; }
+
+echo "== streaming synthetic pings through the clean_pings agent"
+"$python" -m streams demo-pings --drivers 20 --pings 15
