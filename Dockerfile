@@ -1,0 +1,30 @@
+# The pipeline's one image; docker-compose.yml runs it as worker, sender, topics and migrate.
+#   docker build -t whatsup-pipeline:local .
+#   docker run --rm whatsup-pipeline:local --help
+
+# Build wheels for the project and every dependency, so the runtime stage needs no compiler.
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY streams ./streams
+COPY schemas ./schemas
+COPY sinks ./sinks
+COPY connectors ./connectors
+RUN pip wheel --wheel-dir /wheels .
+
+FROM python:3.11-slim
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    WHATSUP_DATA_DIR=/var/lib/whatsup
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index --find-links=/wheels whatsup-pipeline \
+    && useradd --system --uid 10001 --user-group --home-dir /var/lib/whatsup --create-home whatsup
+USER whatsup
+WORKDIR /var/lib/whatsup
+EXPOSE 6066 9108
+ENTRYPOINT ["whatsup"]
+CMD ["worker"]

@@ -1,0 +1,342 @@
+"""docker-compose.yml and deploy/ agree with the settings and with each other (no Docker needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from streams.settings import PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA_PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
+
+INFRA_SERVICES = {"kafka", "clickhouse", "redis", "prometheus", "grafana"}
+ONE_SHOT_SERVICES = {"topics", "migrate"}
+APP_SERVICES = {"topics", "migrate", "worker", "sender"}
+EXPECTED_SERVICES = INFRA_SERVICES | APP_SERVICES
+
+# What an operator would put in `.env`; anything else required gets a generic placeholder.
+PLACEHOLDER_ENV = {
+    "CLICKHOUSE_PASSWORD": "placeholder-clickhouse-password",
+    "GRAFANA_ADMIN_PASSWORD": "placeholder-grafana-password",
+    "WHATSUP_TOKEN_SECRET": "placeholder-token-secret",
+    "WHATSUP_PHONE_HASH_KEY": "placeholder-phone-hash-key",
+    "WHATSUP_API_KEYS": "placeholder-key-0001:orders,placeholder-key-0002:dispatcher",
+}
+
+_INTERPOLATION = re.compile(
+    r"\$(?:(?P<escaped>\$)"
+    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+_WHOLE_INTERPOLATION = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::?[-?][^}]*)?\}$")
+
+
+class MissingVariableError(Exception):
+    """A `${VAR:?message}` (or `${VAR?message}`) interpolation whose variable is not set."""
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """Resolve compose interpolations in ``value`` against ``env``, like `docker compose config`."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["bare"]
+        op, arg = match["op"], match["arg"] or ""
+        current = env.get(name)
+        # With a colon, an empty value counts as unset.
+        unset = current is None or (op is not None and op.startswith(":") and current == "")
+        if op is not None and op.endswith("?") and unset:
+            raise MissingVariableError(f"{name}: {arg}")
+        if op is not None and op.endswith("-") and unset:
+            return arg
+        return current or ""
+
+    return _INTERPOLATION.sub(replace, value)
+
+
+def placeholder_env(names: Iterable[str]) -> dict[str, str]:
+    """Return a host environment giving every required variable in ``names`` a placeholder."""
+    return {name: PLACEHOLDER_ENV.get(name, f"placeholder-{name.lower()}") for name in names}
+
+
+def required_variables(value: str) -> set[str]:
+    """Return the variables ``value`` requires with `${VAR:?...}` or `${VAR?...}`."""
+    return {
+        m["braced"] for m in _INTERPOLATION.finditer(value) if m["op"] is not None and m["op"].endswith("?")
+    }
+
+
+def unknown_settings(names: Iterable[str]) -> list[str]:
+    """Return the ``WHATSUP_*`` names the settings object does not understand."""
+    known = Settings.env_names()
+    return sorted(name for name in names if name.startswith(PREFIX) and name not in known)
+
+
+def secret_env_names() -> set[str]:
+    """Return the environment names of settings marked ``secret=True``."""
+    return {PREFIX + f.name.upper() for f in dataclasses.fields(Settings) if f.metadata["secret"]}
+
+
+def environment(service: Mapping[str, Any]) -> dict[str, str]:
+    """Return a service's environment as a dict, from either the mapping or the list form."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def container_ports(service: Mapping[str, Any]) -> set[int]:
+    """Return the container ports a service publishes or exposes to the compose network."""
+    ports = {int(str(p).split("/")[0]) for p in service.get("expose", [])}
+    for entry in service.get("ports", []):
+        # Short syntax: [host_ip:][host_port:]container_port[/protocol]
+        target = entry["target"] if isinstance(entry, dict) else str(entry).split("/")[0].split(":")[-1]
+        ports.add(int(target))
+    return ports
+
+
+def bind_mounts(service: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """Yield (host path, container path) of every bind mount of a service."""
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                yield volume["source"], volume["target"]
+            continue
+        source, _, rest = str(volume).partition(":")
+        if source.startswith((".", "/", "~")):
+            yield source, rest.split(":")[0]
+
+
+def load_yaml(path: Path) -> Any:
+    with path.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_yaml(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def prometheus_config() -> dict[str, Any]:
+    return load_yaml(PROMETHEUS_FILE)
+
+
+# --- the interpolation resolver the other tests rely on ---
+
+
+def test_interpolate_follows_compose_rules() -> None:
+    env = {"SET": "value", "EMPTY": ""}
+    assert interpolate("${SET}/${SET:-d}/${SET:?m}/$SET", env) == "value/value/value/value"
+    assert (
+        interpolate("${UNSET:-fallback}|${EMPTY:-fallback}|${EMPTY-kept}|${UNSET}", env)
+        == "fallback|fallback||"
+    )
+    assert interpolate("cost: $$5", env) == "cost: $5"
+    with pytest.raises(MissingVariableError, match="UNSET: say why"):
+        interpolate("${UNSET:?say why}", env)
+    with pytest.raises(MissingVariableError):
+        interpolate("${EMPTY:?must not be empty}", env)
+    assert required_variables("a${A:?x}b${B:-}c${C?y}") == {"A", "C"}
+
+
+# --- services ---
+
+
+def test_compose_has_every_service(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    assert "version" not in compose, "the compose spec has no version key"
+    assert set(services) >= EXPECTED_SERVICES
+
+
+def test_app_services_run_the_project_image(services: dict[str, Any]) -> None:
+    images = {services[name]["image"] for name in APP_SERVICES}
+    assert len(images) == 1
+    for name in APP_SERVICES:
+        assert services[name]["build"]["context"] == "."
+    assert (ROOT / services["worker"]["build"]["dockerfile"]).is_file()
+    commands = {name: services[name]["command"][0] for name in APP_SERVICES}
+    assert commands == {
+        "topics": "create-topics",
+        "migrate": "migrate",
+        "worker": "worker",
+        "sender": "sender",
+    }
+
+
+def test_every_whatsup_variable_is_a_setting(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        assert unknown_settings(environment(service)) == [], name
+
+
+def test_unknown_settings_flags_a_made_up_name() -> None:
+    assert unknown_settings(["WHATSUP_KAFKA_BOOTSTRAP", "WHATSUP_NOT_A_SETTING", "PATH"]) == [
+        "WHATSUP_NOT_A_SETTING"
+    ]
+
+
+def test_secrets_come_from_the_host_environment(services: dict[str, Any]) -> None:
+    secrets = secret_env_names()
+    assert {"WHATSUP_TOKEN_SECRET", "WHATSUP_API_KEYS", "WHATSUP_TWILIO_AUTH_TOKEN"} <= secrets
+    for name, service in services.items():
+        for key, value in environment(service).items():
+            looks_secret = key in secrets or re.search(r"PASSWORD|SECRET|TOKEN", key) is not None
+            if looks_secret:
+                assert _WHOLE_INTERPOLATION.match(value), f"{name}: {key} must be a ${{...}} interpolation"
+            password = urlsplit(value).password if "://" in value else None
+            if password is not None:
+                assert _WHOLE_INTERPOLATION.match(password), f"{name}: {key} has a literal password"
+
+
+def test_required_secrets_fail_loudly_when_missing(services: dict[str, Any]) -> None:
+    env = environment(services["worker"])
+    for key in ("WHATSUP_TOKEN_SECRET", "WHATSUP_PHONE_HASH_KEY", "WHATSUP_API_KEYS"):
+        assert required_variables(env[key]) == {key}
+    with pytest.raises(MissingVariableError):
+        interpolate(env["WHATSUP_CLICKHOUSE_URL"], {})
+
+
+def test_settings_accept_the_compose_environment(services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        raw = environment(services[name])
+        needed = set().union(*(required_variables(v) for v in raw.values()))
+        resolved = {key: interpolate(value, placeholder_env(needed)) for key, value in raw.items()}
+        settings = Settings.from_env(resolved)
+        assert settings.kafka_bootstrap == "kafka:9092"
+        assert urlsplit(settings.clickhouse_url).hostname == "clickhouse"
+        assert urlsplit(settings.redis_url).hostname == "redis"
+        assert settings.token_secret == PLACEHOLDER_ENV["WHATSUP_TOKEN_SECRET"]
+        assert settings.whatsapp_token is None, "optional secrets default to unset"
+        assert len(settings.api_keys) == 2
+
+
+def test_long_running_services_have_a_healthcheck(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        if name in ONE_SHOT_SERVICES:
+            assert service.get("restart") == "no", name
+            continue
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] in ("CMD", "CMD-SHELL"), name
+
+
+def test_dependencies_wait_for_the_right_condition(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for dependency, spec in (service.get("depends_on") or {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            condition = spec["condition"]
+            if dependency in ONE_SHOT_SERVICES:
+                assert condition == "service_completed_successfully", (name, dependency)
+            else:
+                assert condition == "service_healthy", (name, dependency)
+                assert "healthcheck" in services[dependency], dependency
+    worker_needs = set(services["worker"]["depends_on"])
+    assert {"topics", "migrate", "redis"} <= worker_needs
+
+
+def test_worker_listens_where_it_is_checked_and_published(services: dict[str, Any]) -> None:
+    worker = services["worker"]
+    resolved = {k: interpolate(v, placeholder_env(PLACEHOLDER_ENV)) for k, v in environment(worker).items()}
+    settings = Settings.from_env(resolved)
+    assert settings.web_host == "0.0.0.0"
+    assert settings.web_port in container_ports(worker)
+    assert f"localhost:{settings.web_port}/health" in " ".join(worker["healthcheck"]["test"])
+
+
+def test_mounted_host_paths_exist(services: dict[str, Any]) -> None:
+    mounts = [(name, source) for name, service in services.items() for source, _ in bind_mounts(service)]
+    assert mounts, "deploy/ config should be mounted"
+    for name, source in mounts:
+        assert source.startswith("./deploy/"), f"{name} mounts {source} from outside deploy/"
+        assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_named_volumes_are_declared(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.get("source") if isinstance(volume, dict) else str(volume).split(":")[0]
+            if source and not source.startswith((".", "/", "~")):
+                assert source in declared, f"{name} uses undeclared volume {source}"
+
+
+# --- Prometheus ---
+
+
+def test_prometheus_scrapes_the_compose_services(
+    services: dict[str, Any], prometheus_config: dict[str, Any]
+) -> None:
+    jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
+    assert {"whatsup-worker", "whatsup-sender", "prometheus"} <= set(jobs)
+    assert prometheus_config["global"]["scrape_interval"] == "5s"
+    assert jobs["whatsup-worker"]["metrics_path"] == "/metrics"
+    for job_name, job in jobs.items():
+        for static in job["static_configs"]:
+            for target in static["targets"]:
+                host, _, port = target.rpartition(":")
+                # Prometheus scrapes itself over its own loopback.
+                service = "prometheus" if host == "localhost" else host
+                assert service in services, f"{job_name} scrapes unknown host {host}"
+                assert int(port) in container_ports(services[service]), f"{job_name}: {target} not exposed"
+    for job_name, service in (("whatsup-worker", "worker"), ("whatsup-sender", "sender")):
+        targets = [t for static in jobs[job_name]["static_configs"] for t in static["targets"]]
+        assert any(t.startswith(f"{service}:") for t in targets), job_name
+
+
+def test_prometheus_rule_files_live_in_the_mounted_directory(
+    services: dict[str, Any], prometheus_config: dict[str, Any]
+) -> None:
+    mounts = dict(bind_mounts(services["prometheus"]))
+    assert mounts["./deploy/prometheus"] == "/etc/prometheus"
+    for pattern in prometheus_config["rule_files"]:
+        assert not pattern.startswith("/"), "relative to the config file, so the same in tests and compose"
+        assert (PROMETHEUS_FILE.parent / pattern).parent.is_dir(), pattern
+
+
+# --- Grafana ---
+
+
+def test_grafana_datasources_parse_and_have_unique_uids(services: dict[str, Any]) -> None:
+    config = load_yaml(GRAFANA_PROVISIONING / "datasources" / "datasources.yml")
+    datasources = config["datasources"]
+    uids = [source["uid"] for source in datasources]
+    assert len(uids) == len(set(uids))
+    assert sum(bool(source.get("isDefault")) for source in datasources) == 1
+    by_uid = {source["uid"]: source for source in datasources}
+
+    prometheus_url = urlsplit(by_uid["prometheus"]["url"])
+    assert prometheus_url.hostname in services
+    assert prometheus_url.port in container_ports(services[prometheus_url.hostname])
+
+    clickhouse = by_uid["clickhouse"]
+    assert clickhouse["type"] == "grafana-clickhouse-datasource"
+    assert clickhouse["jsonData"]["port"] in container_ports(services[clickhouse["jsonData"]["host"]])
+    password = clickhouse["secureJsonData"]["password"]
+    assert password.startswith("$"), "the password is expanded by Grafana from its environment"
+    grafana_env = environment(services["grafana"])
+    assert password.strip("${}") in grafana_env
+    assert "grafana-clickhouse-datasource" in grafana_env["GF_INSTALL_PLUGINS"]
+
+
+def test_grafana_dashboard_provider_reads_the_mounted_directory(services: dict[str, Any]) -> None:
+    config = load_yaml(GRAFANA_PROVISIONING / "dashboards" / "dashboards.yml")
+    mounted = {target: source for source, target in bind_mounts(services["grafana"])}
+    for provider in config["providers"]:
+        path = provider["options"]["path"]
+        assert path in mounted, f"dashboard provider reads unmounted {path}"
+        assert (ROOT / mounted[path]).is_dir()
+    assert mounted["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
