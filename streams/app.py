@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import faust
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.codecs import faust_codec_name, register_faust_codecs
 from streams import topics
@@ -17,7 +18,7 @@ from streams.settings import get_settings
 settings = get_settings()
 register_faust_codecs()
 
-AGENT_PACKAGES = ["streams.pings"]
+AGENT_PACKAGES = ["streams.pings", "streams.web"]
 
 app = faust.App(
     settings.app_id,
@@ -37,6 +38,9 @@ app = faust.App(
     producer_acks=-1,
     producer_linger_ms=5,
     broker_commit_interval=1.0,
+    # At-least-once, made exact by the agents (see docs/ARCHITECTURE.md): faust-streaming's exactly_once
+    # leaves sends to topics the app does not consume outside the transaction.
+    processing_guarantee="at_least_once",
 )
 
 
@@ -56,6 +60,14 @@ def _avro_topic(name: str, *, raw_values: bool = False) -> faust.TopicT:
 gps_pings_raw_topic = _avro_topic(topics.GPS_PINGS_RAW, raw_values=True)
 gps_pings_clean_topic = _avro_topic(topics.GPS_PINGS_CLEAN)
 gps_pings_rejected_topic = _avro_topic(topics.GPS_PINGS_REJECTED)
+
+
+@app.page("/metrics")
+class MetricsView(View):
+    """Expose this process's Prometheus metrics."""
+
+    async def get(self, request: Request) -> Response:
+        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
 @app.page("/health")

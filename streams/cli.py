@@ -14,7 +14,6 @@ from streams.settings import get_settings
 NOT_YET = {
     "sender": "the WhatsApp sender",
     "simulate": "the driver phone simulator",
-    "driver-token": "driver token issuing",
     "query": "ClickHouse queries",
     "migrate": "ClickHouse migrations",
     "bench": "the benchmarks",
@@ -36,6 +35,16 @@ def _create_topics(args: argparse.Namespace) -> int:
 
     created = create_topics(get_settings())
     print(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ", all present"))
+    return 0
+
+
+def _driver_token(args: argparse.Namespace) -> int:
+    from streams.web.tokens import issue_driver_token
+
+    settings = get_settings()
+    if settings.token_secret is None:
+        raise SettingsError("WHATSUP_TOKEN_SECRET must be set to issue driver tokens")
+    print(issue_driver_token(settings.token_secret, args.driver_id, int(args.ttl_hours * 3600)))
     return 0
 
 
@@ -71,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("settings", help="print the settings in force, secrets masked").set_defaults(
         run=_settings
     )
+    token = commands.add_parser("driver-token", help="issue a driver token for POST /v1/pings")
+    token.add_argument("driver_id")
+    token.add_argument("--ttl-hours", type=float, default=24 * 30, help="validity (default 30 days)")
+    token.set_defaults(run=_driver_token)
     demo = commands.add_parser("demo-pings", help="stream synthetic pings through a running worker")
     demo.add_argument("--drivers", type=int, default=20)
     demo.add_argument("--pings", type=int, default=15, help="pings per driver")

@@ -134,12 +134,38 @@ class Settings:
     sink_flush_interval_s: float = _setting(_parse_float, 1.0)
     metrics_enabled: bool = _setting(_parse_bool, True)
 
+    ping_max_accuracy_m: float = _setting(_parse_float, 100.0)
+    ping_max_speed_mps: float = _setting(_parse_float, 50.0)
+    ping_max_future_s: float = _setting(_parse_float, 120.0)
+    ping_horizon_hours: float = _setting(_parse_float, 24.0)
+    ingest_rate_per_s: float = _setting(_parse_float, 2.0)
+    ingest_burst: int = _setting(_parse_int, 20)
+    ingest_max_batch: int = _setting(_parse_int, 500)
+
     def __post_init__(self) -> None:
-        positive = ("partitions", "replication_factor", "web_port", "retention_days", "sink_batch_size")
+        positive = (
+            "partitions",
+            "replication_factor",
+            "web_port",
+            "retention_days",
+            "sink_batch_size",
+            "ingest_burst",
+            "ingest_max_batch",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
-        for name in ("stall_radius_m", "stall_minutes", "offline_minutes", "sink_flush_interval_s"):
+        for name in (
+            "stall_radius_m",
+            "stall_minutes",
+            "offline_minutes",
+            "sink_flush_interval_s",
+            "ping_max_accuracy_m",
+            "ping_max_speed_mps",
+            "ping_max_future_s",
+            "ping_horizon_hours",
+            "ingest_rate_per_s",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
         if self.web_port >= 65536:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from faust.serializers import codecs
+from faust.tables.table import Table
 from faust.topics import Topic
 
 from streams.app import app
@@ -17,6 +20,7 @@ class SentRecords:
 
     def __init__(self) -> None:
         self.by_topic: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+        self.changelog: dict[str, dict[Any, Any]] = {}
 
     def values(self, topic: Any) -> list[dict[str, Any]]:
         return [value for _, value in self.by_topic.get(topic.get_topic_name(), [])]
@@ -30,13 +34,22 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[SentRecords]:
     """Capture every topic send; each value goes through its topic's real codec both ways."""
     records = SentRecords()
     app.finalize()
-    app.conf.store = "memory://"
     app.flow_control.resume()
+    for table in app.tables.values():
+        table.data.clear()  # tables are module-level: each test starts with empty state
 
-    async def capture(self: Topic, key: Any = None, value: Any = None, **kwargs: Any) -> None:
+    async def capture(self: Topic, key: Any = None, value: Any = None, **kwargs: Any) -> asyncio.Future[None]:
         encoded = codecs.dumps(self.value_serializer, value)
         decoded = codecs.loads(self.value_serializer, encoded)
         records.by_topic.setdefault(self.get_topic_name(), []).append((key, decoded))
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
+
+    def capture_changelog(self: Table, partition: Any, key: Any, value: Any, *args: Any, **kw: Any) -> Any:
+        records.changelog.setdefault(self.name, {})[key] = value
+        return SimpleNamespace(message=SimpleNamespace(partition=partition or 0))
 
     monkeypatch.setattr(Topic, "send", capture)
+    monkeypatch.setattr(Table, "send_changelog", capture_changelog)
     yield records

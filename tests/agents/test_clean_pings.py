@@ -12,7 +12,7 @@ from streams.app import gps_pings_clean_topic, gps_pings_rejected_topic
 from streams.pings.agents import clean_pings
 
 
-def _ping(ping_id: str, lat: float, lon: float) -> dict[str, Any]:
+def _ping(ping_id: str, lat: float, lon: float, seq: int = 1) -> dict[str, Any]:
     return {
         "ping_id": ping_id,
         "driver_id": "driver-7",
@@ -23,7 +23,7 @@ def _ping(ping_id: str, lat: float, lon: float) -> dict[str, Any]:
         "speed_mps": None,
         "heading": None,
         "battery": 80.0,
-        "seq": 1,
+        "seq": seq,
         "source": "app",
         "received_ts": 1_790_000_001_000,
     }
@@ -52,9 +52,9 @@ def test_bad_records_are_dead_lettered_and_the_stream_goes_on(sent: Any) -> None
         _feed(
             [
                 b"\x00garbage",
-                gps.encode(_ping("null", 0.0, 0.0)),
-                gps.encode(_ping("nan", float("nan"), -46.6)),
-                gps.encode(_ping("ok", -23.5, -46.6)),
+                gps.encode(_ping("null", 0.0, 0.0, seq=1)),
+                gps.encode(_ping("nan", float("nan"), -46.6, seq=2)),
+                gps.encode(_ping("ok", -23.5, -46.6, seq=3)),
             ]
         )
     )

@@ -1,0 +1,69 @@
+"""Driver tokens: HS256 JSON Web Tokens signed with WHATSUP_TOKEN_SECRET, naming the driver and an expiry."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+from streams.exceptions import WhatsUpError
+
+_HEADER = {"alg": "HS256", "typ": "JWT"}
+
+
+class TokenError(WhatsUpError):
+    """A token is missing, malformed, mis-signed or expired; ``reason`` says which."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def issue_driver_token(secret: str, driver_id: str, ttl_s: int, now_s: float | None = None) -> str:
+    """Return a token for ``driver_id`` valid for ``ttl_s`` seconds."""
+    now = int(time.time() if now_s is None else now_s)
+    payload = {"sub": driver_id, "role": "driver", "iat": now, "exp": now + ttl_s}
+    signing_input = f"{_b64(json.dumps(_HEADER).encode())}.{_b64(json.dumps(payload).encode())}"
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def verify_driver_token(secret: str, token: str, now_s: float | None = None) -> str:
+    """Return the driver id a valid token carries; raise TokenError otherwise."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenError("malformed_token", "token is not three dot-separated parts")
+    signing_input = f"{parts[0]}.{parts[1]}"
+    expected = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    try:
+        header, payload, signature = (
+            json.loads(_unb64(parts[0])),
+            json.loads(_unb64(parts[1])),
+            _unb64(parts[2]),
+        )
+    except (ValueError, UnicodeDecodeError):
+        raise TokenError("malformed_token", "token parts are not base64url JSON") from None
+    if not hmac.compare_digest(signature, expected):
+        raise TokenError("bad_signature", "token signature does not match")
+    if not isinstance(header, dict) or header.get("alg") != "HS256":
+        raise TokenError("malformed_token", "token algorithm must be HS256")
+    if (
+        not isinstance(payload, dict)
+        or payload.get("role") != "driver"
+        or not isinstance(payload.get("sub"), str)
+    ):
+        raise TokenError("malformed_token", "token does not name a driver")
+    exp = payload.get("exp")
+    if not isinstance(exp, int) or exp <= (time.time() if now_s is None else now_s):
+        raise TokenError("expired_token", "token has expired")
+    return str(payload["sub"])

@@ -1,0 +1,109 @@
+"""Parsing a phone's batch: the contract is enforced field by field, and edge verdicts match the agent's."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from streams.pings.intake import BadRequest, parse_batch
+from streams.pings.rules import RuleConfig
+from streams.web.ratelimit import DriverRateLimiter
+from streams.web.tokens import TokenError, issue_driver_token, verify_driver_token
+
+NOW = 1_790_000_000_000
+GOOD = {"ping_id": "p1", "ts": NOW - 1000, "lat": -23.55, "lon": -46.63}
+
+
+def parse(body: Any, max_pings: int = 500) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return parse_batch(raw, "driver-1", NOW, RuleConfig(), max_pings)
+
+
+def test_a_good_batch_becomes_gps_pings_of_the_tokens_driver() -> None:
+    intake = parse({"pings": [GOOD, {**GOOD, "ping_id": "p2", "ts": "2026-09-21T14:13:20Z", "seq": 7}]})
+    assert [p["driver_id"] for p in intake.pings] == ["driver-1", "driver-1"]
+    assert intake.pings[0]["received_ts"] == NOW and intake.pings[0]["source"] == "app"
+    assert (
+        intake.pings[1]["device_ts"] == 1_790_000_000_000 - 1_790_000_000_000 % 1
+        and intake.pings[1]["seq"] == 7
+    )
+    assert intake.rejected == []
+
+
+def test_iso_timestamps_are_read_as_utc_milliseconds() -> None:
+    intake = parse({"pings": [{**GOOD, "ts": "2026-09-21T11:13:20.250-03:00"}]})
+    assert intake.pings[0]["device_ts"] == NOW + 250
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "status"),
+    [
+        (b"{not json", "body", 400),
+        (b'{"pings": [{"ping_id": "p", "ts": 1, "lat": NaN, "lon": 1}]}', "body", 400),
+        ([1, 2], "body", 400),
+        ({"pings": "x"}, "pings", 400),
+        ({"driver_id": "someone-else", "pings": [GOOD]}, "driver_id", 400),
+        ({"pings": [{**GOOD, "driver_id": "someone-else"}]}, "pings[0].driver_id", 400),
+        ({"pings": [GOOD, {**GOOD, "lat": "-23.5"}]}, "pings[1].lat", 400),
+        ({"pings": [{**GOOD, "lon": True}]}, "pings[0].lon", 400),
+        ({"pings": [{**GOOD, "ts": "yesterday"}]}, "pings[0].ts", 400),
+        ({"pings": [{**GOOD, "ts": "2026-09-21T12:00:00"}]}, "pings[0].ts", 400),
+        ({"pings": [{**GOOD, "seq": -1}]}, "pings[0].seq", 400),
+        ({"pings": [{**GOOD, "ping_id": ""}]}, "pings[0].ping_id", 400),
+        ({"pings": [{k: v for k, v in GOOD.items() if k != "lat"}]}, "pings[0].lat", 400),
+        ({"pings": [{**GOOD, "altitude": 3}]}, "pings[0].altitude", 400),
+        ({"pings": [GOOD] * 501}, "pings", 413),
+    ],
+)
+def test_a_body_breaking_the_contract_is_refused_naming_the_field(body: Any, field: str, status: int) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse(body)
+    assert (caught.value.field, caught.value.status) == (field, status)
+
+
+def test_pings_failing_stateless_rules_are_reported_with_their_reason() -> None:
+    pings = [
+        GOOD,
+        {**GOOD, "ping_id": "p2", "lat": 0, "lon": 0},
+        {**GOOD, "ping_id": "p3", "accuracy_m": 900},
+    ]
+    intake = parse({"pings": pings})
+    assert [(i, str(r.reason)) for i, r in intake.rejected] == [(1, "null_island"), (2, "low_accuracy")]
+    assert len(intake.pings) == 3  # all go on to the agent, which records the same verdicts
+
+
+def test_tokens_carry_the_driver_and_expire() -> None:
+    token = issue_driver_token("s3cret", "driver-9", ttl_s=60, now_s=1000)
+    assert verify_driver_token("s3cret", token, now_s=1059) == "driver-9"
+    for secret, now, reason in [("s3cret", 1060, "expired_token"), ("other", 1000, "bad_signature")]:
+        with pytest.raises(TokenError) as caught:
+            verify_driver_token(secret, token, now_s=now)
+        assert caught.value.reason == reason
+
+
+def test_a_token_with_a_changed_driver_is_refused() -> None:
+    header, _, signature = issue_driver_token("s3cret", "driver-9", ttl_s=60, now_s=1000).split(".")
+    forged_payload = issue_driver_token("attacker-key", "driver-1", ttl_s=60, now_s=1000).split(".")[1]
+    with pytest.raises(TokenError) as caught:
+        verify_driver_token("s3cret", f"{header}.{forged_payload}.{signature}", now_s=1000)
+    assert caught.value.reason == "bad_signature"
+    for garbage in ["", "a.b", "a.b.c", "....."]:
+        with pytest.raises(TokenError):
+            verify_driver_token("s3cret", garbage, now_s=1000)
+
+
+def test_rate_limit_allows_a_burst_then_the_sustained_rate() -> None:
+    limiter = DriverRateLimiter(rate_per_s=2.0, burst=3)
+    assert [limiter.acquire("d", 0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.acquire("d", 0.0) == pytest.approx(0.5)
+    assert limiter.acquire("other", 0.0) == 0.0  # buckets are per driver
+    assert limiter.acquire("d", 0.6) == 0.0
+
+
+def test_rate_limiter_memory_is_bounded() -> None:
+    limiter = DriverRateLimiter(rate_per_s=1.0, burst=1, max_drivers=100)
+    for i in range(1000):
+        limiter.acquire(f"d{i}", 0.0)
+    assert len(limiter._buckets) == 100
