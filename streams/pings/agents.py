@@ -43,7 +43,8 @@ RULES = rules.RuleConfig(
 
 driver_ping_state = app.Table(
     "driver_ping_state",
-    key_type=str,
+    # bytes keys and values are stored and logged raw; the state is already compactly packed.
+    key_type=bytes,
     value_type=bytes,
     partitions=settings.partitions,
     default=None,
@@ -51,10 +52,6 @@ driver_ping_state = app.Table(
     # partitioner as the source topic), not from whichever event Faust thinks is current.
     use_partitioner=True,
 )
-# Tables take their codecs from their types and fall back to JSON for str and bytes; the state is already
-# packed bytes, so store it raw (set before the changelog topic is first built).
-driver_ping_state.key_serializer = "raw"  # type: ignore[attr-defined]
-driver_ping_state.value_serializer = "raw"  # type: ignore[attr-defined]
 
 _gps_ping = codec("GpsPing")
 
@@ -64,7 +61,7 @@ def judge_batch(
 ) -> list[tuple[str, str | None, dict[str, Any]]]:
     """Judge every new event of a batch in arrival order; return (outcome, key, record) per judged event.
 
-    ``load_state(key)`` gives a driver's stored state bytes; the updated states are left in ``states``.
+    ``load_state(key_bytes)`` gives a driver's stored state bytes; the updated states are left in ``states``.
     Events a driver's state has already applied (replays after a crash) are skipped.
     """
     results: list[tuple[str, str | None, dict[str, Any]]] = []
@@ -76,7 +73,7 @@ def judge_batch(
         if key is not None:
             state = states.get(key)
             if state is None:
-                state = states[key] = DriverPingState.unpack(load_state(key))
+                state = states[key] = DriverPingState.unpack(load_state(key.encode()))
             if message.offset <= state.last_offset:
                 continue
             state.last_offset = message.offset
@@ -114,5 +111,5 @@ async def clean_pings(stream: faust.StreamT[bytes]) -> None:
                 deliveries.append(await gps_pings_rejected_topic.send(key=key, value=record))
         await asyncio.gather(*deliveries)
         for key, state in states.items():
-            driver_ping_state[key] = state.pack()
+            driver_ping_state[key.encode()] = state.pack()
         metrics.PINGS_RECEIVED.labels("clean").inc(len(events))
