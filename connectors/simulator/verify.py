@@ -46,10 +46,13 @@ def _identity(topic_kind: str, value: dict[str, Any]) -> tuple[Any, ...]:
 def collect_verdicts(
     settings: Settings, driver_prefix: str, expected_total: int, timeout_s: float = 120.0
 ) -> Verdicts:
-    """Read the clean and rejected topics until ``expected_total`` distinct verdicts of these drivers arrive."""
+    """Read the clean and rejected topics until ``expected_total`` distinct verdicts of the drivers arrive."""
     names = {
         topics.qualified(topics.GPS_PINGS_CLEAN, settings.topic_prefix): ("clean", codec("CleanPing")),
-        topics.qualified(topics.GPS_PINGS_REJECTED, settings.topic_prefix): ("rejected", codec("RejectedPing")),
+        topics.qualified(topics.GPS_PINGS_REJECTED, settings.topic_prefix): (
+            "rejected",
+            codec("RejectedPing"),
+        ),
     }
     consumer = Consumer(
         {
@@ -72,9 +75,9 @@ def collect_verdicts(
         while verdicts.total() < expected_total and time.monotonic() < deadline:
             for message in consumer.consume(2000, timeout=0.2):
                 key, raw = message.key(), message.value()
-                if message.error() or raw is None or not (key or b"").startswith(prefix):
+                if message.error() or raw is None or key is None or not key.startswith(prefix):
                     continue
-                kind, decoder = names[message.topic()]
+                kind, decoder = names[str(message.topic())]
                 value = decoder.decode(raw)
                 identity = _identity(kind, value)
                 if identity in seen:

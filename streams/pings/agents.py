@@ -4,9 +4,10 @@ Crash safety under at-least-once delivery, per batch:
 1. every verdict is derived only from the source record and the driver's state (``processed_ts`` is the
    source record's timestamp, not the wall clock), so reprocessing the same record from the same state
    emits byte-identical records;
-2. outputs are sent and acknowledged by the broker before the new driver states are written;
-3. each state remembers the source offset it has applied, and Faust commits offsets only after flushing the
-   producer (changelog included).
+2. outputs are sent and acknowledged by the broker before the new driver states are written, and the
+   states' changelog records are acknowledged before the batch is acked (so before its offsets can be
+   committed);
+3. each state remembers the source offset it has applied.
 So after a kill -9, a record whose state update survived is skipped (its outputs were already durable), and
 a record whose state update was lost is judged again from the older state, giving exact replays on
 ``gps.pings.clean`` that the ClickHouse sink drops by ``ping_id``. No ping is lost or judged twice
@@ -95,6 +96,24 @@ def judge_batch(
     return results
 
 
+async def persist_states(states: dict[str, DriverPingState]) -> None:
+    """Store the batch's driver states and wait until their changelog records are acknowledged.
+
+    ``table[key] = value`` hands the changelog record to Faust's send buffer, and Faust's pre-commit flush
+    gives up on that buffer after 0.1 s, so offsets could be committed before the state is durable. Sending
+    the changelog records ourselves and awaiting them closes that gap: the batch's offsets are acked (and
+    later committed) only after this returns.
+    """
+    store = driver_ping_state.data
+    changelog = driver_ping_state.changelog_topic
+    deliveries = []
+    for key, state in states.items():
+        key_bytes, packed = key.encode(), state.pack()
+        store[key_bytes] = packed
+        deliveries.append(await changelog.send(key=key_bytes, value=packed))
+    await asyncio.gather(*deliveries)
+
+
 @app.agent(gps_pings_raw_topic, concurrency=1)
 async def clean_pings(stream: faust.StreamT[bytes]) -> None:
     """Validate, deduplicate and H3-snap every raw ping; dead-letter the rest with their reason."""
@@ -110,6 +129,5 @@ async def clean_pings(stream: faust.StreamT[bytes]) -> None:
                 metrics.PINGS_REJECTED.labels("clean", record["reason"]).inc()
                 deliveries.append(await gps_pings_rejected_topic.send(key=key, value=record))
         await asyncio.gather(*deliveries)
-        for key, state in states.items():
-            driver_ping_state[key.encode()] = state.pack()
+        await persist_states(states)
         metrics.PINGS_RECEIVED.labels("clean").inc(len(events))

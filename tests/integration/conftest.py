@@ -8,6 +8,7 @@ loopback ports, in a scratch directory. Whatever a fixture started, it stops.
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,9 @@ def stack_env(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> dict[str,
         "WHATSUP_DATA_DIR": str(tmp_path / "var"),
         "WHATSUP_WEB_PORT": str(free_port()),
         "WHATSUP_PARTITIONS": "4",
+        "WHATSUP_TOKEN_SECRET": secrets.token_hex(16),
+        "WHATSUP_INGEST_RATE_PER_S": "200",
+        "WHATSUP_INGEST_BURST": "400",
     }
 
 
