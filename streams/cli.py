@@ -15,7 +15,6 @@ NOT_YET = {
     "sender": "the WhatsApp sender",
     "query": "ClickHouse queries",
     "migrate": "ClickHouse migrations",
-    "bench": "the benchmarks",
 }
 
 
@@ -24,7 +23,8 @@ def _worker(args: argparse.Namespace) -> int:
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     from streams.app import app
 
-    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower()]
+    level = {"WARNING": "warn", "CRITICAL": "crit"}.get(settings.log_level, settings.log_level.lower())
+    sys.argv = [sys.argv[0], "worker", "--loglevel", level]
     app.main()
     return 0
 
@@ -85,6 +85,12 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from streams.bench import run_benchmarks
+
+    return run_benchmarks(get_settings(), quick=args.quick)
+
+
 def _settings(args: argparse.Namespace) -> int:
     print(json.dumps(get_settings().redacted(), indent=2, default=sorted))
     return 0
@@ -132,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--no-faults", action="store_true", help="clean phones only")
     sim.add_argument("--out", help="ground-truth directory (default: var/simulator)")
     sim.set_defaults(run=_simulate)
+    bench = commands.add_parser("bench", help="benchmarks on the local stack, written to docs/BENCHMARKS.md")
+    bench.add_argument("--quick", action="store_true", help="small sizes, print only")
+    bench.set_defaults(run=_bench)
     demo = commands.add_parser("demo-pings", help="stream synthetic pings through a running worker")
     demo.add_argument("--drivers", type=int, default=20)
     demo.add_argument("--pings", type=int, default=15, help="pings per driver")

@@ -8,7 +8,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams import topics
-from streams.exceptions import StackError
+from streams.exceptions import StackError, TransientError
 from streams.settings import Settings
 
 
@@ -66,3 +66,39 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise StackError(f"cannot create topic {name}: {exc}") from exc
     return created
+
+
+class DeliveringProducer:
+    """Produce batches with librdkafka and block until the broker has acknowledged every record.
+
+    Agents call ``deliver`` through ``asyncio.to_thread``: Faust's ``Topic.send`` costs about 140 µs per
+    record, librdkafka's ``produce`` a few µs, and the wait for acknowledgements leaves the event loop free.
+    """
+
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self._producer = make_producer(settings, **{"linger.ms": 2, **overrides})
+        self._errors: list[str] = []
+
+    def _on_delivery(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            self._errors.append(f"{message.topic()}: {error}")
+
+    def deliver(self, records: list[tuple[str, bytes, bytes]]) -> None:
+        """Send (topic, key, value) records; return once all are acknowledged, raise if any failed."""
+        produce, poll = self._producer.produce, self._producer.poll
+        for topic, key, value in records:
+            while True:
+                try:
+                    produce(topic, value, key, on_delivery=self._on_delivery)
+                    break
+                except BufferError:
+                    poll(0.01)  # the local queue is full: serve delivery reports, then retry
+        # A broker that is down makes this wait (back-pressure) rather than let the batch be acked.
+        while self._producer.flush(1.0) > 0:
+            pass
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise TransientError(f"{len(errors)} record(s) not delivered, first: {errors[0]}")
+
+    def close(self) -> None:
+        self._producer.flush(10.0)

@@ -20,7 +20,9 @@ record per driver per batch instead of one per ping.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -29,11 +31,12 @@ from schemas.codecs import codec
 from streams import metrics
 from streams.app import app, gps_pings_clean_topic, gps_pings_raw_topic, gps_pings_rejected_topic, settings
 from streams.exceptions import SchemaError
+from streams.kafka import DeliveringProducer
 from streams.pings import rules
 from streams.pings.state import DriverPingState
 
-BATCH_SIZE = 2000
-BATCH_WITHIN_S = 0.05
+BATCH_SIZE = 5_000
+BATCH_WITHIN_S = 0.1
 
 RULES = rules.RuleConfig(
     max_accuracy_m=settings.ping_max_accuracy_m,
@@ -55,6 +58,10 @@ driver_ping_state = app.Table(
 )
 
 _gps_ping = codec("GpsPing")
+_clean_ping = codec("CleanPing")
+_rejected_ping = codec("RejectedPing")
+CLEAN_TOPIC = gps_pings_clean_topic.get_topic_name()
+REJECTED_TOPIC = gps_pings_rejected_topic.get_topic_name()
 
 
 def judge_batch(
@@ -96,38 +103,98 @@ def judge_batch(
     return results
 
 
-async def persist_states(states: dict[str, DriverPingState]) -> None:
-    """Store the batch's driver states and wait until their changelog records are acknowledged.
+_producer: DeliveringProducer | None = None
 
-    ``table[key] = value`` hands the changelog record to Faust's send buffer, and Faust's pre-commit flush
-    gives up on that buffer after 0.1 s, so offsets could be committed before the state is durable. Sending
-    the changelog records ourselves and awaiting them closes that gap: the batch's offsets are acked (and
-    later committed) only after this returns.
+
+async def deliver_records(records: list[tuple[str, bytes, bytes]]) -> None:
+    """Send (topic, key, value) records and wait until the broker has acknowledged all of them."""
+    global _producer
+    if _producer is None:
+        _producer = DeliveringProducer(settings)
+    if records:
+        await asyncio.to_thread(_producer.deliver, records)
+
+
+def changelog_records(states: dict[str, DriverPingState]) -> list[tuple[str, bytes, bytes]]:
+    """Store the batch's driver states in the table's store and return their changelog records.
+
+    The records are delivered by the agent itself rather than through ``table[key] = value``: that hands
+    them to Faust's send buffer, and Faust's pre-commit flush gives up on the buffer after 0.1 s, so offsets
+    could be committed before the state is durable. The changelog is keyed like the source topic and
+    partitioned by the same murmur2 hash, so each state lands on its driver's partition.
     """
     store = driver_ping_state.data
-    changelog = driver_ping_state.changelog_topic
-    deliveries = []
+    changelog = driver_ping_state.changelog_topic.get_topic_name()
+    records = []
     for key, state in states.items():
         key_bytes, packed = key.encode(), state.pack()
         store[key_bytes] = packed
-        deliveries.append(await changelog.send(key=key_bytes, value=packed))
-    await asyncio.gather(*deliveries)
+        records.append((changelog, key_bytes, packed))
+    return records
+
+
+@dataclass
+class Judged:
+    """A judged batch waiting to be made durable: its outputs, then its states, then its offsets."""
+
+    events: Sequence[Any]
+    outputs: list[tuple[str, bytes, bytes]]
+    states: list[tuple[str, bytes, bytes]]
+    outcomes: Counter[tuple[str, str]]
+
+
+def encode_results(results: list[tuple[str, str | None, dict[str, Any]]]) -> tuple[list[Any], Counter[Any]]:
+    """Avro-encode the verdicts for their topics and count them by outcome."""
+    outputs = []
+    outcomes: Counter[tuple[str, str]] = Counter()
+    for outcome, key, record in results:
+        key_bytes = key.encode() if key is not None else b""
+        if outcome == "clean":
+            outputs.append((CLEAN_TOPIC, key_bytes, _clean_ping.encode(record)))
+            outcomes[("clean", "true" if record["late"] else "false")] += 1
+        else:
+            outputs.append((REJECTED_TOPIC, key_bytes, _rejected_ping.encode(record)))
+            outcomes[("rejected", record["reason"])] += 1
+    return outputs, outcomes
+
+
+async def make_durable_in_order(stream: Any, judged: asyncio.Queue[Judged]) -> None:
+    """Deliver each judged batch's outputs, then its states, then ack its events, one batch after another."""
+    while True:
+        batch = await judged.get()
+        await deliver_records(batch.outputs)
+        await deliver_records(batch.states)
+        for event in batch.events:
+            await stream.ack(event)
+        metrics.PINGS_RECEIVED.labels("clean").inc(len(batch.events))
+        for (outcome, label), count in batch.outcomes.items():
+            if outcome == "clean":
+                metrics.PINGS_ACCEPTED.labels(label).inc(count)
+            else:
+                metrics.PINGS_REJECTED.labels("clean", label).inc(count)
+        judged.task_done()
 
 
 @app.agent(gps_pings_raw_topic, concurrency=1)
 async def clean_pings(stream: faust.StreamT[bytes]) -> None:
-    """Validate, deduplicate and H3-snap every raw ping; dead-letter the rest with their reason."""
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
-        states: dict[str, DriverPingState] = {}
-        results = judge_batch(events, driver_ping_state.get, states)
-        deliveries = []
-        for outcome, key, record in results:
-            if outcome == "clean":
-                metrics.PINGS_ACCEPTED.labels("true" if record["late"] else "false").inc()
-                deliveries.append(await gps_pings_clean_topic.send(key=key, value=record))
-            else:
-                metrics.PINGS_REJECTED.labels("clean", record["reason"]).inc()
-                deliveries.append(await gps_pings_rejected_topic.send(key=key, value=record))
-        await asyncio.gather(*deliveries)
-        await persist_states(states)
-        metrics.PINGS_RECEIVED.labels("clean").inc(len(events))
+    """Validate, deduplicate and H3-snap every raw ping; dead-letter the rest with their reason.
+
+    Judging runs one batch ahead of delivery: while a batch's records wait for the broker, the next batch
+    is judged against the in-memory states, which already hold the previous batch's effects.
+    """
+    judged: asyncio.Queue[Judged] = asyncio.Queue(maxsize=2)
+    durable = asyncio.ensure_future(make_durable_in_order(stream, judged))
+    try:
+        async for events in stream.noack_take(BATCH_SIZE, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
+            states: dict[str, DriverPingState] = {}
+            results = judge_batch(events, driver_ping_state.get, states)
+            outputs, outcomes = encode_results(results)
+            put = asyncio.ensure_future(
+                judged.put(Judged(events, outputs, changelog_records(states), outcomes))
+            )
+            await asyncio.wait([put, durable], return_when=asyncio.FIRST_COMPLETED)
+            if durable.done():
+                put.cancel()
+                durable.result()  # a batch could not be made durable: let the agent crash, unacked
+    finally:
+        durable.cancel()

@@ -29,20 +29,27 @@ def _ping(ping_id: str, lat: float, lon: float, seq: int = 1) -> dict[str, Any]:
     }
 
 
-async def _feed(records: list[bytes]) -> None:
+async def _feed(records: list[bytes], sent: Any, expected_outputs: int) -> None:
     async with clean_pings.test_context() as agent:
         for raw in records:
             await agent.put(raw, key="driver-7")
+        for _ in range(100):  # the agent batches: wait for its delivery to catch up
+            if (
+                sum(1 for t in sent.by_topic if "changelog" not in t for _ in sent.by_topic[t])
+                >= expected_outputs
+            ):
+                break
+            await asyncio.sleep(0.02)
 
 
 def test_valid_ping_is_snapped_and_sent_clean(sent: Any) -> None:
-    asyncio.run(_feed([codec("GpsPing").encode(_ping("p1", -23.5613, -46.6565))]))
+    asyncio.run(_feed([codec("GpsPing").encode(_ping("p1", -23.5613, -46.6565))], sent, 1))
 
     [clean] = sent.values(gps_pings_clean_topic)
     assert clean["ping_id"] == "p1"
     assert clean["h3_r9"] == int(h3.latlng_to_cell(-23.5613, -46.6565, 9), 16)
     assert clean["h3_r7"] == int(h3.latlng_to_cell(-23.5613, -46.6565, 7), 16)
-    assert sent.keys(gps_pings_clean_topic) == ["driver-7"]
+    assert sent.keys(gps_pings_clean_topic) == [b"driver-7"]
     assert sent.values(gps_pings_rejected_topic) == []
 
 
@@ -55,7 +62,9 @@ def test_bad_records_are_dead_lettered_and_the_stream_goes_on(sent: Any) -> None
                 gps.encode(_ping("null", 0.0, 0.0, seq=1)),
                 gps.encode(_ping("nan", float("nan"), -46.6, seq=2)),
                 gps.encode(_ping("ok", -23.5, -46.6, seq=3)),
-            ]
+            ],
+            sent,
+            4,
         )
     )
 

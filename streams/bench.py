@@ -1,0 +1,358 @@
+"""``whatsup bench``: measure the ping stages on the local stack and write docs/BENCHMARKS.md.
+
+Every ratio is measured side by side in one run on one machine, because shared machines are noisy:
+- clean-stage throughput on a pre-loaded topic against a bare aiokafka ``getmany`` drain of the same topic;
+- ingest API throughput in 100-ping batches, with latency percentiles;
+- driver state per active driver, from a run with 20,000 simulated drivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import Consumer
+from confluent_kafka import TopicPartition as CTopicPartition
+
+from connectors.simulator.model import Faults, SimConfig, simulate
+from connectors.simulator.run import produce_to_kafka
+from streams import topics
+from streams.kafka import create_topics
+from streams.pings import rules
+from streams.pings.state import DriverPingState
+from streams.settings import PROJECT_ROOT, Settings
+from streams.web.tokens import issue_driver_token
+
+
+@dataclass
+class Result:
+    name: str
+    value: float
+    unit: str
+    note: str = ""
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    system = f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {system}"
+
+
+def _bench_settings(base: Settings, label: str) -> Settings:
+    run = uuid.uuid4().hex[:6]
+    settings = replace(base, topic_prefix=f"bench-{label}-{run}.", app_id=f"bench-{label}-{run}")
+    create_topics(settings)
+    return settings
+
+
+def _env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHATSUP_")}
+    env.update(
+        {
+            "WHATSUP_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "WHATSUP_TOPIC_PREFIX": settings.topic_prefix,
+            "WHATSUP_APP_ID": settings.app_id,
+            "WHATSUP_PARTITIONS": str(settings.partitions),
+            "WHATSUP_DATA_DIR": str(settings.data_dir / "bench" / settings.app_id),
+            "WHATSUP_WEB_PORT": str(settings.web_port + 100),
+            "WHATSUP_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+    )
+    return env
+
+
+def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = Path(env["WHATSUP_DATA_DIR"]) / "worker.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker"],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def _raw_drain(settings: Settings, topic: str, total: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 2**20,
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen, started = 0, time.perf_counter()
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            seen += sum(len(records) for records in batch.values())
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def _output_span(settings: Settings, total: int, timeout_s: float) -> tuple[int, float]:
+    """Wait for ``total`` verdicts and return how many came, and the seconds from the first to the last."""
+    names = [
+        topics.qualified(t, settings.topic_prefix)
+        for t in (topics.GPS_PINGS_CLEAN, topics.GPS_PINGS_REJECTED)
+    ]
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"span-{uuid.uuid4().hex}"}
+    )
+    assignment = [
+        CTopicPartition(n, p, 0)
+        for n in names
+        for p in consumer.list_topics(n, timeout=10).topics[n].partitions
+    ]
+    consumer.assign(assignment)
+    first, last, seen = float("inf"), 0.0, 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while seen < total and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, timeout=0.5):
+                if message.error():
+                    continue
+                stamp = message.timestamp()[1] / 1000
+                first, last, seen = min(first, stamp), max(last, stamp), seen + 1
+    finally:
+        consumer.close()
+    return seen, last - first
+
+
+def bench_clean_stage(base: Settings, drivers: int, minutes: float) -> list[Result]:
+    """Clean-stage pings/s on a pre-loaded topic, next to a raw aiokafka drain of the same topic."""
+    settings = _bench_settings(base, "clean")
+    runs = simulate(
+        SimConfig(drivers=drivers, minutes=minutes, end_ms=int(time.time() * 1000), seed=3, driver_prefix="b")
+    )
+    produced = produce_to_kafka(runs, settings).pings
+    raw_topic = topics.qualified(topics.GPS_PINGS_RAW, settings.topic_prefix)
+    drains = [asyncio.run(_raw_drain(settings, raw_topic, produced))]
+    env = _env(settings)
+    Path(env["WHATSUP_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    worker = _start_worker(env)
+    try:
+        seen, span = _output_span(settings, produced, timeout_s=300)
+    finally:
+        worker.terminate()
+        worker.wait(60)
+    drains.append(asyncio.run(_raw_drain(settings, raw_topic, produced)))
+    drain = statistics.mean(drains)
+    ceiling = _faust_ceiling(settings, raw_topic, produced)
+    clean = seen / span if span > 0 else 0.0
+    if seen < produced:
+        raise RuntimeError(
+            f"the worker judged only {seen} of {produced} pings; see {env['WHATSUP_DATA_DIR']}"
+        )
+    return [
+        Result(
+            "raw aiokafka getmany drain", drain, "pings/s", f"mean of {len(drains)} drains, before and after"
+        ),
+        Result(
+            "clean_pings stage",
+            clean,
+            "pings/s",
+            f"{produced:,} pings of {drivers:,} drivers, first to last verdict",
+        ),
+        Result(
+            "do-nothing Faust agent (ack only)",
+            ceiling,
+            "pings/s",
+            "same topic: Faust's own per-message cost",
+        ),
+        Result("clean stage / raw drain", clean / drain, "ratio", "target at least 0.5"),
+        Result("clean stage / do-nothing Faust agent", clean / ceiling, "ratio"),
+    ]
+
+
+def _faust_ceiling(settings: Settings, topic: str, total: int) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHATSUP_")}
+    env.update(
+        BENCH_CEILING_TOPIC=topic,
+        BENCH_CEILING_TOTAL=str(total),
+        BENCH_CEILING_APP=f"ceiling-{uuid.uuid4().hex[:6]}",
+        BENCH_CEILING_BOOTSTRAP=settings.kafka_bootstrap,
+        BENCH_CEILING_PORT=str(settings.web_port + 101),
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "faust", "-A", "streams.bench_ceiling", "worker", "-l", "warn"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("CEILING "):
+            return float(line.split()[1])
+    raise RuntimeError(f"the ceiling app reported nothing:\n{out.stderr[-2000:]}")
+
+
+async def _post_batches(url: str, secret: str, drivers: int, batches: int, size: int) -> list[float]:
+    now = int(time.time() * 1000)
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=drivers, max_keepalive_connections=drivers)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
+        async def phone(d: int) -> None:
+            headers = {"Authorization": f"Bearer {issue_driver_token(secret, f'api-{d}', 3600)}"}
+            for b in range(batches):
+                pings = [
+                    {
+                        "ping_id": f"api-{d}:{b * size + i}",
+                        "seq": b * size + i,
+                        "ts": now - 600_000 + (b * size + i) * 1000,
+                        "lat": -23.55 + i * 1e-5,
+                        "lon": -46.63,
+                        "accuracy_m": 5.0,
+                    }
+                    for i in range(size)
+                ]
+                started = time.perf_counter()
+                answer = await client.post("/v1/pings", json={"pings": pings}, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                if answer.status_code != 202:
+                    raise RuntimeError(f"ingest answered {answer.status_code}: {answer.text}")
+
+        await asyncio.gather(*(phone(d) for d in range(drivers)))
+    return latencies
+
+
+def bench_ingest(base: Settings, drivers: int, batches: int, size: int = 100) -> list[Result]:
+    """Pings/s through POST /v1/pings in ``size``-ping batches from concurrent phones, and latency."""
+    settings = _bench_settings(base, "ingest")
+    secret = uuid.uuid4().hex
+    env = _env(
+        settings, WHATSUP_TOKEN_SECRET=secret, WHATSUP_INGEST_RATE_PER_S="1000", WHATSUP_INGEST_BURST="1000"
+    )
+    Path(env["WHATSUP_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{env['WHATSUP_WEB_PORT']}"
+    worker = _start_worker(env)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        asyncio.run(_post_batches(url, secret, drivers, 2, size))  # warm-up: connections, producer
+        started = time.perf_counter()
+        latencies = asyncio.run(_post_batches(url, secret, drivers, batches, size))
+        elapsed = time.perf_counter() - started
+    finally:
+        worker.terminate()
+        worker.wait(60)
+    latencies.sort()
+    total = drivers * batches * size
+    return [
+        Result(
+            "ingest API",
+            total / elapsed,
+            "pings/s",
+            f"{drivers} phones x {batches} batches of {size}, acks=all",
+        ),
+        Result("ingest API p50 latency", latencies[len(latencies) // 2] * 1000, "ms"),
+        Result("ingest API p99 latency", latencies[int(len(latencies) * 0.99) - 1] * 1000, "ms"),
+    ]
+
+
+def bench_state_memory(drivers: int = 20_000, pings_per_driver: int = 120) -> list[Result]:
+    """Bytes of driver state per active driver: packed (what the table and changelog hold) and traced."""
+    runs = simulate(
+        SimConfig(
+            drivers=drivers,
+            minutes=pings_per_driver * 5 / 60,
+            end_ms=1_790_000_000_000,
+            seed=9,
+            faults=replace(Faults(), too_old=0.0),
+        )
+    )
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    table: dict[bytes, bytes] = {}
+    config = rules.RuleConfig()
+    for run in runs:
+        state = DriverPingState()
+        for sim in run.pings():
+            p = sim.payload
+            ping: dict[str, Any] = {
+                **p,
+                "driver_id": run.driver_id,
+                "device_ts": p["ts"],
+                "source": "app",
+                "received_ts": 1_790_000_001_000,
+            }
+            rules.evaluate(ping, state, config, 0)
+        table[run.driver_id.encode()] = state.pack()
+    traced = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    packed = [len(v) for v in table.values()]
+    return [
+        Result("driver state, packed, mean", statistics.mean(packed), "bytes", f"{drivers:,} drivers"),
+        Result("driver state, packed, max", max(packed), "bytes", "target at most 4096"),
+        Result(
+            "driver state in memory (key + value + dict slot)",
+            traced / drivers,
+            "bytes/driver",
+            "tracemalloc",
+        ),
+    ]
+
+
+def write_report(results: list[Result], command: str, path: Path) -> None:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {_machine()}. Broker: the local single-node Kafka of `deploy/kafka` on loopback.",
+        f"Command: `{command}`, run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "Ratios are measured side by side in the same run.",
+        "",
+        "| measure | value | unit | note |",
+        "|---|---:|---|---|",
+    ]
+    for r in results:
+        value = f"{r.value:,.2f}" if r.unit in ("ratio", "ms") else f"{r.value:,.0f}"
+        lines.append(f"| {r.name} | {value} | {r.unit} | {r.note} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_benchmarks(settings: Settings, quick: bool = False) -> int:
+    """Run every benchmark on the stack ``settings`` points at and write docs/BENCHMARKS.md."""
+    results: list[Result] = []
+    results += bench_state_memory(2_000 if quick else 20_000)
+    results += bench_clean_stage(settings, drivers=200 if quick else 2_000, minutes=10 if quick else 30)
+    results += bench_ingest(settings, drivers=10 if quick else 40, batches=5 if quick else 50)
+    for r in results:
+        print(f"{r.name:<52} {r.value:>14,.2f} {r.unit:<12} {r.note}")
+    if not quick:
+        write_report(results, "make bench", PROJECT_ROOT / "docs" / "BENCHMARKS.md")
+        print("written to docs/BENCHMARKS.md")
+    return 0
