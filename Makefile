@@ -65,7 +65,8 @@ test-integration: setup
 test: setup lint typecheck test-unit test-agents test-integration
 
 bench: setup
-	$(PY) -m streams bench
+	@bash deploy/stack.sh up
+	@$(PY) -m streams bench; status=$$?; bash deploy/stack.sh down; exit $$status
 
 clean: down
 	rm -rf var build *.egg-info

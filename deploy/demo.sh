@@ -31,6 +31,9 @@ trap 'exit 130' INT TERM
 echo "== starting the local stack (Redis, Kafka broker, topics)"
 "$here/stack.sh" up
 
+# A throw-away signing secret for this demo's driver tokens; real deployments set their own.
+export WHATSUP_TOKEN_SECRET="${WHATSUP_TOKEN_SECRET:-$("$python" -c 'import secrets; print(secrets.token_hex(32))')}"
+
 echo "== starting a worker (log: var/demo/worker.log)"
 "$python" -m streams worker >"$log_dir/worker.log" 2>&1 &
 worker_pid=$!
@@ -58,5 +61,5 @@ PY
 done
 [[ -n "$healthy" ]] || { echo "the worker did not become healthy" >&2; exit 1; }
 
-echo "== streaming synthetic pings through the clean_pings agent"
-"$python" -m streams demo-pings --drivers 20 --pings 15
+echo "== the pipeline at work"
+"$python" -m streams demo

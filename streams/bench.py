@@ -146,49 +146,55 @@ def _output_span(settings: Settings, total: int, timeout_s: float) -> tuple[int,
     return seen, last - first
 
 
+def _run_clean_stage(base: Settings, runs: list[Any], workers: int) -> tuple[Settings, int, float]:
+    """Load a fresh topic with the fleet's pings, judge them with ``workers`` workers; return the rate."""
+    settings = _bench_settings(base, f"clean{workers}")
+    produced = produce_to_kafka(runs, settings).pings
+    processes = []
+    for i in range(workers):
+        env = _env(settings)
+        env["WHATSUP_DATA_DIR"] += f"-{i}"
+        env["WHATSUP_WEB_PORT"] = str(int(env["WHATSUP_WEB_PORT"]) + 10 + i)
+        processes.append(_start_worker(env))
+    try:
+        seen, span = _output_span(settings, produced, timeout_s=900)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(60)
+    if seen < produced:
+        raise RuntimeError(f"{workers} worker(s) judged only {seen} of {produced} pings; see var/bench/")
+    return settings, produced, seen / span if span > 0 else 0.0
+
+
 def bench_clean_stage(base: Settings, drivers: int, minutes: float) -> list[Result]:
-    """Clean-stage pings/s on a pre-loaded topic, next to a raw aiokafka drain of the same topic."""
-    settings = _bench_settings(base, "clean")
+    """Clean-stage pings/s on a pre-loaded topic, beside a raw aiokafka drain and a do-nothing Faust agent."""
     runs = simulate(
         SimConfig(drivers=drivers, minutes=minutes, end_ms=int(time.time() * 1000), seed=3, driver_prefix="b")
     )
-    produced = produce_to_kafka(runs, settings).pings
+    settings, produced, clean = _run_clean_stage(base, runs, workers=1)
     raw_topic = topics.qualified(topics.GPS_PINGS_RAW, settings.topic_prefix)
-    drains = [asyncio.run(_raw_drain(settings, raw_topic, produced))]
-    env = _env(settings)
-    Path(env["WHATSUP_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    worker = _start_worker(env)
-    try:
-        seen, span = _output_span(settings, produced, timeout_s=300)
-    finally:
-        worker.terminate()
-        worker.wait(60)
-    drains.append(asyncio.run(_raw_drain(settings, raw_topic, produced)))
-    drain = statistics.mean(drains)
+    drain = statistics.mean([asyncio.run(_raw_drain(settings, raw_topic, produced)) for _ in range(2)])
     ceiling = _faust_ceiling(settings, raw_topic, produced)
-    clean = seen / span if span > 0 else 0.0
-    if seen < produced:
-        raise RuntimeError(
-            f"the worker judged only {seen} of {produced} pings; see {env['WHATSUP_DATA_DIR']}"
-        )
+    _, _, clean_two = _run_clean_stage(base, runs, workers=2)
     return [
-        Result(
-            "raw aiokafka getmany drain", drain, "pings/s", f"mean of {len(drains)} drains, before and after"
-        ),
-        Result(
-            "clean_pings stage",
-            clean,
-            "pings/s",
-            f"{produced:,} pings of {drivers:,} drivers, first to last verdict",
-        ),
+        Result("raw aiokafka getmany drain", drain, "pings/s", "mean of 2 drains"),
         Result(
             "do-nothing Faust agent (ack only)",
             ceiling,
             "pings/s",
             "same topic: Faust's own per-message cost",
         ),
-        Result("clean stage / raw drain", clean / drain, "ratio", "target at least 0.5"),
-        Result("clean stage / do-nothing Faust agent", clean / ceiling, "ratio"),
+        Result(
+            "clean_pings stage, 1 worker",
+            clean,
+            "pings/s",
+            f"{produced:,} pings of {drivers:,} drivers, first to last verdict",
+        ),
+        Result("clean_pings stage, 2 workers", clean_two, "pings/s", "same pings, 6 partitions shared"),
+        Result("clean stage (1 worker) / raw drain", clean / drain, "ratio", "target at least 0.5"),
+        Result("clean stage (1 worker) / do-nothing Faust agent", clean / ceiling, "ratio"),
     ]
 
 
@@ -222,13 +228,13 @@ async def _post_batches(url: str, secret: str, drivers: int, batches: int, size:
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
 
         async def phone(d: int) -> None:
-            headers = {"Authorization": f"Bearer {issue_driver_token(secret, f'api-{d}', 3600)}"}
+            headers = {"Authorization": f"Bearer {issue_driver_token(secret, f'api-{drivers}-{d}', 3600)}"}
             for b in range(batches):
                 pings = [
                     {
                         "ping_id": f"api-{d}:{b * size + i}",
                         "seq": b * size + i,
-                        "ts": now - 600_000 + (b * size + i) * 1000,
+                        "ts": now - (batches * size - b * size - i) * 1000,  # in the past, within the horizon
                         "lat": -23.55 + i * 1e-5,
                         "lon": -46.63,
                         "accuracy_m": 5.0,
@@ -245,16 +251,19 @@ async def _post_batches(url: str, secret: str, drivers: int, batches: int, size:
     return latencies
 
 
-def bench_ingest(base: Settings, drivers: int, batches: int, size: int = 100) -> list[Result]:
-    """Pings/s through POST /v1/pings in ``size``-ping batches from concurrent phones, and latency."""
+def bench_ingest(base: Settings, phones: tuple[int, ...], batches: int, size: int = 100) -> list[Result]:
+    """Pings/s through POST /v1/pings in ``size``-ping batches from concurrent phones, and latency.
+
+    Each load level runs against the same worker; the load generator shares the machine's two cores.
+    """
     settings = _bench_settings(base, "ingest")
     secret = uuid.uuid4().hex
     env = _env(
         settings, WHATSUP_TOKEN_SECRET=secret, WHATSUP_INGEST_RATE_PER_S="1000", WHATSUP_INGEST_BURST="1000"
     )
-    Path(env["WHATSUP_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{env['WHATSUP_WEB_PORT']}"
     worker = _start_worker(env)
+    results = []
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -263,25 +272,28 @@ def bench_ingest(base: Settings, drivers: int, batches: int, size: int = 100) ->
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        asyncio.run(_post_batches(url, secret, drivers, 2, size))  # warm-up: connections, producer
-        started = time.perf_counter()
-        latencies = asyncio.run(_post_batches(url, secret, drivers, batches, size))
-        elapsed = time.perf_counter() - started
+        asyncio.run(_post_batches(url, secret, 4, 2, size))  # warm-up: connections, producer
+        for drivers in phones:
+            started = time.perf_counter()
+            latencies = sorted(asyncio.run(_post_batches(url, secret, drivers, batches, size)))
+            elapsed = time.perf_counter() - started
+            total = drivers * batches * size
+            load = f"{drivers} phones x {batches} batches of {size}"
+            results += [
+                Result(f"ingest API, {drivers} phones", total / elapsed, "pings/s", f"{load}, acks=all"),
+                Result(
+                    f"ingest API p50 latency, {drivers} phones", latencies[len(latencies) // 2] * 1000, "ms"
+                ),
+                Result(
+                    f"ingest API p99 latency, {drivers} phones",
+                    latencies[int(len(latencies) * 0.99) - 1] * 1000,
+                    "ms",
+                ),
+            ]
     finally:
         worker.terminate()
         worker.wait(60)
-    latencies.sort()
-    total = drivers * batches * size
-    return [
-        Result(
-            "ingest API",
-            total / elapsed,
-            "pings/s",
-            f"{drivers} phones x {batches} batches of {size}, acks=all",
-        ),
-        Result("ingest API p50 latency", latencies[len(latencies) // 2] * 1000, "ms"),
-        Result("ingest API p99 latency", latencies[int(len(latencies) * 0.99) - 1] * 1000, "ms"),
-    ]
+    return results
 
 
 def bench_state_memory(drivers: int = 20_000, pings_per_driver: int = 120) -> list[Result]:
@@ -349,7 +361,7 @@ def run_benchmarks(settings: Settings, quick: bool = False) -> int:
     results: list[Result] = []
     results += bench_state_memory(2_000 if quick else 20_000)
     results += bench_clean_stage(settings, drivers=200 if quick else 2_000, minutes=10 if quick else 30)
-    results += bench_ingest(settings, drivers=10 if quick else 40, batches=5 if quick else 50)
+    results += bench_ingest(settings, phones=(2, 10) if quick else (4, 40), batches=5 if quick else 50)
     for r in results:
         print(f"{r.name:<52} {r.value:>14,.2f} {r.unit:<12} {r.note}")
     if not quick:

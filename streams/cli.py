@@ -96,10 +96,10 @@ def _settings(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_pings(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
-    return run_demo(get_settings(), drivers=args.drivers, pings_per_driver=args.pings, timeout_s=args.timeout)
+    return run_demo(get_settings(), drivers=args.drivers, minutes=args.minutes, timeout_s=args.timeout)
 
 
 def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
@@ -141,11 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks on the local stack, written to docs/BENCHMARKS.md")
     bench.add_argument("--quick", action="store_true", help="small sizes, print only")
     bench.set_defaults(run=_bench)
-    demo = commands.add_parser("demo-pings", help="stream synthetic pings through a running worker")
-    demo.add_argument("--drivers", type=int, default=20)
-    demo.add_argument("--pings", type=int, default=15, help="pings per driver")
-    demo.add_argument("--timeout", type=float, default=60.0)
-    demo.set_defaults(run=_demo_pings)
+    demo = commands.add_parser("demo", help="show the pipeline at work on a running worker")
+    demo.add_argument("--drivers", type=int, default=40)
+    demo.add_argument("--minutes", type=float, default=20.0, help="simulated period per driver")
+    demo.add_argument("--timeout", type=float, default=120.0)
+    demo.set_defaults(run=_demo)
     for name, what in NOT_YET.items():
         sub = commands.add_parser(name, help=f"{what} (not in this release yet)")
         sub.add_argument("rest", nargs=argparse.REMAINDER)

@@ -1,113 +1,83 @@
-"""Stream synthetic driver pings through a running worker and show what came out on the other side."""
+"""``whatsup demo``: what the pipeline does, shown on a running worker.
+
+1. The ingest API refuses bad requests with precise answers.
+2. A simulated fleet of phones, with real-world faults, posts its pings through the API.
+3. Every ping's verdict is read back from Kafka and checked against the simulator's ground truth.
+"""
 
 from __future__ import annotations
 
-import math
-import random
+import asyncio
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
+import httpx
 
-from schemas.codecs import codec
-from streams import topics
-from streams.kafka import make_producer
+from connectors.simulator.model import SimConfig, simulate
+from connectors.simulator.run import post_through_api, write_truth
+from connectors.simulator.verify import collect_verdicts, compare
 from streams.settings import Settings
-
-SAO_PAULO = (-23.5505, -46.6333)
-
-
-def synthetic_pings(run_id: str, drivers: int, pings_per_driver: int, seed: int = 7) -> list[dict[str, Any]]:
-    """Make pings of drivers riding through São Paulo, with a few broken fixes among them."""
-    rng = random.Random(seed)
-    now_ms = int(time.time() * 1000)
-    pings = []
-    for d in range(drivers):
-        lat = SAO_PAULO[0] + rng.uniform(-0.08, 0.08)
-        lon = SAO_PAULO[1] + rng.uniform(-0.08, 0.08)
-        bearing = rng.uniform(0, 2 * math.pi)
-        for i in range(pings_per_driver):
-            # About 10 m/s for 5 s between fixes: a motorcycle in city traffic.
-            lat += 50 / 111_320 * math.cos(bearing)
-            lon += 50 / (111_320 * math.cos(math.radians(lat))) * math.sin(bearing)
-            fix_lat, fix_lon = lat, lon
-            if i == 3 and d % 5 == 0:
-                fix_lat, fix_lon = 0.0, 0.0  # a phone that reports null island before its first fix
-            elif i == 4 and d % 7 == 0:
-                fix_lat = 123.0  # a corrupt latitude
-            pings.append(
-                {
-                    "ping_id": f"{run_id}:d{d}:{i}",
-                    "driver_id": f"{run_id}:d{d}",
-                    "device_ts": now_ms - (pings_per_driver - i) * 5000,
-                    "lat": fix_lat,
-                    "lon": fix_lon,
-                    "accuracy_m": round(rng.uniform(3, 15), 1),
-                    "speed_mps": 10.0,
-                    "heading": None,
-                    "battery": None,
-                    "seq": i,
-                    "source": "simulator",
-                    "received_ts": now_ms,
-                }
-            )
-    return pings
+from streams.web.tokens import issue_driver_token
 
 
-def run_demo(settings: Settings, *, drivers: int, pings_per_driver: int, timeout_s: float) -> int:
-    """Produce the pings, wait for every one to come out clean or rejected, print a summary."""
-    run_id = f"demo-{uuid.uuid4().hex[:6]}"
-    pings = synthetic_pings(run_id, drivers, pings_per_driver)
-    raw_topic = topics.qualified(topics.GPS_PINGS_RAW, settings.topic_prefix)
-    clean_topic = topics.qualified(topics.GPS_PINGS_CLEAN, settings.topic_prefix)
-    rejected_topic = topics.qualified(topics.GPS_PINGS_REJECTED, settings.topic_prefix)
+def _show_refusals(url: str, secret: str) -> bool:
+    token = issue_driver_token(secret, "demo-driver", ttl_s=600)
+    auth = {"Authorization": f"Bearer {token}"}
+    ping = {"ping_id": "x1", "ts": int(time.time() * 1000), "lat": -23.55, "lon": -46.63}
+    cases: list[tuple[str, dict[str, Any], int]] = [
+        ("no token", {"json": {"pings": [ping]}}, 401),
+        (
+            "posting as another driver",
+            {"json": {"driver_id": "someone-else", "pings": [ping]}, "headers": auth},
+            400,
+        ),
+        ("501 pings", {"json": {"pings": [ping] * 501}, "headers": auth}, 413),
+        ("malformed JSON", {"content": b'{"pings": [', "headers": auth}, 400),
+        ("lat as a string", {"json": {"pings": [{**ping, "lat": "-23.5"}]}, "headers": auth}, 400),
+    ]
+    ok = True
+    print("POST /v1/pings refuses bad requests:")
+    for label, kwargs, status in cases:
+        answer = httpx.post(f"{url}/v1/pings", timeout=10, **kwargs)
+        ok &= answer.status_code == status
+        print(f"  {label:<28} -> {answer.status_code} {answer.json().get('message', '')}")
+    return ok
 
-    producer = make_producer(settings)
-    gps_ping = codec("GpsPing")
-    for ping in pings:
-        producer.produce(raw_topic, key=ping["driver_id"].encode(), value=gps_ping.encode(ping))
-    producer.produce(raw_topic, key=f"{run_id}:d0".encode(), value=b"not avro at all")
-    producer.flush(30)
-    expected = len(pings) + 1
-    print(f"produced {len(pings)} pings of {drivers} drivers (+1 malformed record) to {raw_topic}")
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": run_id,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+def run_demo(settings: Settings, *, drivers: int, minutes: float, timeout_s: float) -> int:
+    """Show the API's refusals, post a simulated fleet through it, and check every verdict; 0 if all match."""
+    if settings.token_secret is None:
+        print("WHATSUP_TOKEN_SECRET must be set (deploy/demo.sh sets a random one)")
+        return 2
+    url = f"http://127.0.0.1:{settings.web_port}"
+    refusals_ok = _show_refusals(url, settings.token_secret)
+
+    prefix = f"demo{uuid.uuid4().hex[:4]}"
+    runs = simulate(
+        SimConfig(drivers=drivers, minutes=minutes, end_ms=int(time.time() * 1000), driver_prefix=prefix)
     )
-    consumer.subscribe([clean_topic, rejected_topic])
-    clean_codec, rejected_codec = codec("CleanPing"), codec("RejectedPing")
-    clean: list[dict[str, Any]] = []
-    reasons: Counter[str] = Counter()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(clean) + sum(reasons.values()) < expected and time.monotonic() < deadline:
-            for message in consumer.consume(500, timeout=0.5):
-                value = message.value()
-                if message.error() or value is None or not (message.key() or b"").startswith(run_id.encode()):
-                    continue
-                if message.topic() == clean_topic:
-                    clean.append(clean_codec.decode(value))
-                else:
-                    reasons[rejected_codec.decode(value)["reason"]] += 1
-    finally:
-        consumer.close()
+    truth = write_truth(runs, settings.data_dir / "demo" / prefix)
+    expected: Counter[str] = Counter(truth["expected"])
+    print(f"\n{drivers} simulated phones post {minutes:.0f} minutes of pings through the ingest API ...")
+    report = asyncio.run(post_through_api(runs, url, settings.token_secret))
+    print(
+        f"  {report.pings} pings in {report.requests} requests ({report.seconds:.1f} s, "
+        f"{report.retried} rate-limited and retried), {report.flagged_by_api} flagged at once by the API"
+    )
 
-    print(f"{clean_topic}: {len(clean)} clean pings")
-    for row in clean[:5]:
-        print(f"  {row['ping_id']:<22} lat={row['lat']:.5f} lon={row['lon']:.5f} h3_r9={row['h3_r9']:x}")
-    print(f"{rejected_topic}: {sum(reasons.values())} rejected")
-    for reason, count in sorted(reasons.items()):
-        print(f"  {reason:<22} {count}")
-    seen = len(clean) + sum(reasons.values())
-    if seen != expected:
-        print(f"only {seen} of {expected} records came out within {timeout_s:.0f}s")
+    verdicts = collect_verdicts(settings, f"{prefix}-", sum(expected.values()), timeout_s=timeout_s)
+    got = verdicts.overall()
+    print("\nverdicts on gps.pings.clean / gps.pings.rejected, against the simulator's ground truth:")
+    print(f"  {'verdict':<20} {'expected':>9} {'pipeline':>9}")
+    for verdict in sorted(set(expected) | set(got), key=lambda v: (v != "clean", v)):
+        print(f"  {verdict:<20} {expected[verdict]:>9} {got[verdict]:>9}")
+    problems = compare(truth["per_driver"], verdicts)
+    print(f"  ground truth: {Path(settings.data_dir / 'demo' / prefix / 'truth.jsonl')}")
+    if problems:
+        print(f"\n{len(problems)} driver/verdict counts differ, first: {problems[:3]}")
         return 1
-    print(f"all {expected} records accounted for")
-    return 0
+    print(f"\nevery one of the {drivers} drivers got exactly its expected verdicts")
+    return 0 if refusals_ok else 1

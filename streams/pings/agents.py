@@ -14,7 +14,8 @@ a record whose state update was lost is judged again from the older state, givin
 differently.
 
 Work is taken in batches: each driver's state is read and written once per batch, so the changelog gets one
-record per driver per batch instead of one per ping.
+record per driver per batch instead of one per ping. Records are produced with librdkafka
+(``DeliveringProducer``), and judging runs one batch ahead of delivery.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ driver_ping_state = app.Table(
     value_type=bytes,
     partitions=settings.partitions,
     default=None,
-    # A batch mixes partitions, so the changelog partition must come from the key (murmur2, the same
-    # partitioner as the source topic), not from whichever event Faust thinks is current.
+    # The agent writes the changelog itself (see changelog_records); should anything set items directly,
+    # the partition must still come from the key, as a batch mixes partitions.
     use_partitioner=True,
 )
 

@@ -31,8 +31,12 @@ class SentRecords:
     def keys(self, topic: Any) -> list[bytes]:
         return [key for key, _ in self.by_topic.get(topic.get_topic_name(), [])]
 
-    def count(self) -> int:
-        return sum(len(v) for v in self.by_topic.values())
+    def outputs(self) -> int:
+        """Records delivered to pipeline topics (changelogs excluded)."""
+        return sum(len(v) for t, v in self.by_topic.items() if not t.endswith("-changelog"))
+
+    def changelog(self) -> list[tuple[bytes, Any]]:
+        return [kv for t, v in self.by_topic.items() if t.endswith("-changelog") for kv in v]
 
 
 @pytest.fixture()

@@ -9,7 +9,8 @@ import h3
 
 from schemas.codecs import codec
 from streams.app import gps_pings_clean_topic, gps_pings_rejected_topic
-from streams.pings.agents import clean_pings
+from streams.pings.agents import clean_pings, driver_ping_state
+from streams.pings.state import DriverPingState
 
 
 def _ping(ping_id: str, lat: float, lon: float, seq: int = 1) -> dict[str, Any]:
@@ -77,3 +78,26 @@ def test_bad_records_are_dead_lettered_and_the_stream_goes_on(sent: Any) -> None
     assert rejected[0]["raw_payload"] == b"\x00garbage"
     assert rejected[1]["ping"]["lat"] == 0.0
     assert [c["ping_id"] for c in sent.values(gps_pings_clean_topic)] == ["ok"]
+
+
+def test_state_goes_to_the_changelog_with_the_offset_it_has_applied(sent: Any) -> None:
+    gps = codec("GpsPing")
+    asyncio.run(
+        _feed([gps.encode(_ping(f"p{i}", -23.5 + i * 1e-4, -46.6, seq=i)) for i in range(3)], sent, 3)
+    )
+
+    key, packed = sent.changelog()[-1]
+    state = DriverPingState.unpack(packed)
+    assert key == b"driver-7"
+    assert state.last_offset == 2 and len(state.fixes) == 3
+    assert state.seq_ranges == [[0, 2, 1_790_000_000_000, 1_790_000_000_000]]
+
+
+def test_records_a_recovered_state_has_already_applied_are_not_judged_again(sent: Any) -> None:
+    gps = codec("GpsPing")
+    recovered = DriverPingState(last_offset=1)  # as if the worker died after persisting offsets 0 and 1
+    driver_ping_state.data[b"driver-7"] = recovered.pack()
+    asyncio.run(_feed([gps.encode(_ping(f"p{i}", -23.5, -46.6, seq=i)) for i in range(3)], sent, 1))
+
+    assert [c["ping_id"] for c in sent.values(gps_pings_clean_topic)] == ["p2"]
+    assert sent.values(gps_pings_rejected_topic) == []

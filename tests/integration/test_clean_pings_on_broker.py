@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from typing import Any
 
 import h3
 
 from schemas.codecs import codec
 from streams import topics
-from streams.demo import synthetic_pings
 from streams.kafka import make_producer
 from streams.settings import Settings
 from tests.integration.stack import WorkerProcess, read_topic
+
+
+def synthetic_pings(run_id: str, drivers: int, pings_per_driver: int) -> list[dict[str, Any]]:
+    """Drivers riding north 50 m per 5 s, with a null-island fix and a corrupt latitude among them."""
+    now_ms = int(time.time() * 1000)
+    pings = []
+    for d in range(drivers):
+        for i in range(pings_per_driver):
+            lat, lon = -23.6 + d * 0.01 + i * 50 / 111_195, -46.63
+            if i == 3 and d % 5 == 0:
+                lat, lon = 0.0, 0.0
+            elif i == 4 and d % 7 == 0:
+                lat = 123.0
+            pings.append(
+                {
+                    "ping_id": f"{run_id}:d{d}:{i}",
+                    "driver_id": f"{run_id}:d{d}",
+                    "device_ts": now_ms - (pings_per_driver - i) * 5000,
+                    "lat": lat,
+                    "lon": lon,
+                    "accuracy_m": 5.0,
+                    "speed_mps": 10.0,
+                    "heading": None,
+                    "battery": None,
+                    "seq": i,
+                    "source": "simulator",
+                    "received_ts": now_ms,
+                }
+            )
+    return pings
 
 
 def test_every_ping_comes_out_clean_or_rejected_with_its_reason(
