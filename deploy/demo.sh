@@ -7,16 +7,16 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 python="$root/.venv/bin/python"
 log_dir="$root/var/demo"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 mkdir -p "$log_dir"
 worker_pid=""
 
 cleanup() {
   local status=$?
-  if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
+  if [[ -n "$worker_pid" ]] && alive "$worker_pid"; then
     echo "== stopping the worker"
-    kill -TERM "$worker_pid" 2>/dev/null || true
-    for _ in $(seq 1 300); do kill -0 "$worker_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$worker_pid" 2>/dev/null || true
+    stop_process "$worker_pid" 30
   fi
   echo "== stopping the local stack"
   "$here/stack.sh" down || true
@@ -39,7 +39,7 @@ echo "== starting a worker (log: var/demo/worker.log)"
 worker_pid=$!
 healthy=""
 for _ in $(seq 1 300); do
-  if ! kill -0 "$worker_pid" 2>/dev/null; then
+  if ! alive "$worker_pid"; then
     tail -n 40 "$log_dir/worker.log" >&2
     exit 1
   fi

@@ -32,10 +32,20 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
     return Producer(producer_config(settings, **overrides))
 
 
+def _partition_mismatches(
+    existing: dict[str, Any], wanted: dict[str, topics.TopicSpec], partitions: int
+) -> list[str]:
+    return [
+        f"{name} has {len(existing[name].partitions)} partitions, expected {partitions}"
+        for name, spec in wanted.items()
+        if spec.driver_scoped and name in existing and len(existing[name].partitions) != partitions
+    ]
+
+
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create every pipeline topic that is missing; fail if an existing one breaks co-partitioning.
 
-    Returns the names created. Safe to run any number of times.
+    Returns the names created. Safe to run any number of times, also concurrently.
     """
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     try:
@@ -43,11 +53,7 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     except KafkaException as exc:
         raise StackError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     wanted = {topics.qualified(spec.name, settings.topic_prefix): spec for spec in topics.TOPICS}
-    mismatched = [
-        f"{name} has {len(existing[name].partitions)} partitions, expected {settings.partitions}"
-        for name, spec in wanted.items()
-        if spec.driver_scoped and name in existing and len(existing[name].partitions) != settings.partitions
-    ]
+    mismatched = _partition_mismatches(existing, wanted, settings.partitions)
     if mismatched:
         raise StackError("driver-keyed topics must be co-partitioned: " + "; ".join(mismatched))
     missing = [
@@ -56,15 +62,20 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
         if name not in existing
     ]
     created: list[str] = []
-    if not missing:
-        return created
-    for name, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
+    raced = False
+    for name, future in admin.create_topics(missing, operation_timeout=timeout_s).items() if missing else []:
         try:
             future.result()
             created.append(name)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise StackError(f"cannot create topic {name}: {exc}") from exc
+            raced = True  # made by someone else since we looked: check what they made
+    if raced:
+        current = {name: admin.list_topics(name, timeout=timeout_s).topics[name] for name in wanted}
+        mismatched = _partition_mismatches(current, wanted, settings.partitions)
+        if mismatched:
+            raise StackError("driver-keyed topics must be co-partitioned: " + "; ".join(mismatched))
     return created
 
 

@@ -21,6 +21,8 @@ log_file="$data_dir/server.log"
 props="$data_dir/server.properties"
 
 say() { echo "kafka: $*" >&2; }
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
 
 fetch() {
   if compgen -G "$libs/kafka_2.13-*.jar" >/dev/null; then
@@ -132,7 +134,7 @@ start() {
   local waited=0
   until port_open "$port" && grep -q "Kafka Server started" "$log_file" 2>/dev/null; do
     # Liveness by pid alone: until exec, the child's command line is still this script's.
-    if ! kill -0 "$launched" 2>/dev/null; then
+    if ! alive "$launched"; then
       say "the broker exited during start-up; last lines of its logs:"
       tail -n 30 "$log_file" "$data_dir/stdout.log" >&2 || true
       rm -f "$pid_file"
@@ -157,16 +159,7 @@ stop() {
     say "not running"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 300); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    say "broker did not stop within 30s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
+  stop_process "$pid" 30
   rm -f "$pid_file"
   say "stopped"
 }

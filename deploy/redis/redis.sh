@@ -13,6 +13,8 @@ port="${REDIS_PORT:-6390}"
 pid_file="$data_dir/redis.pid"
 
 say() { echo "redis: $*" >&2; }
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
 
 install() {
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
@@ -61,12 +63,7 @@ stop() {
     say "not running"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  stop_process "$pid" 10
   rm -f "$pid_file"
   say "stopped"
 }

@@ -1,0 +1,19 @@
+# Shared by the deploy/ scripts: process life cycle. Source it; it defines functions only.
+
+# alive PID: true while the process runs (a zombie waiting to be reaped counts as gone).
+alive() {
+  [[ -r "/proc/$1/status" ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
+# stop_process PID SECONDS: SIGTERM, wait up to SECONDS, then SIGKILL; returns once the process is gone.
+stop_process() {
+  local pid=$1 limit=$2
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 $((limit * 10))); do
+    alive "$pid" || return 0
+    sleep 0.1
+  done
+  echo "process $pid did not stop within ${limit}s; killing it" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+  while alive "$pid"; do sleep 0.1; done
+}
