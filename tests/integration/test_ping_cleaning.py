@@ -4,8 +4,11 @@ also when the worker is killed with SIGKILL in the middle of the stream."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
+
+import httpx
 
 from connectors.simulator.model import SimConfig, simulate
 from connectors.simulator.run import post_through_api, produce_to_kafka, write_truth
@@ -36,6 +39,16 @@ def test_a_simulated_fleet_through_the_api_matches_its_ground_truth(
         "null_island",
         "low_accuracy",
     }
+
+    # The worker counts every verdict by reason for Prometheus, with no driver in any label.
+    metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
+    for reason, count in truth["expected"].items():
+        if reason == "clean":
+            pattern = r'^whatsup_pings_accepted_total\{late="(?:true|false)"\} ([0-9.e+]+)$'
+        else:
+            pattern = rf'^whatsup_pings_rejected_total\{{reason="{reason}",stage="clean"\}} ([0-9.e+]+)$'
+        assert sum(float(v) for v in re.findall(pattern, metrics, re.M)) == count, reason
+    assert "api-0" not in metrics
 
 
 def _wait_for_progress(settings: Settings, prefix: str, at_least: int, timeout_s: float = 120) -> int:
