@@ -8,6 +8,7 @@ another actor of the same agent has not finished (faust-streaming issue 606).
 from __future__ import annotations
 
 import faust
+import mode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -45,6 +46,9 @@ app = faust.App(
     # At-least-once, made exact by the agents (see docs/ARCHITECTURE.md): faust-streaming's exactly_once
     # leaves sends to topics the app does not consume outside the transaction.
     processing_guarantee="at_least_once",
+    # A crashed agent takes the worker down: restarted in-process it would resume past batches it never
+    # made durable, while a new process resumes from the committed offsets and the changelog.
+    agent_supervisor=mode.CrashingSupervisor,
 )
 
 
@@ -53,7 +57,8 @@ def _avro_topic(name: str, *, raw_values: bool = False) -> faust.TopicT:
     spec = topics.TOPICS_BY_NAME[name]
     return app.topic(
         topics.qualified(name, settings.topic_prefix),
-        key_type=str,
+        # Raw agents decode keys themselves, so a key that is not UTF-8 is dead-lettered, not a crash.
+        key_type=bytes if raw_values else str,
         key_serializer="raw",
         value_type=bytes if raw_values else None,
         value_serializer="raw" if raw_values else faust_codec_name(spec.schema),

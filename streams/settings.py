@@ -48,6 +48,14 @@ def _parse_secret(raw: str) -> str | None:
     return raw.strip() or None
 
 
+def _parse_long_secret(raw: str) -> str | None:
+    # An HS256 key shorter than this can be brute-forced offline from a single token.
+    secret = raw.strip()
+    if secret and len(secret) < 32:
+        raise ValueError("must be at least 32 characters")
+    return secret or None
+
+
 def _parse_bootstrap(raw: str) -> str:
     servers = [s.strip() for s in raw.split(",") if s.strip()]
     if not servers:
@@ -112,7 +120,7 @@ class Settings:
     data_dir: Path = _setting(lambda raw: Path(raw.strip()), factory=_default_var_dir)
     log_level: str = _setting(lambda raw: raw.strip().upper(), "INFO")
 
-    token_secret: str | None = _setting(_parse_secret, None, secret=True)
+    token_secret: str | None = _setting(_parse_long_secret, None, secret=True)
     phone_hash_key: str | None = _setting(_parse_secret, None, secret=True)
     api_keys: dict[str, frozenset[str]] = _setting(_parse_api_keys, factory=dict, secret=True)
 

@@ -75,7 +75,11 @@ def judge_batch(
     """
     results: list[tuple[str, str | None, dict[str, Any]]] = []
     for event in events:
-        key, raw, message = event.key, event.value, event.message
+        raw_key, raw, message = event.key, event.value, event.message
+        try:
+            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+        except UnicodeDecodeError:
+            key = None
         source = (message.topic, message.partition, message.offset)
         stamp = int(message.timestamp * 1000)
         state = None
@@ -87,6 +91,8 @@ def judge_batch(
                 continue
             state.last_offset = message.offset
         try:
+            if not isinstance(raw, bytes):
+                raise SchemaError("record has no value")
             ping = _gps_ping.decode(raw)
         except SchemaError as exc:
             rejection = rules.Rejection(rules.Reason.MALFORMED, str(exc))

@@ -45,7 +45,13 @@ def _reject_constant(name: str) -> float:
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadRequest(where, f"expected a number, got {type(value).__name__}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise BadRequest(where, "expected a finite number")
+    return number
 
 
 def _timestamp_ms(value: Any, where: str) -> int:
@@ -84,6 +90,10 @@ def parse_ping(raw: Any, index: int, driver_id: str, received_ts: int) -> dict[s
     ping_id = raw["ping_id"]
     if not isinstance(ping_id, str) or not 0 < len(ping_id) <= MAX_PING_ID_LEN:
         raise BadRequest(f"{where}.ping_id", f"expected a string of 1 to {MAX_PING_ID_LEN} characters")
+    try:
+        ping_id.encode()
+    except UnicodeEncodeError:
+        raise BadRequest(f"{where}.ping_id", "not valid Unicode text") from None
     seq = raw.get("seq")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63):
         raise BadRequest(f"{where}.seq", "expected a non-negative integer")
@@ -111,8 +121,8 @@ def parse_batch(body: bytes, driver_id: str, received_ts: int, config: RuleConfi
     """Parse and edge-check a whole request body; raise BadRequest if any of it breaks the contract."""
     try:
         document = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("body", f"malformed JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest("body", f"malformed JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(document, dict):
         raise BadRequest("body", "expected a JSON object with a pings list")
     if "driver_id" in document:

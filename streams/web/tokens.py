@@ -26,7 +26,10 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 def issue_driver_token(secret: str, driver_id: str, ttl_s: int, now_s: float | None = None) -> str:
@@ -46,15 +49,16 @@ def verify_driver_token(secret: str, token: str, now_s: float | None = None) -> 
     signing_input = f"{parts[0]}.{parts[1]}"
     expected = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
     try:
-        header, payload, signature = (
-            json.loads(_unb64(parts[0])),
-            json.loads(_unb64(parts[1])),
-            _unb64(parts[2]),
-        )
-    except (ValueError, UnicodeDecodeError):
-        raise TokenError("malformed_token", "token parts are not base64url JSON") from None
+        signature = _unb64(parts[2])
+    except ValueError:
+        raise TokenError("malformed_token", "token signature is not base64url") from None
+    # Nothing of a token is parsed before its signature holds.
     if not hmac.compare_digest(signature, expected):
         raise TokenError("bad_signature", "token signature does not match")
+    try:
+        header, payload = json.loads(_unb64(parts[0])), json.loads(_unb64(parts[1]))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise TokenError("malformed_token", "token parts are not base64url JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "HS256":
         raise TokenError("malformed_token", "token algorithm must be HS256")
     if (

@@ -33,7 +33,7 @@ def _ping(ping_id: str, lat: float, lon: float, seq: int = 1) -> dict[str, Any]:
 async def _feed(records: list[bytes], sent: Any, expected_outputs: int) -> None:
     async with clean_pings.test_context() as agent:
         for raw in records:
-            await agent.put(raw, key="driver-7")
+            await agent.put(raw, key=b"driver-7")
         for _ in range(100):  # the agent batches: wait for its delivery to catch up
             if (
                 sum(1 for t in sent.by_topic if "changelog" not in t for _ in sent.by_topic[t])
@@ -101,3 +101,20 @@ def test_records_a_recovered_state_has_already_applied_are_not_judged_again(sent
 
     assert [c["ping_id"] for c in sent.values(gps_pings_clean_topic)] == ["p2"]
     assert sent.values(gps_pings_rejected_topic) == []
+
+
+def test_a_record_without_value_or_with_a_broken_key_is_dead_lettered(sent: Any) -> None:
+    async def feed() -> None:
+        async with clean_pings.test_context() as agent:
+            await agent.put(None, key=b"driver-7")
+            await agent.put(codec("GpsPing").encode(_ping("p1", -23.5, -46.6)), key=b"\xff\xfe")
+            await agent.put(codec("GpsPing").encode(_ping("p2", -23.5, -46.6, seq=2)), key=b"driver-7")
+            for _ in range(100):
+                if sent.outputs() >= 3:
+                    break
+                await asyncio.sleep(0.02)
+
+    asyncio.run(feed())
+    rejected = sent.values(gps_pings_rejected_topic)
+    assert [r["reason"] for r in rejected] == ["malformed", "malformed"]
+    assert [c["ping_id"] for c in sent.values(gps_pings_clean_topic)] == ["p2"]

@@ -28,7 +28,7 @@ EXPECTED_SERVICES = INFRA_SERVICES | APP_SERVICES
 PLACEHOLDER_ENV = {
     "CLICKHOUSE_PASSWORD": "placeholder-clickhouse-password",
     "GRAFANA_ADMIN_PASSWORD": "placeholder-grafana-password",
-    "WHATSUP_TOKEN_SECRET": "placeholder-token-secret",
+    "WHATSUP_TOKEN_SECRET": "placeholder-token-secret-of-32-characters",
     "WHATSUP_PHONE_HASH_KEY": "placeholder-phone-hash-key",
     "WHATSUP_API_KEYS": "placeholder-key-0001:orders,placeholder-key-0002:dispatcher",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -55,6 +56,15 @@ def test_iso_timestamps_are_read_as_utc_milliseconds() -> None:
         ({"pings": [{k: v for k, v in GOOD.items() if k != "lat"}]}, "pings[0].lat", 400),
         ({"pings": [{**GOOD, "altitude": 3}]}, "pings[0].altitude", 400),
         ({"pings": [GOOD] * 501}, "pings", 413),
+        ({"pings": [{**GOOD, "lat": 1e400}]}, "body", 400),
+        (
+            b'{"pings": [{"ping_id": "p", "ts": 1, "lat": 1' + b"1" * 400 + b', "lon": 1}]}',
+            "pings[0].lat",
+            400,
+        ),
+        ({"pings": [{**GOOD, "speed_mps": 10**400}]}, "pings[0].speed_mps", 400),
+        (b'{"pings": [{"ping_id": "\\ud800", "ts": 1, "lat": 1, "lon": 1}]}', "pings[0].ping_id", 400),
+        (b'{"pings": ' + b"[" * 100_000, "body", 400),
     ],
 )
 def test_a_body_breaking_the_contract_is_refused_naming_the_field(body: Any, field: str, status: int) -> None:
@@ -107,3 +117,14 @@ def test_rate_limiter_memory_is_bounded() -> None:
     for i in range(1000):
         limiter.acquire(f"d{i}", 0.0)
     assert len(limiter._buckets) == 100
+
+
+def test_nothing_of_an_unsigned_token_is_parsed() -> None:
+    header, _, signature = issue_driver_token("s3cret", "driver-9", ttl_s=60, now_s=1000).split(".")
+    deep = base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=")
+    with pytest.raises(TokenError) as caught:
+        verify_driver_token("s3cret", f"{header}.{deep}.{signature}", now_s=1000)
+    assert caught.value.reason == "bad_signature"
+    with pytest.raises(TokenError) as caught:
+        verify_driver_token("s3cret", f"{header}.{deep}.{signature}!!", now_s=1000)
+    assert caught.value.reason == "malformed_token"

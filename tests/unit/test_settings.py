@@ -55,6 +55,7 @@ def test_values_are_parsed_by_type() -> None:
         ("WHATSUP_STALL_MINUTES", "nan"),
         ("WHATSUP_METRICS_ENABLED", "maybe"),
         ("WHATSUP_LOG_LEVEL", "chatty"),
+        ("WHATSUP_TOKEN_SECRET", "too-short-to-resist-brute-force"),
     ],
 )
 def test_a_malformed_value_names_its_variable(name: str, value: str) -> None:
@@ -71,7 +72,7 @@ def test_secrets_never_appear_in_errors_or_redacted_output() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"WHATSUP_API_KEYS": "short-secret-key"})
     assert "short-secret-key" not in str(caught.value)
-    shown = Settings.from_env({"WHATSUP_TOKEN_SECRET": "s3cr3t-value"}).redacted()
+    shown = Settings.from_env({"WHATSUP_TOKEN_SECRET": "s3cr3t-value-" + "x" * 32}).redacted()
     assert shown["token_secret"] == "<set>"
     assert "s3cr3t-value" not in repr(shown)
 
