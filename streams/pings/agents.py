@@ -15,7 +15,7 @@ differently.
 
 Work is taken in batches: each driver's state is read and written once per batch, so the changelog gets one
 record per driver per batch instead of one per ping. Records are produced with librdkafka
-(``DeliveringProducer``), and judging runs one batch ahead of delivery.
+(``DeliveringProducer``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -122,32 +121,22 @@ async def deliver_records(records: list[tuple[str, bytes, bytes]]) -> None:
         await asyncio.to_thread(_producer.deliver, records)
 
 
-def changelog_records(states: dict[str, DriverPingState]) -> list[tuple[str, bytes, bytes]]:
-    """Store the batch's driver states in the table's store and return their changelog records.
+async def persist_states(states: dict[str, DriverPingState]) -> None:
+    """Write the batch's driver states to the changelog, wait for the broker, then to the table's store.
 
     The records are delivered by the agent itself rather than through ``table[key] = value``: that hands
     them to Faust's send buffer, and Faust's pre-commit flush gives up on the buffer after 0.1 s, so offsets
-    could be committed before the state is durable. The changelog is keyed like the source topic and
-    partitioned by the same murmur2 hash, so each state lands on its driver's partition.
+    could be committed before the state is durable. The store is written only once the changelog holds
+    the states, so it never knows more than a restarted or rebalanced worker would. The changelog is keyed
+    like the source topic and partitioned by the same murmur2 hash, so each state lands on its driver's
+    partition.
     """
-    store = driver_ping_state.data
     changelog = driver_ping_state.changelog_topic.get_topic_name()
-    records = []
-    for key, state in states.items():
-        key_bytes, packed = key.encode(), state.pack()
+    records = [(changelog, key.encode(), state.pack()) for key, state in states.items()]
+    await deliver_records(records)
+    store = driver_ping_state.data
+    for _, key_bytes, packed in records:
         store[key_bytes] = packed
-        records.append((changelog, key_bytes, packed))
-    return records
-
-
-@dataclass
-class Judged:
-    """A judged batch waiting to be made durable: its outputs, then its states, then its offsets."""
-
-    events: Sequence[Any]
-    outputs: list[tuple[str, bytes, bytes]]
-    states: list[tuple[str, bytes, bytes]]
-    outcomes: Counter[tuple[str, str]]
 
 
 def encode_results(results: list[tuple[str, str | None, dict[str, Any]]]) -> tuple[list[Any], Counter[Any]]:
@@ -165,43 +154,22 @@ def encode_results(results: list[tuple[str, str | None, dict[str, Any]]]) -> tup
     return outputs, outcomes
 
 
-async def make_durable_in_order(stream: Any, judged: asyncio.Queue[Judged]) -> None:
-    """Deliver each judged batch's outputs, then its states, then ack its events, one batch after another."""
-    while True:
-        batch = await judged.get()
-        await deliver_records(batch.outputs)
-        await deliver_records(batch.states)
-        for event in batch.events:
-            await stream.ack(event)
-        metrics.PINGS_RECEIVED.labels("clean").inc(len(batch.events))
-        for (outcome, label), count in batch.outcomes.items():
-            if outcome == "clean":
-                metrics.PINGS_ACCEPTED.labels(label).inc(count)
-            else:
-                metrics.PINGS_REJECTED.labels("clean", label).inc(count)
-        judged.task_done()
-
-
 @app.agent(gps_pings_raw_topic, concurrency=1)
 async def clean_pings(stream: faust.StreamT[bytes]) -> None:
     """Validate, deduplicate and H3-snap every raw ping; dead-letter the rest with their reason.
 
-    Judging runs one batch ahead of delivery: while a batch's records wait for the broker, the next batch
-    is judged against the in-memory states, which already hold the previous batch's effects.
+    Per batch: judge, deliver the verdicts, persist the states; the batch's events are acked (and their
+    offsets later committed) only after that.
     """
-    judged: asyncio.Queue[Judged] = asyncio.Queue(maxsize=2)
-    durable = asyncio.ensure_future(make_durable_in_order(stream, judged))
-    try:
-        async for events in stream.noack_take(BATCH_SIZE, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
-            states: dict[str, DriverPingState] = {}
-            results = judge_batch(events, driver_ping_state.get, states)
-            outputs, outcomes = encode_results(results)
-            put = asyncio.ensure_future(
-                judged.put(Judged(events, outputs, changelog_records(states), outcomes))
-            )
-            await asyncio.wait([put, durable], return_when=asyncio.FIRST_COMPLETED)
-            if durable.done():
-                put.cancel()
-                durable.result()  # a batch could not be made durable: let the agent crash, unacked
-    finally:
-        durable.cancel()
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
+        states: dict[str, DriverPingState] = {}
+        results = judge_batch(events, driver_ping_state.get, states)
+        outputs, outcomes = encode_results(results)
+        await deliver_records(outputs)
+        await persist_states(states)
+        metrics.PINGS_RECEIVED.labels("clean").inc(len(events))
+        for (outcome, label), count in outcomes.items():
+            if outcome == "clean":
+                metrics.PINGS_ACCEPTED.labels(label).inc(count)
+            else:
+                metrics.PINGS_REJECTED.labels("clean", label).inc(count)
