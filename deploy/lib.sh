@@ -17,3 +17,14 @@ stop_process() {
   kill -KILL "$pid" 2>/dev/null || true
   while alive "$pid"; do sleep 0.1; done
 }
+
+# pid_from_file FILE PATTERN: print the pid FILE names if that process is alive and its command line holds
+# PATTERN (so a recycled pid of another program is not mistaken for ours).
+pid_from_file() {
+  local file=$1 pattern=$2 pid
+  [[ -f "$file" ]] || return 1
+  pid="$(cat "$file")"
+  [[ -n "$pid" ]] && alive "$pid" || return 1
+  grep -qF "$pattern" "/proc/$pid/cmdline" 2>/dev/null || return 1
+  echo "$pid"
+}

@@ -36,15 +36,8 @@ fetch() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-running_pid() {
-  # Print the broker's pid when the pid file names a live broker of this data dir.
-  [[ -f "$pid_file" ]] || return 1
-  local pid
-  pid="$(cat "$pid_file")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-  grep -qF "$props" "/proc/$pid/cmdline" 2>/dev/null || return 1
-  echo "$pid"
-}
+# The broker's pid, when the pid file names a live broker of this data dir.
+running_pid() { pid_from_file "$pid_file" "$props"; }
 
 write_config() {
   mkdir -p "$data_dir/logs"

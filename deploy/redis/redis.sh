@@ -23,14 +23,7 @@ install() {
 
 ping() { redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; }
 
-running_pid() {
-  [[ -f "$pid_file" ]] || return 1
-  local pid
-  pid="$(cat "$pid_file")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-  grep -q "redis-server" "/proc/$pid/cmdline" 2>/dev/null || return 1
-  echo "$pid"
-}
+running_pid() { pid_from_file "$pid_file" "redis-server"; }
 
 start() {
   install

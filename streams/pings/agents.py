@@ -52,7 +52,7 @@ driver_ping_state = app.Table(
     value_type=bytes,
     partitions=settings.partitions,
     default=None,
-    # The agent writes the changelog itself (see changelog_records); should anything set items directly,
+    # The agent writes the changelog itself (see persist_states); should anything set items directly,
     # the partition must still come from the key, as a batch mixes partitions.
     use_partitioner=True,
 )
