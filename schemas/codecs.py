@@ -38,6 +38,7 @@ SCHEMA_FILES = {
     "WhatsAppEvent": "whatsapp_event.avsc",
     "OutboundMessage": "outbound_message.avsc",
     "MessageStatus": "message_status.avsc",
+    "ApiAccess": "api_access.avsc",
 }
 SCHEMA_NAMES: tuple[str, ...] = tuple(SCHEMA_FILES)
 

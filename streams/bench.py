@@ -17,6 +17,7 @@ import sys
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -339,46 +340,97 @@ def bench_state_memory(drivers: int = 20_000, pings_per_driver: int = 120) -> li
     ]
 
 
-def write_report(results: list[Result], command: str, path: Path) -> None:
+PING_NOTES = [
+    "The clean stage is bound by Faust's per-message consumption loop, not by the rules: the do-nothing"
+    " Faust agent on the same topic (it only acks) is the most a Faust agent consumes here; the bare"
+    " aiokafka drain is far above it. The rules cost about 15 us per ping; Faust's loop awaits"
+    " `wait_first(callback, suspend_flow.wait())` for every message (`Consumer._drain_messages`).",
+    "Throughput scales with workers, up to one per partition: compare the one- and two-worker rows.",
+    "The ingest load generator runs on the same two cores as the worker and the broker, so the higher load"
+    " level measures a saturated machine; its latencies are queueing, not service time.",
+    "Driver state is measured on the packed bytes the table and its changelog hold, after a simulated run"
+    " with every fault; the in-memory figure adds the key and the dict slot.",
+]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One area's benchmarks: its section title, how to run them, and how to read the numbers."""
+
+    name: str
+    title: str
+    run: Callable[[Settings, bool], list[Result]]
+    notes: tuple[str, ...] = ()
+
+
+def _ping_suite(settings: Settings, quick: bool) -> list[Result]:
+    results = bench_state_memory(2_000 if quick else 20_000)
+    results += bench_clean_stage(settings, drivers=200 if quick else 2_000, minutes=10 if quick else 30)
+    results += bench_ingest(settings, phones=(2, 10) if quick else (4, 40), batches=5 if quick else 50)
+    return results
+
+
+def suites() -> list[Suite]:
+    """Every benchmark suite, in the order of the data flow."""
+    return [Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES))]
+
+
+HEADER = [
+    "# Benchmarks",
+    "",
+    "Each section is written by `make bench` (every suite) or `whatsup bench --only NAME` (one suite), with",
+    "the machine and the command that produced it. Ratios are measured side by side in the same run.",
+]
+
+
+def render_section(suite: Suite, results: list[Result], command: str) -> str:
+    """Render one suite's results as a Markdown section between markers, so suites update independently."""
     lines = [
-        "# Benchmarks",
+        f"<!-- bench:{suite.name} -->",
+        f"## {suite.title}",
         "",
         f"Machine: {_machine()}. Broker: the local single-node Kafka of `deploy/kafka` on loopback.",
         f"Command: `{command}`, run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        "Ratios are measured side by side in the same run.",
         "",
         "| measure | value | unit | note |",
         "|---|---:|---|---|",
     ]
     for r in results:
-        value = f"{r.value:,.2f}" if r.unit in ("ratio", "ms") else f"{r.value:,.0f}"
+        value = f"{r.value:,.2f}" if r.unit in ("ratio", "ms", "s") else f"{r.value:,.0f}"
         lines.append(f"| {r.name} | {value} | {r.unit} | {r.note} |")
-    lines += [
-        "",
-        "## Reading the numbers",
-        "",
-        "- The clean stage is bound by Faust's per-message consumption loop, not by the rules: the",
-        "  do-nothing Faust agent on the same topic (it only acks) is the most a Faust agent consumes here;",
-        "  the bare aiokafka drain is far above it. The rules cost about 15 us per ping; Faust's loop awaits",
-        "  `wait_first(callback, suspend_flow.wait())` for every message (`Consumer._drain_messages`).",
-        "- Throughput scales with workers, up to one per partition: compare the one- and two-worker rows.",
-        "- The ingest load generator runs on the same two cores as the worker and the broker, so the higher",
-        "  load level measures a saturated machine; its latencies are queueing, not service time.",
-        "- Driver state is measured on the packed bytes the table and its changelog hold, after a simulated",
-        "  run with every fault; the in-memory figure adds the key and the dict slot.",
-    ]
-    path.write_text("\n".join(lines) + "\n")
+    if suite.notes:
+        lines += ["", "Reading the numbers:", ""]
+        lines += [f"- {note}" for note in suite.notes]
+    lines.append(f"<!-- /bench:{suite.name} -->")
+    return "\n".join(lines)
 
 
-def run_benchmarks(settings: Settings, quick: bool = False) -> int:
-    """Run every benchmark on the stack ``settings`` points at and write docs/BENCHMARKS.md."""
-    results: list[Result] = []
-    results += bench_state_memory(2_000 if quick else 20_000)
-    results += bench_clean_stage(settings, drivers=200 if quick else 2_000, minutes=10 if quick else 30)
-    results += bench_ingest(settings, phones=(2, 10) if quick else (4, 40), batches=5 if quick else 50)
-    for r in results:
-        print(f"{r.name:<52} {r.value:>14,.2f} {r.unit:<12} {r.note}")
-    if not quick:
-        write_report(results, "make bench", PROJECT_ROOT / "docs" / "BENCHMARKS.md")
-        print("written to docs/BENCHMARKS.md")
+def update_report(text: str, suite: Suite, section: str) -> str:
+    """Replace ``suite``'s section of the report ``text`` (or append it), leaving the others untouched."""
+    start, end = f"<!-- bench:{suite.name} -->", f"<!-- /bench:{suite.name} -->"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
+        return before + section + after
+    body = text.rstrip() if text.strip() else "\n".join(HEADER)
+    return body + "\n\n" + section + "\n"
+
+
+def run_benchmarks(settings: Settings, quick: bool = False, only: Sequence[str] = ()) -> int:
+    """Run the benchmark suites (all, or those named) and write their sections of docs/BENCHMARKS.md."""
+    chosen = [s for s in suites() if not only or s.name in only]
+    unknown = set(only) - {s.name for s in suites()}
+    if unknown:
+        print(f"unknown suite(s): {', '.join(sorted(unknown))}; known: {', '.join(s.name for s in suites())}")
+        return 2
+    path = PROJECT_ROOT / "docs" / "BENCHMARKS.md"
+    command = "make bench" if not only else "whatsup bench --only " + " ".join(only)
+    for suite in chosen:
+        results = suite.run(settings, quick)
+        for r in results:
+            print(f"{r.name:<52} {r.value:>14,.2f} {r.unit:<12} {r.note}")
+        if not quick:
+            text = path.read_text() if path.exists() else ""
+            path.write_text(update_report(text, suite, render_section(suite, results, command)))
+            print(f"{suite.name}: written to docs/BENCHMARKS.md")
     return 0

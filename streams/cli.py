@@ -88,7 +88,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from streams.bench import run_benchmarks
 
-    return run_benchmarks(get_settings(), quick=args.quick)
+    return run_benchmarks(get_settings(), quick=args.quick, only=args.only or ())
 
 
 def _settings(args: argparse.Namespace) -> int:
@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(run=_simulate)
     bench = commands.add_parser("bench", help="benchmarks on the local stack, written to docs/BENCHMARKS.md")
     bench.add_argument("--quick", action="store_true", help="small sizes, print only")
+    bench.add_argument("--only", nargs="+", metavar="SUITE", help="run only these suites (default: all)")
     bench.set_defaults(run=_bench)
     demo = commands.add_parser("demo", help="show the pipeline at work on a running worker")
     demo.add_argument("--drivers", type=int, default=40)

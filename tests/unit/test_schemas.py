@@ -145,6 +145,18 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "to_hash": "9f86d081884c7d659a2feaa0c55ad015",
         "ts": T0,
     },
+    "ApiAccess": {
+        "access_id": "acc-01HZX",
+        "ts": T0,
+        "principal": "key:3f9a1c0b",
+        "role": "dispatcher",
+        "method": "GET",
+        "route": "/v1/drivers/{driver_id}",
+        "status": 200,
+        "driver_id": "drv-São-042",
+        "delivery_id": None,
+        "location_read": True,
+    },
 }
 
 EMPTY_64 = 0xC15D213AA4D7A795
