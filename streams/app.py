@@ -15,11 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from schemas.codecs import faust_codec_name, register_faust_codecs
 from streams import topics
 from streams.settings import get_settings
+from streams.telemetry.logs import logging_config, secret_values
 
 settings = get_settings()
 register_faust_codecs()
 
-AGENT_PACKAGES = ["streams.pings", "streams.web"]
+AGENT_PACKAGES = ["streams.pings", "streams.web", "streams.telemetry"]
 
 app = faust.App(
     settings.app_id,
@@ -49,6 +50,8 @@ app = faust.App(
     # A crashed agent takes the worker down: restarted in-process it would resume past batches it never
     # made durable, while a new process resumes from the committed offsets and the changelog.
     agent_supervisor=mode.CrashingSupervisor,
+    # JSON lines or text, phone numbers and secrets masked (streams/telemetry/logs.py).
+    logging_config=logging_config(settings.log_level, settings.log_format, secret_values(settings)),
 )
 
 

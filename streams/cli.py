@@ -24,7 +24,9 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.app import app
 
     level = {"WARNING": "warn", "CRITICAL": "crit"}.get(settings.log_level, settings.log_level.lower())
-    sys.argv = [sys.argv[0], "worker", "--loglevel", level]
+    # JSON logs are for machines: the start-up banner (printed, not logged) would break the lines.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    sys.argv = [sys.argv[0], *quiet, "worker", "--loglevel", level]
     app.main()
     return 0
 

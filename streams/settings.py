@@ -119,6 +119,7 @@ class Settings:
     web_port: int = _setting(_parse_int, 6066)
     data_dir: Path = _setting(lambda raw: Path(raw.strip()), factory=_default_var_dir)
     log_level: str = _setting(lambda raw: raw.strip().upper(), "INFO")
+    log_format: str = _setting(lambda raw: raw.strip().lower(), "text")
 
     token_secret: str | None = _setting(_parse_long_secret, None, secret=True)
     phone_hash_key: str | None = _setting(_parse_secret, None, secret=True)
@@ -141,6 +142,7 @@ class Settings:
     sink_batch_size: int = _setting(_parse_int, 10_000)
     sink_flush_interval_s: float = _setting(_parse_float, 1.0)
     metrics_enabled: bool = _setting(_parse_bool, True)
+    metrics_sample_s: float = _setting(_parse_float, 5.0)
 
     ping_max_accuracy_m: float = _setting(_parse_float, 100.0)
     ping_max_speed_mps: float = _setting(_parse_float, 50.0)
@@ -173,6 +175,7 @@ class Settings:
             "ping_max_future_s",
             "ping_horizon_hours",
             "ingest_rate_per_s",
+            "metrics_sample_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
@@ -180,6 +183,8 @@ class Settings:
             raise SettingsError(f"{PREFIX}WEB_PORT must be below 65536, got {self.web_port}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        if self.log_format not in ("json", "text"):
+            raise SettingsError(f"{PREFIX}LOG_FORMAT must be json or text, got {self.log_format!r}")
 
     @classmethod
     def env_names(cls) -> frozenset[str]:
