@@ -372,7 +372,12 @@ def _ping_suite(settings: Settings, quick: bool) -> list[Result]:
 
 def suites() -> list[Suite]:
     """Every benchmark suite, in the order of the data flow."""
-    return [Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES))]
+    from streams.telemetry import bench as telemetry_bench
+
+    return [
+        Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES)),
+        telemetry_bench.SUITE,
+    ]
 
 
 HEADER = [

@@ -8,8 +8,11 @@ import logging
 import logging.config
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import Settings
+from streams.telemetry.histogram import BatchHistogram
 from streams.telemetry.lag import Partition, consumer_lag
 from streams.telemetry.logs import (
     REDACTED,
@@ -151,3 +154,31 @@ def test_log_format_setting_is_validated() -> None:
     assert Settings.from_env({"WHATSUP_LOG_FORMAT": "JSON"}).log_format == "json"
     with pytest.raises(Exception, match="LOG_FORMAT"):
         Settings.from_env({"WHATSUP_LOG_FORMAT": "xml"})
+
+
+def _samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name.removeprefix(name), tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_batch_histogram_exposes_what_prometheus_clients_histogram_would() -> None:
+    buckets = (0.25, 1.0, 2.0, 60.0)
+    values = [0.0, 0.1, 0.25, 0.26, 1.0, 1.5, 2.0, 59.0, 61.0, 1e9]
+    reference_registry, batch_registry = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("ref_seconds", "doc", ["stage"], buckets=buckets, registry=reference_registry)
+    batch = BatchHistogram("batch_seconds", "doc", "stage", buckets, registry=batch_registry)
+    for value in values:
+        reference.labels("clean").observe(value)
+    assert batch.observe_many("clean", values[:4]) == 4
+    assert batch.observe_many("clean", iter(values[4:])) == 6
+    assert batch.observe_many("ingest", []) == 0
+    expected = _samples(reference_registry, "ref_seconds")
+    got = _samples(batch_registry, "batch_seconds")
+    assert {k: v for k, v in got.items() if ("stage", "clean") in k[1]} == expected
+    assert got[("_count", (("stage", "ingest"),))] == 0
+    batch.remove("ingest")
+    assert all(("stage", "ingest") not in labels for _, labels in _samples(batch_registry, "batch_seconds"))
