@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import logging.config
 import re
 import time
 from collections.abc import Iterable
@@ -139,3 +140,10 @@ def secret_values(settings: Any) -> list[str]:
             continue
         values.extend(value.keys() if isinstance(value, dict) else [str(value)])
     return values
+
+
+def configure_logging(settings: Any) -> None:
+    """Set up redacted JSON or text logging for a process that is not a Faust worker (sink, sender)."""
+    logging.config.dictConfig(
+        logging_config(settings.log_level, settings.log_format, secret_values(settings))
+    )

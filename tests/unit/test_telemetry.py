@@ -16,6 +16,9 @@ from streams.telemetry.histogram import BatchHistogram
 from streams.telemetry.lag import Partition, consumer_lag
 from streams.telemetry.logs import (
     REDACTED,
+    JsonFormatter,
+    RedactingFilter,
+    configure_logging,
     logging_config,
     record_context,
     redact,
@@ -182,3 +185,16 @@ def test_batch_histogram_exposes_what_prometheus_clients_histogram_would() -> No
     assert got[("_count", (("stage", "ingest"),))] == 0
     batch.remove("ingest")
     assert all(("stage", "ingest") not in labels for _, labels in _samples(batch_registry, "batch_seconds"))
+
+
+def test_configure_logging_sets_the_redacting_handler_on_the_root_logger() -> None:
+    saved_handlers, saved_level = logging.root.handlers[:], logging.root.level
+    try:
+        configure_logging(Settings.from_env({"WHATSUP_LOG_FORMAT": "json", "WHATSUP_LOG_LEVEL": "WARNING"}))
+        (handler,) = logging.root.handlers
+        assert isinstance(handler.formatter, JsonFormatter)
+        assert any(isinstance(f, RedactingFilter) for f in handler.filters)
+        assert logging.root.level == logging.WARNING
+    finally:
+        logging.root.handlers[:] = saved_handlers
+        logging.root.setLevel(saved_level)
