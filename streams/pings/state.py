@@ -31,6 +31,7 @@ FORMAT_VERSION = 2
 NO_TS_LO, NO_TS_HI = 2**63 - 1, -(2**63)
 
 _HEADER = struct.Struct("<BBBBBq")  # version, fixes, seq blocks, id hashes, flags, last offset
+_OFFSET = struct.Struct("<q")  # the header's last field
 _FIX = struct.Struct("<qdd")
 _BLOCK = struct.Struct("<qqqII")  # seq_lo, ts_lo, ts_hi, width, bitmap bytes (0: every seq of it seen)
 _SPAN = struct.Struct("<qqqq")  # seq_lo, seq_hi, ts_lo, ts_hi
@@ -62,6 +63,11 @@ class Seen(Enum):
     NEW = "new"
     DUPLICATE = "duplicate"
     UNCERTAIN = "uncertain"  # inside the compacted span: it may have been seen
+
+
+def applied_offset(packed: bytes) -> int:
+    """Return the source offset a packed state has applied (in every format version), without unpacking."""
+    return int(_OFFSET.unpack_from(packed, _HEADER.size - _OFFSET.size)[0])
 
 
 def id_hash(ping_id: str) -> int:
@@ -140,7 +146,7 @@ class DriverPingState:
             block = blocks[0]
             if seq == block[1] + 1 and block[4] is None and ts >= block[3]:
                 # The usual ping: the next of the one run. Nothing to merge, no byte more, not expired.
-                block[1], block[3] = seq, ts
+                block[1], block[2], block[3] = seq, min(block[2], ts), ts  # its span may be empty
                 return Seen.NEW
         for block in blocks:
             if block[0] <= seq <= block[1] and block[2] <= ts <= block[3] and _has(block, seq):

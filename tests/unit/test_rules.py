@@ -332,6 +332,14 @@ def test_past_the_budget_a_replay_is_never_new(step: int, rng: Any) -> None:
     assert state.remember(f"d1:{hole}", hole, T0 + hole * 1000, T0 - CONFIG.horizon_ms) is Seen.NEW
 
 
+def test_a_first_ping_with_a_wrong_clock_does_not_hide_the_replays_after_it() -> None:
+    state = DriverPingState()
+    assert reason(judge(state, ping(0, T0 + 3_600_000 * 5, received=T0))) == "future_timestamp"
+    batch = [ping(seq, T0 - 60_000 + seq * 5000, north(seq * 40), received=T0) for seq in range(1, 6)]
+    assert [reason(judge(state, p)) for p in batch] == ["clean"] * 5
+    assert [reason(judge(state, p)) for p in batch] == ["duplicate"] * 5
+
+
 def test_a_replay_in_the_compacted_span_is_a_possible_duplicate() -> None:
     state = DriverPingState(compacted=[0, 99, T0, T0 + 99_000])
     assert reason(judge(state, ping(5, T0 + 5000))) == "possible_duplicate"
