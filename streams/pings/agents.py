@@ -32,8 +32,11 @@ from streams import metrics
 from streams.app import app, gps_pings_clean_topic, gps_pings_raw_topic, gps_pings_rejected_topic, settings
 from streams.exceptions import SchemaError
 from streams.kafka import DeliveringProducer
-from streams.pings import rules
+from streams.pings import fastdrain, rules
 from streams.pings.state import DriverPingState
+from streams.pings.store import DriverStateTable
+
+fastdrain.install()
 
 BATCH_SIZE = 5_000
 BATCH_WITHIN_S = 0.1
@@ -45,8 +48,10 @@ RULES = rules.RuleConfig(
     max_speed_mps=settings.ping_max_speed_mps,
 )
 
-driver_ping_state = app.Table(
-    "driver_ping_state",
+driver_ping_state = DriverStateTable(
+    app,
+    name="driver_ping_state",
+    beacon=app.tables.beacon,
     # bytes keys and values are stored and logged raw; the state is already compactly packed.
     key_type=bytes,
     value_type=bytes,
@@ -56,6 +61,7 @@ driver_ping_state = app.Table(
     # the partition must still come from the key, as a batch mixes partitions.
     use_partitioner=True,
 )
+app.tables.add(driver_ping_state)
 
 _gps_ping = codec("GpsPing")
 _clean_ping = codec("CleanPing")
