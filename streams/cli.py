@@ -64,7 +64,8 @@ def _simulate(args: argparse.Namespace) -> int:
         interval_s=args.interval,
         end_ms=int(time.time() * 1000),
         seed=args.seed,
-        faults=Faults.none() if args.no_faults else Faults(),
+        faults=Faults.none() if args.no_faults else Faults(lost=args.lost),
+        max_gap_ticks=args.max_gap,
         driver_prefix=args.prefix,
     )
     runs = simulate(config)
@@ -138,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--prefix", default="sim", help="driver id prefix")
     sim.add_argument("--no-faults", action="store_true", help="clean phones only")
+    sim.add_argument("--max-gap", type=int, default=100, help="longest offline gap, in pings")
+    sim.add_argument("--lost", type=float, default=0.0, help="share of backlog pings a phone never sends")
     sim.add_argument("--out", help="ground-truth directory (default: var/simulator)")
     sim.set_defaults(run=_simulate)
     bench = commands.add_parser("bench", help="benchmarks on the local stack, written to docs/BENCHMARKS.md")

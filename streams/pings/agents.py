@@ -34,11 +34,13 @@ from streams import metrics
 from streams.app import app, gps_pings_clean_topic, gps_pings_raw_topic, gps_pings_rejected_topic, settings
 from streams.exceptions import SchemaError
 from streams.kafka import DeliveringProducer
-from streams.pings import rules
+from streams.pings import fastdrain, rules
 from streams.pings.state import DriverPingState
+from streams.pings.store import DriverStateTable
 from streams.telemetry.logs import record_context
 
 logger = logging.getLogger(__name__)
+fastdrain.install()
 
 BATCH_SIZE = 5_000
 BATCH_WITHIN_S = 0.1
@@ -50,8 +52,10 @@ RULES = rules.RuleConfig(
     max_speed_mps=settings.ping_max_speed_mps,
 )
 
-driver_ping_state = app.Table(
-    "driver_ping_state",
+driver_ping_state = DriverStateTable(
+    app,
+    name="driver_ping_state",
+    beacon=app.tables.beacon,
     # bytes keys and values are stored and logged raw; the state is already compactly packed.
     key_type=bytes,
     value_type=bytes,
@@ -61,6 +65,7 @@ driver_ping_state = app.Table(
     # the partition must still come from the key, as a batch mixes partitions.
     use_partitioner=True,
 )
+app.tables.add(driver_ping_state)
 
 _gps_ping = codec("GpsPing")
 _clean_ping = codec("CleanPing")
