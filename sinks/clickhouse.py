@@ -92,9 +92,9 @@ class _RecentIds:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
 
-    def check_and_add(self, record_id: str) -> bool:
+    def check_and_add(self, record_id: bytes) -> bool:
         """Return True if ``record_id`` was seen already; remember it either way."""
         if record_id in self._ids:
             return True
@@ -159,7 +159,7 @@ class ClickHouseSink:
                 " AND _offset >= {lo:UInt64} AND _offset < {hi:UInt64} ORDER BY _offset",
                 parameters={"p": partition, "lo": max(committed - self.replay_window, 0), "hi": committed},
             ).result_rows:
-                part.recent.check_and_add(record_id)
+                part.recent.check_and_add(record_id.encode())
         self._partitions[(topic, partition)] = part
 
     def revoke(self, topic: str, partition: int) -> None:

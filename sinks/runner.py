@@ -56,13 +56,17 @@ class SinkRunner:
         self._producer: DeliveringProducer | None = None
         self._dead_topic = topics.qualified(topics.SINK_DEADLETTER, self._prefix)
         self.ready = threading.Event()
+        self._names: dict[str, str] = {}
 
     def stop(self) -> None:
         """Ask the loop to write what it holds, commit, and return."""
         self._stopping.set()
 
     def _logical(self, kafka_topic: str) -> str:
-        return kafka_topic[len(self._prefix) :]
+        name = self._names.get(kafka_topic)
+        if name is None:
+            name = self._names[kafka_topic] = kafka_topic[len(self._prefix) :]
+        return name
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in consumer.committed(partitions, timeout=30):
@@ -81,6 +85,7 @@ class SinkRunner:
         self._producer = DeliveringProducer(self.settings)
         names = [topics.qualified(route.topic, self._prefix) for route in ROUTES]
         consumer.subscribe(names, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        add, logical = self.sink.add, self._logical
         try:
             while not self._stopping.is_set():
                 for message in consumer.consume(num_messages=10_000, timeout=0.1):
@@ -89,9 +94,8 @@ class SinkRunner:
                         if error.code() != KafkaError._PARTITION_EOF:
                             log.warning("consumer error: %s", error)
                         continue
-                    partition, offset = message.partition(), message.offset()
-                    assert partition is not None and offset is not None  # set on every non-error message
-                    self.sink.add(self._logical(str(message.topic())), partition, offset, message.value())
+                    # partition() and offset() are set on every message without an error
+                    add(logical(message.topic()), message.partition(), message.offset(), message.value())  # type: ignore[arg-type]
                 self._flush_due()
             self._flush_due(everything=True)
         finally:

@@ -372,7 +372,12 @@ def _ping_suite(settings: Settings, quick: bool) -> list[Result]:
 
 def suites() -> list[Suite]:
     """Every benchmark suite, in the order of the data flow."""
-    return [Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES))]
+    from sinks.bench import SINK_NOTES, run_sink_suite
+
+    return [
+        Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES)),
+        Suite("sink", "ClickHouse sink", run_sink_suite, SINK_NOTES),
+    ]
 
 
 HEADER = [

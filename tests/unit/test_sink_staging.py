@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from schemas.codecs import codec
 from sinks.clickhouse import is_refusal
 from sinks.migrate import load_migrations, retention_days, split_statements
-from sinks.staging import ROUTES, ROUTES_BY_TOPIC, container_file, read_long, zigzag
+from sinks.staging import ROUTES, ROUTES_BY_TOPIC, container_file, kafka_position, read_long, zigzag
 from streams import topics
 from streams.exceptions import SchemaError, SettingsError
 from streams.settings import Settings
@@ -32,9 +32,10 @@ def test_staged_rows_are_the_record_plus_partition_and_offset() -> None:
     staged = [route.stage(codec("CleanPing").encode(p), 5, 100 + i) for i, p in enumerate(pings)]
     rows = list(reader(io.BytesIO(container_file(route.file_schema, staged))))
     assert [r["ping_id"] for r in rows] == ["d1:0", "d1:1", "d1:2"]
-    assert [(r["_partition"], r["_offset"]) for r in rows] == [(5, 100), (5, 101), (5, 102)]
+    assert [r["_kafka"] for r in rows] == [kafka_position(5, 100 + i) for i in range(3)]
+    assert kafka_position(5, 100) == b"\x05\x00" + b"\x64" + b"\x00" * 7
     assert rows[1]["lat"] == pings[1]["lat"] and rows[1]["h3_r9"] == pings[1]["h3_r9"]
-    assert route.record_id(staged[2]) == "d1:2"
+    assert route.record_id(staged[2]) == b"d1:2"
 
 
 def test_rejected_pings_are_flattened() -> None:
@@ -61,7 +62,7 @@ def test_rejected_pings_are_flattened() -> None:
     assert (
         row["reason"] == "null_island" and row["lat"] == gps["lat"] and row["device_ts"] == gps["device_ts"]
     )
-    assert (row["source_offset"], row["_offset"], row["raw_payload"]) == (9, 40, None)
+    assert (row["source_offset"], row["_kafka"], row["raw_payload"]) == (9, kafka_position(2, 40), None)
 
 
 def test_bytes_that_are_not_avro_are_refused_with_a_reason() -> None:
