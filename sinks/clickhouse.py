@@ -153,6 +153,14 @@ class ClickHouseSink:
             parameters={"t": topic, "p": partition, "c": max(committed, 0)},
         ).result_rows
         part.plan.extend((int(first), int(last)) for first, last in rows)
+        if part.plan:
+            log.info(
+                "%s[%d] resumes at %d with %d batch(es) already planned: replaying them with their tokens",
+                topic,
+                partition,
+                committed,
+                len(part.plan),
+            )
         if part.recent is not None:
             for (record_id,) in self.client.query(
                 f"SELECT ping_id FROM {route.table} WHERE _partition = {{p:UInt16}}"
