@@ -1,14 +1,17 @@
 """``whatsup sink``: consume every sunk topic with confluent-kafka and feed ``ClickHouseSink``.
 
-Offsets are committed per partition, synchronously, only after the batch up to them is in ClickHouse and
-its dead letters are acknowledged by the broker. When ClickHouse fails, the runner pauses every partition
-and retries the same batch with exponential backoff (the consumer stays in its group meanwhile), then
-resumes: nothing is dropped and nothing crashes.
+The consumer thread stages records and seals batches; one writer thread inserts them, partition by
+partition in order, and commits each partition's offset, synchronously, only after the batch up to it is in
+ClickHouse and its dead letters are acknowledged by the broker. When ClickHouse fails, the writer retries the
+same batch with exponential backoff while the consumer thread pauses every partition (and keeps polling, so
+the group keeps it), then resumes: nothing is dropped and nothing crashes. It also pauses while the writer is
+more than a few batches behind.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from typing import Any
@@ -57,6 +60,15 @@ class SinkRunner:
         self._dead_topic = topics.qualified(topics.SINK_DEADLETTER, self._prefix)
         self.ready = threading.Event()
         self._names: dict[str, str] = {}
+        # Batches are written by one writer thread (chDB releases the GIL while it inserts), so consuming
+        # and staging the next records overlaps the insert of the previous ones.
+        self._work: queue.Queue[tuple[str, int] | None] = queue.Queue()
+        self._committable: queue.Queue[tuple[str, int, int]] = queue.Queue()
+        self._pending: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+        self._unwell = threading.Event()
+        self._paused = False
+        self.max_buffered = 8 * settings.sink_batch_size
 
     def stop(self) -> None:
         """Ask the loop to write what it holds, commit, and return."""
@@ -76,6 +88,11 @@ class SinkRunner:
         self.ready.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Let the writer finish (and commit) what it holds, so the next owner starts after it.
+        deadline = time.monotonic() + 30
+        while self._work.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._commit_written(consumer)
         for tp in partitions:
             self.sink.revoke(self._logical(tp.topic), tp.partition)
 
@@ -83,6 +100,8 @@ class SinkRunner:
         """Consume, write and commit until stopped."""
         consumer = self._consumer = Consumer(consumer_config(self.settings))
         self._producer = DeliveringProducer(self.settings)
+        writer = threading.Thread(target=self._write_loop, name="sink-writer", daemon=True)
+        writer.start()
         names = [topics.qualified(route.topic, self._prefix) for route in ROUTES]
         consumer.subscribe(names, on_assign=self._on_assign, on_revoke=self._on_revoke)
         add, logical = self.sink.add, self._logical
@@ -96,48 +115,69 @@ class SinkRunner:
                         continue
                     # partition() and offset() are set on every message without an error
                     add(logical(message.topic()), message.partition(), message.offset(), message.value())  # type: ignore[arg-type]
-                self._flush_due()
-            self._flush_due(everything=True)
+                self._schedule()
+                self._steer(consumer)
+                self._commit_written(consumer)
+            self.sink.seal_all()
+            self._schedule()
         finally:
+            self._work.put(None)
+            writer.join(120)
+            self._commit_written(consumer)
             consumer.close()
             self._producer.close()
 
-    def _flush_due(self, everything: bool = False) -> None:
-        if everything:
-            self.sink.seal_all()
-        for topic, partition in self.sink.due():
-            while (flushed := self._flush_with_backoff(topic, partition)) is not None:
-                self._commit(flushed)
+    def _schedule(self) -> None:
+        """Hand every partition with a sealed batch to the writer (once until it is done with it)."""
+        for key in self.sink.due():
+            with self._lock:
+                if key in self._pending:
+                    continue
+                self._pending.add(key)
+            self._work.put(key)
+
+    def _steer(self, consumer: Consumer) -> None:
+        """Pause every partition while ClickHouse fails or the writer is far behind; resume after."""
+        hold = self._unwell.is_set() or self.sink.buffered() > self.max_buffered
+        if hold != self._paused:
+            assignment = consumer.assignment()
+            (consumer.pause if hold else consumer.resume)(assignment)
+            self._paused = hold
+            metrics.PAUSED.set(1 if self._unwell.is_set() else 0)
+
+    def _write_loop(self) -> None:
+        """Write sealed batches, a partition at a time, in the order they were sealed; commit each."""
+        while (key := self._work.get()) is not None:
+            try:
+                while (flushed := self._flush_with_backoff(*key)) is not None:
+                    self._commit(flushed)
+            except Exception:  # never leave the loop: a dead writer would stall the sink silently
+                log.exception("writing %s[%d] failed; its records are read again at the next start", *key)
+            finally:
+                with self._lock:
+                    self._pending.discard(key)
+                self._work.task_done()
+        self._work.task_done()
 
     def _flush_with_backoff(self, topic: str, partition: int) -> Flushed | None:
         delay = 0.2
-        paused = False
-        consumer = self._consumer
-        assert consumer is not None
-        try:
-            while True:
-                try:
-                    return self.sink.flush(topic, partition)
-                except TransientError as exc:
-                    if not paused:
-                        consumer.pause(consumer.assignment())
-                        metrics.PAUSED.set(1)
-                        paused = True
-                    log.warning("ClickHouse unavailable, retrying in %.1f s: %s", delay, exc)
-                    deadline = time.monotonic() + delay
-                    while time.monotonic() < deadline:
-                        consumer.poll(0.1)  # serves rebalances; paused partitions return nothing
-                        if self._stopping.is_set():
-                            raise
-                    delay = min(delay * 2, self.max_backoff_s)
-        finally:
-            if paused:
-                consumer.resume(consumer.assignment())
-                metrics.PAUSED.set(0)
+        while True:
+            try:
+                flushed = self.sink.flush(topic, partition)
+                self._unwell.clear()
+                return flushed
+            except TransientError as exc:
+                self._unwell.set()
+                if self._stopping.is_set():
+                    log.warning(
+                        "stopping with %s[%d] unwritten; it is read again at the next start", topic, partition
+                    )
+                    return None
+                log.warning("ClickHouse unavailable, retrying in %.1f s: %s", delay, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_s)
 
     def _commit(self, flushed: Flushed) -> None:
-        consumer = self._consumer
-        assert consumer is not None
         delay = 0.2
         while flushed.dead_letters:
             try:
@@ -147,12 +187,29 @@ class SinkRunner:
                 log.warning("dead letters not delivered, retrying in %.1f s: %s", delay, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
-        kafka_topic = topics.qualified(flushed.topic, self._prefix)
-        tp = TopicPartition(kafka_topic, flushed.partition, flushed.next_offset)
-        consumer.commit(offsets=[tp], asynchronous=False)
-        _, high = consumer.get_watermark_offsets(tp, cached=True)
-        if high >= 0:
-            metrics.LAG.labels(flushed.topic).set(max(high - flushed.next_offset, 0))
+        # librdkafka's synchronous commit stalls when called beside a consume() in another thread: hand
+        # the offset to the consumer thread, which commits it between two consume() calls.
+        self._committable.put(
+            (topics.qualified(flushed.topic, self._prefix), flushed.partition, flushed.next_offset)
+        )
+
+    def _commit_written(self, consumer: Consumer) -> None:
+        """Commit the offsets of every batch the writer has finished (consumer thread only)."""
+        latest: dict[tuple[str, int], int] = {}
+        while True:
+            try:
+                topic, partition, offset = self._committable.get_nowait()
+            except queue.Empty:
+                break
+            latest[(topic, partition)] = max(offset, latest.get((topic, partition), 0))
+        if not latest:
+            return
+        tps = [TopicPartition(topic, partition, offset) for (topic, partition), offset in latest.items()]
+        consumer.commit(offsets=tps, asynchronous=False)
+        for tp in tps:
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                metrics.LAG.labels(self._logical(tp.topic)).set(max(high - tp.offset, 0))
 
     def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
         encode = codec("SinkDeadLetter").encode
