@@ -297,6 +297,8 @@ class ClickHouseSink:
             "insert_deduplicate": 1,
             "insert_deduplication_token": token,
             "deduplicate_blocks_in_dependent_materialized_views": 1,
+            # Folding replays inside one block costs a merge per insert; the sink already dropped them.
+            "optimize_on_insert": 0,
         }
         try:
             self.client.raw_insert(

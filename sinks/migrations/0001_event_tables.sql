@@ -29,7 +29,6 @@ CREATE TABLE IF NOT EXISTS gps_pings
     _offset UInt64,
     inserted_at DateTime64(3, 'UTC') DEFAULT now64(3),
     INDEX idx_offset _offset TYPE minmax GRANULARITY 4,
-    INDEX idx_r9 h3_r9 TYPE bloom_filter GRANULARITY 4,
     CONSTRAINT lat_in_range CHECK isFinite(lat) AND lat BETWEEN -90 AND 90,
     CONSTRAINT lon_in_range CHECK isFinite(lon) AND lon BETWEEN -180 AND 180
 )
