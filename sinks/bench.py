@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 import uuid
@@ -236,6 +237,15 @@ def run_sink_suite(settings: Settings, quick: bool) -> list[Result]:
     """Run the sink's benchmarks (smaller with ``quick``)."""
     results = bench_throughput(settings, rows=30_000 if quick else 300_000)
     results += bench_freshness(settings, rate=10_000, seconds=5 if quick else 20)
+    cores = os.cpu_count() or 1
+    results.append(
+        Result(
+            "machine load average (1 min), end of run",
+            os.getloadavg()[0],
+            "processes",
+            f"{cores} cores shared with other builds and test runs",
+        )
+    )
     return results
 
 
