@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import os
 import threading
 import time
@@ -179,42 +180,46 @@ def bench_throughput(base: Settings, rows: int) -> list[Result]:
     ]
 
 
+def produce_paced(settings: Settings, topic: str, rate: int, total: int) -> None:
+    """Produce ``total`` CleanPings at ``rate`` per second, each stamped with its event time as it goes."""
+    encode = codec("CleanPing").encode
+    producer = make_producer(settings, **{"linger.ms": 5})
+    started = time.perf_counter()
+    for i in range(total):
+        ahead = started + i / rate - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)
+        ping = _ping(i % 1000, i // 1000, int(time.time() * 1000))
+        producer.produce(topic, encode(ping), ping["driver_id"].encode())
+        producer.poll(0)
+    producer.flush(60)
+
+
 def bench_freshness(base: Settings, rate: int, seconds: float) -> list[Result]:
     """Event time to visible in ClickHouse, at ``rate`` pings/s for ``seconds``."""
     settings = _settings(base, "fresh")
     topic = topics.qualified(topics.GPS_PINGS_CLEAN, settings.topic_prefix)
-    encode = codec("CleanPing").encode
     total = int(rate * seconds)
     client = make_client(settings)
     try:
         sink = ClickHouseSink(client, settings)
         sink.start()
 
-        def produce() -> None:
-            producer = make_producer(settings, **{"linger.ms": 5})
-            started = time.perf_counter()
-            for i in range(total):
-                # Pace to the target rate; the event time is stamped as the ping is produced.
-                ahead = started + i / rate - time.perf_counter()
-                if ahead > 0:
-                    time.sleep(ahead)
-                ping = _ping(i % 1000, i // 1000, int(time.time() * 1000))
-                producer.produce(topic, encode(ping), ping["driver_id"].encode())
-                producer.poll(0)
-            producer.flush(60)
-
-        producer_thread = threading.Thread(target=produce, daemon=True)
+        # Another process produces, as phones and the worker would: in this one it would share the GIL.
+        producer_process = multiprocessing.get_context("spawn").Process(
+            target=produce_paced, args=(settings, topic, rate, total), daemon=True
+        )
         runner = SinkRunner(settings, sink)
         sink_thread = threading.Thread(target=runner.run, daemon=True)
         sink_thread.start()
         runner.ready.wait(60)
-        producer_thread.start()
-        producer_thread.join(seconds * 5 + 60)
+        producer_process.start()
+        producer_process.join(seconds * 5 + 60)
         deadline = time.monotonic() + 60
         while client.query("SELECT count() FROM gps_pings").result_rows[0][0] < total:
             if time.monotonic() > deadline:
                 break
-            time.sleep(0.2)
+            time.sleep(1.0)
         runner.stop()
         sink_thread.join(60)
         ((p50, p99, worst, landed),) = client.query(
