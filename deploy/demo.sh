@@ -11,6 +11,7 @@ log_dir="$root/var/demo"
 source "$here/lib.sh"
 mkdir -p "$log_dir"
 worker_pid=""
+sink_pid=""
 
 cleanup() {
   local status=$?
@@ -18,10 +19,14 @@ cleanup() {
     echo "== stopping the worker"
     stop_process "$worker_pid" 30
   fi
+  if [[ -n "$sink_pid" ]] && alive "$sink_pid"; then
+    echo "== stopping the ClickHouse sink"
+    stop_process "$sink_pid" 30
+  fi
   echo "== stopping the local stack"
   "$here/stack.sh" down || true
   if [[ $status -ne 0 ]]; then
-    echo "demo failed (exit $status); worker log: $log_dir/worker.log" >&2
+    echo "demo failed (exit $status); logs: $log_dir/worker.log, $log_dir/sink.log" >&2
   fi
   exit "$status"
 }
@@ -60,6 +65,29 @@ PY
   sleep 0.2
 done
 [[ -n "$healthy" ]] || { echo "the worker did not become healthy" >&2; exit 1; }
+
+echo "== starting the ClickHouse sink (embedded chDB; log: var/demo/sink.log)"
+"$python" -m streams sink >"$log_dir/sink.log" 2>&1 &
+sink_pid=$!
+healthy=""
+for _ in $(seq 1 300); do
+  if ! alive "$sink_pid"; then
+    tail -n 40 "$log_dir/sink.log" >&2
+    exit 1
+  fi
+  if "$python" - <<'PY'
+import sys, httpx
+from streams.settings import get_settings
+try:
+    answer = httpx.get(f"http://127.0.0.1:{get_settings().sink_port}/health", timeout=1)
+except httpx.HTTPError:
+    sys.exit(1)
+sys.exit(0 if answer.status_code == 200 else 1)
+PY
+  then healthy=1; break; fi
+  sleep 0.2
+done
+[[ -n "$healthy" ]] || { echo "the sink did not become healthy" >&2; exit 1; }
 
 echo "== the pipeline at work"
 "$python" -m streams demo

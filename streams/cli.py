@@ -13,8 +13,6 @@ from streams.settings import get_settings
 # Roles that the command already names but this release does not ship yet.
 NOT_YET = {
     "sender": "the WhatsApp sender",
-    "query": "ClickHouse queries",
-    "migrate": "ClickHouse migrations",
 }
 
 
@@ -105,6 +103,52 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(get_settings(), drivers=args.drivers, minutes=args.minutes, timeout_s=args.timeout)
 
 
+def _sink(args: argparse.Namespace) -> int:
+    from sinks.process import run_sink
+
+    return run_sink(get_settings())
+
+
+def _query(args: argparse.Namespace) -> int:
+    from sinks.query import QueryError, run_query
+
+    try:
+        rows = run_query(get_settings(), args.sql)
+    except QueryError as exc:
+        print(f"whatsup query: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if rows:
+        print("\t".join(rows[0]))
+        for row in rows:
+            print("\t".join("NULL" if v is None else str(v) for v in row.values()))
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", file=sys.stderr)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from sinks.engine import embedded_path, is_embedded, make_client
+    from sinks.migrate import apply_migrations, apply_retention
+
+    settings = get_settings()
+    try:
+        client = make_client(settings)
+    except Exception as exc:
+        if is_embedded(settings) and "lock" in str(exc).lower():
+            raise StackError(
+                f"the embedded database {embedded_path(settings)} is open in another process: the running "
+                "`whatsup sink` owns it and applies migrations when it starts"
+            ) from exc
+        raise StackError(f"cannot open ClickHouse at {settings.clickhouse_url}: {exc}") from exc
+    applied = apply_migrations(client)
+    days = apply_retention(client, settings)
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ", up to date"))
+    print("retention (days): " + ", ".join(f"{table}={n}" for table, n in days.items()))
+    return 0
+
+
 def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"whatsup {name}: {NOT_YET[name]} is not part of this release yet.", file=sys.stderr)
@@ -152,6 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=float, default=20.0, help="simulated period per driver")
     demo.add_argument("--timeout", type=float, default=120.0)
     demo.set_defaults(run=_demo)
+    commands.add_parser(
+        "sink", help="write every topic into ClickHouse; serve /query and /metrics on WHATSUP_SINK_PORT"
+    ).set_defaults(run=_sink)
+    query = commands.add_parser("query", help="run read-only SQL on ClickHouse (through the sink process)")
+    query.add_argument("sql")
+    query.add_argument("--json", action="store_true", help="print the rows as JSON")
+    query.set_defaults(run=_query)
+    commands.add_parser("migrate", help="apply pending ClickHouse migrations and retention").set_defaults(
+        run=_migrate
+    )
     for name, what in NOT_YET.items():
         sub = commands.add_parser(name, help=f"{what} (not in this release yet)")
         sub.add_argument("rest", nargs=argparse.REMAINDER)

@@ -93,6 +93,20 @@ def _parse_api_keys(raw: str) -> dict[str, frozenset[str]]:
     return keys
 
 
+def _parse_retention(raw: str) -> dict[str, int]:
+    """Parse ``table=days,table=days`` into per-table retention overrides."""
+    days: dict[str, int] = {}
+    for entry in raw.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        table, sep, value = entry.partition("=")
+        if not sep or not table.strip().isidentifier() or not value.strip().isdigit() or int(value) <= 0:
+            raise ValueError("expected table=days[,table=days] with positive whole days")
+        days[table.strip()] = int(value)
+    return days
+
+
 def _setting(
     parse: Callable[[str], Any], default: Any = None, *, factory: Any = None, secret: bool = False
 ) -> Any:
@@ -141,6 +155,8 @@ class Settings:
     retention_days: int = _setting(_parse_int, 90)
     sink_batch_size: int = _setting(_parse_int, 10_000)
     sink_flush_interval_s: float = _setting(_parse_float, 1.0)
+    sink_port: int = _setting(_parse_int, 6067)
+    sink_retention: dict[str, int] = _setting(_parse_retention, factory=dict)
     metrics_enabled: bool = _setting(_parse_bool, True)
     metrics_sample_s: float = _setting(_parse_float, 5.0)
 
@@ -157,6 +173,7 @@ class Settings:
             "partitions",
             "replication_factor",
             "web_port",
+            "sink_port",
             "retention_days",
             "sink_batch_size",
             "ingest_burst",
@@ -179,8 +196,9 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
-        if self.web_port >= 65536:
-            raise SettingsError(f"{PREFIX}WEB_PORT must be below 65536, got {self.web_port}")
+        for name in ("web_port", "sink_port"):
+            if getattr(self, name) >= 65536:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be below 65536, got {getattr(self, name)}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         if self.log_format not in ("json", "text"):

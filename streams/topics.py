@@ -19,6 +19,7 @@ WHATSAPP_EVENTS_RAW = "whatsapp.events.raw"
 WHATSAPP_OUTBOUND = "whatsapp.outbound"
 WHATSAPP_STATUS = "whatsapp.status"
 API_ACCESS = "api.access"
+SINK_DEADLETTER = "sink.deadletter"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(WHATSAPP_STATUS, "MessageStatus", "message_key", False),
     # The audit trail of the HTTP API: every authenticated read of a driver's data, keyed by principal.
     TopicSpec(API_ACCESS, "ApiAccess", "principal", False),
+    # Records the ClickHouse sink could not write, with the error; keyed by their source topic.
+    TopicSpec(SINK_DEADLETTER, "SinkDeadLetter", "source_topic", False),
 )
 
 TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}
