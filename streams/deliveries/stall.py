@@ -23,7 +23,9 @@ from shapely import affinity
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 
-EARTH_RADIUS_M = 6_371_008.8
+from streams.pings.rules import EARTH_RADIUS_M
+from streams.pings.rules import haversine_m as distance_m
+
 M_PER_DEG_LAT = math.pi * EARTH_RADIUS_M / 180
 
 
@@ -41,14 +43,6 @@ class StallConfig:
     frozen_repeats: int = 5
     frozen_min_ms: int = 20_000
     frozen_min_speed_mps: float = 2.0
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Return the great-circle distance between two points, metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 @dataclass(slots=True)
