@@ -150,6 +150,14 @@ class Settings:
     ingest_burst: int = _setting(_parse_int, 20)
     ingest_max_batch: int = _setting(_parse_int, 500)
 
+    stall_step_s: float = _setting(_parse_float, 30.0)
+    stall_horizon_minutes: float = _setting(_parse_float, 2.0)
+    stall_grace_s: float = _setting(_parse_float, 15.0)
+    geofence_radius_m: float = _setting(_parse_float, 150.0)
+    depots_geojson: Path | None = _setting(lambda raw: Path(raw.strip()) if raw.strip() else None, None)
+    tick_interval_s: float = _setting(_parse_float, 5.0)
+    deliveries_max_batch: int = _setting(_parse_int, 500)
+
     def __post_init__(self) -> None:
         positive = (
             "partitions",
@@ -159,6 +167,7 @@ class Settings:
             "sink_batch_size",
             "ingest_burst",
             "ingest_max_batch",
+            "deliveries_max_batch",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -173,9 +182,18 @@ class Settings:
             "ping_max_future_s",
             "ping_horizon_hours",
             "ingest_rate_per_s",
+            "stall_step_s",
+            "stall_horizon_minutes",
+            "stall_grace_s",
+            "geofence_radius_m",
+            "tick_interval_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
+        if self.stall_step_s > self.stall_minutes * 60:
+            raise SettingsError(f"{PREFIX}STALL_STEP_S must not exceed {PREFIX}STALL_MINUTES")
+        if self.depots_geojson is not None and not self.depots_geojson.is_file():
+            raise SettingsError(f"{PREFIX}DEPOTS_GEOJSON={self.depots_geojson} is not a file")
         if self.web_port >= 65536:
             raise SettingsError(f"{PREFIX}WEB_PORT must be below 65536, got {self.web_port}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

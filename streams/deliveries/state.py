@@ -86,6 +86,7 @@ class Delivery:
     eta_at: int | None = None  # when the last emitted ETA was computed
     eta_first: int | None = None  # the first ETA given, for the error at delivery
     late_alerted: bool = False
+    owner: str | None = None  # API key fingerprint that assigned it: a partner reads only its own
 
     def public(self) -> dict[str, Any]:
         """Return the delivery as the dispatcher API shows it in a driver's active deliveries."""
@@ -230,6 +231,7 @@ def apply_event(state: DriverState, event: dict[str, Any]) -> Rejection | Delive
             customer_ref=event.get("customer_ref"),
             assigned_at=ts,
             updated_at=ts,
+            owner=event.get("principal"),
         )
         state.deliveries[delivery.delivery_id] = delivery
         return delivery
