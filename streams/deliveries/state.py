@@ -86,6 +86,7 @@ class Delivery:
     eta_at: int | None = None  # when the last emitted ETA was computed
     eta_first: int | None = None  # the first ETA given, for the error at delivery
     late_alerted: bool = False
+    picked_up_at: int | None = None  # event time of the pickup: a stall only counts from then
     owner: str | None = None  # API key fingerprint that assigned it: a partner reads only its own
 
     def public(self) -> dict[str, Any]:
@@ -238,6 +239,8 @@ def apply_event(state: DriverState, event: dict[str, Any]) -> Rejection | Delive
     delivery = state.deliveries[event["delivery_id"]]
     delivery.status = event["type"]
     delivery.updated_at = ts
+    if delivery.status == Status.PICKED_UP:
+        delivery.picked_up_at = ts
     if event.get("promised_at") is not None:
         delivery.promised_at = event["promised_at"]
     if delivery.status in TERMINAL:

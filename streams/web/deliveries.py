@@ -125,11 +125,16 @@ async def _forward(request: Request, base: str) -> httpx.Response:
 
 def _owner(driver_id: str) -> URL | None:
     """Return the URL of the worker owning a driver's partition, or None when it is this one or unknown."""
+    partition = agents.partition_of(driver_id.encode())
     try:
-        url = app.router.key_store(agents.driver_state.name, driver_id.encode())
+        hosts = app.router.table_metadata(agents.driver_state.name)
     except (KeyError, AttributeError):
         return None
-    return None if _same_node(url) else url
+    for host, assigned in hosts.items():
+        if any(partition in partitions for partitions in assigned.values()):
+            url = URL(str(host)) if "://" in str(host) else URL(f"http://{host}")
+            return None if _same_node(url) else url
+    return None
 
 
 def _relay(view: View, route: str, answer: httpx.Response) -> Response:
@@ -187,7 +192,7 @@ class DriverView(_ReadView):
 
     async def get(self, request: Request, driver_id: str) -> Response:
         who = await self._principal(request, driver_id=driver_id)
-        if isinstance(who, Response):
+        if not isinstance(who, Principal):
             return who
         owner = None if request.headers.get(ROUTED_HEADER) else _owner(driver_id)
         if owner is not None:
@@ -228,7 +233,7 @@ class DeliveryView(_ReadView):
 
     async def get(self, request: Request, delivery_id: str) -> Response:
         who = await self._principal(request, delivery_id=delivery_id)
-        if isinstance(who, Response):
+        if not isinstance(who, Principal):
             return who
         found = agents.find_delivery(delivery_id)
         if found is None and not request.headers.get(ROUTED_HEADER):
@@ -261,7 +266,7 @@ class DeliveryHistoryView(_ReadView):
 
     async def get(self, request: Request, delivery_id: str) -> Response:
         who = await self._principal(request, delivery_id=delivery_id)
-        if isinstance(who, Response):
+        if not isinstance(who, Principal):
             return who
         message = (
             "delivery history needs the ClickHouse sink's query client (sinks.query), not in this release"
