@@ -19,7 +19,7 @@ from streams.settings import get_settings
 settings = get_settings()
 register_faust_codecs()
 
-AGENT_PACKAGES = ["streams.pings", "streams.web"]
+AGENT_PACKAGES = ["streams.pings", "streams.deliveries", "streams.web"]
 
 app = faust.App(
     settings.app_id,
