@@ -16,7 +16,6 @@ replica holds 24 bytes of value per key; São Paulo's ~1,500 res-7 cells times 1
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import struct
 from collections.abc import Sequence
@@ -133,18 +132,15 @@ def lookup_cell_speed(h3_r7: int, ts_ms: int) -> float | None:
     return replica.lookup(h3_r7, ts_ms)
 
 
-async def tail_changelog(topic: str, bootstrap: str, into: CellSpeedReplica, poll_ms: int = 500) -> None:
+async def tail_changelog(
+    topic: str, partitions: int, bootstrap: str, into: CellSpeedReplica, poll_ms: int = 500
+) -> None:
     """Read every partition of a changelog from the beginning into the replica, then follow it."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        partitions: set[int] | None = None
-        while not partitions:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await consumer.topics()  # refresh metadata; Faust creates the changelog at start-up
-                await asyncio.sleep(1.0)
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        # The table declares its partition count; metadata of a topic nobody subscribed to is not cached.
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         await consumer.seek_to_beginning()
         while True:
             batches = await consumer.getmany(timeout_ms=poll_ms, max_records=10_000)
@@ -159,4 +155,4 @@ async def tail_changelog(topic: str, bootstrap: str, into: CellSpeedReplica, pol
 async def replicate_cell_speeds() -> None:
     """Keep this worker's replica of every cell's speed current."""
     topic = cell_speeds.changelog_topic.get_topic_name()
-    await tail_changelog(topic, settings.kafka_bootstrap, replica)
+    await tail_changelog(topic, settings.partitions, settings.kafka_bootstrap, replica)
