@@ -69,6 +69,11 @@ def _avro_topic(name: str, *, raw_values: bool = False) -> faust.TopicT:
 gps_pings_raw_topic = _avro_topic(topics.GPS_PINGS_RAW, raw_values=True)
 gps_pings_clean_topic = _avro_topic(topics.GPS_PINGS_CLEAN)
 gps_pings_rejected_topic = _avro_topic(topics.GPS_PINGS_REJECTED)
+deliveries_events_topic = _avro_topic(topics.DELIVERIES_EVENTS)
+deliveries_rejected_topic = _avro_topic(topics.DELIVERIES_REJECTED)
+deliveries_eta_topic = _avro_topic(topics.DELIVERIES_ETA)
+alerts_topic = _avro_topic(topics.ALERTS)
+api_access_topic = _avro_topic(topics.API_ACCESS)
 
 
 @app.page("/metrics")
