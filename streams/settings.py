@@ -158,6 +158,15 @@ class Settings:
     tick_interval_s: float = _setting(_parse_float, 5.0)
     deliveries_max_batch: int = _setting(_parse_int, 500)
 
+    eta_min_change_s: float = _setting(_parse_float, 60.0)
+    eta_max_interval_s: float = _setting(_parse_float, 300.0)
+    eta_late_grace_s: float = _setting(_parse_float, 120.0)
+    eta_detour_factor: float = _setting(_parse_float, 1.3)
+    eta_default_speed_mps: float = _setting(_parse_float, 6.0)
+    # Unset: no routing provider, ETAs come from the blended speed alone.
+    routing_url: str | None = _setting(_parse_url(("http", "https")), None)
+    routing_timeout_s: float = _setting(_parse_float, 2.0)
+
     def __post_init__(self) -> None:
         positive = (
             "partitions",
@@ -187,6 +196,10 @@ class Settings:
             "stall_grace_s",
             "geofence_radius_m",
             "tick_interval_s",
+            "eta_min_change_s",
+            "eta_max_interval_s",
+            "eta_default_speed_mps",
+            "routing_timeout_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
@@ -194,6 +207,14 @@ class Settings:
             raise SettingsError(f"{PREFIX}STALL_STEP_S must not exceed {PREFIX}STALL_MINUTES")
         if self.depots_geojson is not None and not self.depots_geojson.is_file():
             raise SettingsError(f"{PREFIX}DEPOTS_GEOJSON={self.depots_geojson} is not a file")
+        if self.eta_late_grace_s < 0:
+            raise SettingsError(
+                f"{PREFIX}ETA_LATE_GRACE_S must not be negative, got {self.eta_late_grace_s!r}"
+            )
+        if self.eta_detour_factor < 1.0:
+            raise SettingsError(
+                f"{PREFIX}ETA_DETOUR_FACTOR must be at least 1, got {self.eta_detour_factor!r}"
+            )
         if self.web_port >= 65536:
             raise SettingsError(f"{PREFIX}WEB_PORT must be below 65536, got {self.web_port}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
