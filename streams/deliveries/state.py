@@ -86,6 +86,7 @@ class Delivery:
     eta_at: int | None = None  # when the last emitted ETA was computed
     eta_first: int | None = None  # the first ETA given, for the error at delivery
     late_alerted: bool = False
+    arrived_at: int | None = None  # event time of the first arrived or delivered event
     picked_up_at: int | None = None  # event time of the pickup: a stall only counts from then
     owner: str | None = None  # API key fingerprint that assigned it: a partner reads only its own
 
@@ -131,6 +132,7 @@ class DriverState:
     offsets: dict[str, int] = field(default_factory=dict)  # source topic tag -> last applied offset
     movement: Movement = field(default_factory=Movement)
     alerts: dict[str, OpenAlert] = field(default_factory=dict)  # open alerts by kind
+    recent: list[Any] = field(default_factory=lambda: [0.0, 0.0, None])  # recent speed, evidence s, last ts
 
     def status(self) -> str:
         """Return idle, on_delivery, stalled or offline (the most urgent wins)."""
@@ -174,6 +176,7 @@ class DriverState:
             offsets=data["offsets"],
             movement=Movement.from_dict(data["movement"]),
             alerts={k: OpenAlert(**v) for k, v in data["alerts"].items()},
+            recent=data.get("recent", [0.0, 0.0, None]),
         )
 
 
@@ -241,6 +244,8 @@ def apply_event(state: DriverState, event: dict[str, Any]) -> Rejection | Delive
     delivery.updated_at = ts
     if delivery.status == Status.PICKED_UP:
         delivery.picked_up_at = ts
+    if delivery.status in (Status.ARRIVED, Status.DELIVERED) and delivery.arrived_at is None:
+        delivery.arrived_at = ts
     if event.get("promised_at") is not None:
         delivery.promised_at = event["promised_at"]
     if delivery.status in TERMINAL:
