@@ -124,7 +124,7 @@ def eta_outputs(
 ) -> list[tuple[str, bytes, bytes]]:
     """Return the EtaUpdate records and late_risk alerts a clean ping calls for."""
     cell_speed = lookup_cell_speed(int(ping["h3_r7"]), int(ping["device_ts"]))
-    updates, alerts = estimates.on_fix(state, key, ping, cell_speed, now, ETA_CONFIG)
+    updates, alerts = estimates.on_fix(state, key, ping, cell_speed, now, ETA_CONFIG, CONFIG.stall.horizon_ms)
     for update in updates:
         metrics.ETA_EMITTED.labels(update["method"]).inc()
     etas = [(ETA_TOPIC, key.encode(), _eta.encode(update)) for update in updates]

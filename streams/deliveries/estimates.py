@@ -48,15 +48,20 @@ def on_fix(
     cell_speed_mps: float | None,
     now: int,
     config: EtaConfig,
+    horizon_ms: int,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Update the recent speed and return (EtaUpdate records, late_risk alerts) for a clean ping."""
+    """Update the recent speed and return (EtaUpdate records, late_risk alerts) for a clean ping.
+
+    A fix older than ``horizon_ms`` when processed (a late upload) only feeds the recent speed: an ETA from
+    where the driver was long ago would mislead the customer and could page a dispatcher about the past.
+    """
     ts = int(ping["device_ts"])
     speed, evidence, last_ts = state.recent
     fresh = last_ts is None or ts > last_ts
     recent = update_recent_speed(RecentSpeed(speed, evidence, last_ts), float(ping["step_m"]), ts, config)
     state.recent = [recent.speed_mps, recent.evidence_s, recent.last_ts]
-    if not fresh:
-        return [], []  # a late fix says nothing about where the driver is now
+    if not fresh or now - ts > horizon_ms:
+        return [], []  # an out-of-order or long-delayed fix says nothing about where the driver is now
     updates, alerts = [], []
     for delivery in sorted(state.deliveries.values(), key=lambda d: d.delivery_id):
         if delivery.status not in IN_TRANSIT:

@@ -85,7 +85,7 @@ def event(
         body.update(
             pickup_lat=PICKUP[0], pickup_lon=PICKUP[1], dropoff_lat=dropoff[0], dropoff_lon=dropoff[1]
         )
-        body.update(promised_at=int(time.time() * 1000) + 1_800_000, customer_ref="cust-1")
+        body.update(promised_at=int(time.time() * 1000) + 3 * 3_600_000, customer_ref="cust-1")
     return body
 
 

@@ -31,10 +31,10 @@ def fix(ts: int, lat: float, step_m: float = 50.0) -> dict[str, Any]:
     return {"device_ts": ts, "lat": lat, "lon": -46.63, "step_m": step_m}
 
 
-def ride(state: DriverState, fixes: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+def ride(state: DriverState, fixes: list[dict[str, Any]], delay: int = 100) -> tuple[list[Any], list[Any]]:
     updates, alerts = [], []
     for f in fixes:
-        u, a = estimates.on_fix(state, "drv", f, 8.0, f["device_ts"] + 100, CONFIG)
+        u, a = estimates.on_fix(state, "drv", f, 8.0, f["device_ts"] + delay, CONFIG, 120_000)
         updates += u
         alerts += a
     return updates, alerts
@@ -61,6 +61,12 @@ def test_no_estimate_before_pickup_nor_for_a_late_fix() -> None:
     state = carrying(T0 + 60 * MIN)
     ride(state, northbound(T0 + MIN, 3))
     assert ride(state, [fix(T0, -23.59)]) == ([], [])
+
+
+def test_an_upload_long_after_the_fixes_publishes_no_eta_and_raises_no_late_risk() -> None:
+    state = carrying(T0 + MIN)
+    assert ride(state, northbound(T0, 40), delay=60 * MIN) == ([], [])
+    assert state.recent[1] > 0, "the old fixes still teach the driver's recent speed"
 
 
 def test_late_risk_is_raised_once_per_delivery() -> None:
