@@ -299,3 +299,42 @@ def test_a_scripted_day_yields_exactly_the_expected_alerts_across_a_kill_9_in_a_
         ("stall_resolved", "d2"),
     ], f"alerts: {episodes}\n{worker.log_tail()}"
     assert all(a["driver_id"] == driver for a in final)
+
+
+def test_with_two_workers_every_driver_and_delivery_is_answered_by_either(
+    stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path
+) -> None:
+    from tests.integration.stack import free_port
+
+    workers = [
+        WorkerProcess(
+            {**stack_env, **FAST_RULES, "WHATSUP_WEB_PORT": str(free_port())}, tmp_path / f"w{i}.log"
+        )
+        for i in range(2)
+    ]
+    drivers = [f"two-{uuid.uuid4().hex[:4]}-{i}" for i in range(8)]
+    try:
+        for worker in workers:
+            worker.start()
+        events = [event(d, f"{d}-order", "assigned", 1) for d in drivers]
+        assert post(workers[0], INGEST, {"events": events}).status_code == 202
+
+        def all_answered() -> bool:
+            return all(
+                get(w, f"/v1/drivers/{d}", DISPATCH).status_code == 200
+                and get(w, f"/v1/deliveries/{d}-order", DISPATCH).json().get("driver_id") == d
+                for w in workers
+                for d in drivers
+            )
+
+        assert poll(all_answered, bool, timeout_s=60), "some driver was not answered by both workers"
+        routed = sum(
+            float(line.split()[-1])
+            for w in workers
+            for line in httpx.get(f"{w.url}/metrics", timeout=10).text.splitlines()
+            if line.startswith("whatsup_deliveries_api_routed_total{")
+        )
+        assert routed > 0, "with two workers some answers must come from the other one"
+    finally:
+        for worker in workers:
+            worker.stop()
