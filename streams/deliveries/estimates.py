@@ -95,6 +95,7 @@ def on_fix(
                 float(ping["lon"]),
                 delivery.delivery_id,
             )
+            state.alerts[f"late_risk:{delivery.delivery_id}"] = opened  # open until the delivery ends
             detail = f"ETA {estimate.eta_ms} passes the promise {delivery.promised_at} plus the grace"
             alerts.append(alert_record("late_risk", driver_id, opened, now, detail=detail))
     return updates, alerts

@@ -17,7 +17,7 @@ from shapely.geometry.base import BaseGeometry
 
 from streams.deliveries import stall
 from streams.deliveries.stall import OpenAlert, StallConfig
-from streams.deliveries.state import Delivery, DriverState, LastFix, Rejection, apply_event
+from streams.deliveries.state import TERMINAL, Delivery, DriverState, LastFix, Rejection, apply_event
 
 RESOLUTION = {"stall": "stall_resolved", "offline": "offline_resolved"}
 
@@ -166,6 +166,8 @@ def on_event(
     """Apply a delivery event; return the updated delivery (or the rejection) and the alerts resolved."""
     result = apply_event(state, event)
     alerts = []
+    if isinstance(result, Delivery) and result.status in TERMINAL:
+        state.alerts.pop(f"late_risk:{result.delivery_id}", None)
     if isinstance(result, Delivery) and "stall" in state.alerts and state.in_transit() is None:
         alerts.append(_resolve(state, "stall", driver_id, now, f"delivery {result.status}"))
         state.movement.still_since = None

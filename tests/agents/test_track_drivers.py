@@ -197,7 +197,11 @@ def test_the_timer_pages_a_silent_driver_once_and_skips_partitions_not_caught_up
     timer_alerts = [a for a in alerts(captured) if a["kind"] != "late_risk"]  # the late one came from a ping
     assert [a["alert_id"] for a in timer_alerts] == [a["alert_id"] for a in raised]
     state = agents.lookup(DRIVER)
-    assert state is not None and state.status() == "offline" and set(state.alerts) == {"offline", "stall"}
+    assert (
+        state is not None
+        and state.status() == "offline"
+        and set(state.alerts) == {"offline", "stall", "late_risk:dlv-1"}
+    )
 
 
 def test_etas_are_published_on_change_and_the_arrival_is_recorded(captured: SentRecords) -> None:

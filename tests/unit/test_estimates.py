@@ -8,6 +8,7 @@ from typing import Any
 from streams.deliveries import estimates
 from streams.deliveries.eta import EtaConfig
 from streams.deliveries.state import DriverState, apply_event
+from streams.deliveries.tracker import TrackerConfig, on_event
 
 T0 = 1_790_000_010_000
 MIN = 60_000
@@ -75,6 +76,10 @@ def test_late_risk_is_raised_once_per_delivery() -> None:
     [late] = alerts
     assert late["kind"] == "late_risk" and late["delivery_id"] == "d1" and late["started_at"] == T0
     assert state.deliveries["d1"].late_alerted
+    assert state.alerts["late_risk:d1"].alert_id == late["alert_id"]  # listed as open by the API
+    done = {"event_id": "e9", "delivery_id": "d1", "driver_id": "drv", "type": "delivered", "ts": T0}
+    on_event(state, "drv", done, T0, TrackerConfig())
+    assert "late_risk:d1" not in state.alerts
 
 
 def test_arrival_records_the_actual_time_and_the_errors_of_the_first_and_last_eta() -> None:
