@@ -14,9 +14,10 @@ extend a stop but never raise an alert.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from shapely import affinity
@@ -99,12 +100,8 @@ class Movement:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Movement:
-        """Rebuild from ``dataclasses.asdict`` output."""
+        """Rebuild from the plain data ``DriverState.pack`` wrote."""
         return cls(**{**data, "windows": [Extent(**w) for w in data["windows"]]})
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return plain data for packing."""
-        return asdict(self)
 
 
 def observe(movement: Movement, ts: int, lat: float, lon: float, config: StallConfig) -> None:
@@ -138,6 +135,7 @@ def is_still(extent: Extent, config: StallConfig) -> bool:
     return covered and extent.radius_m() <= config.radius_m
 
 
+@functools.lru_cache(maxsize=4096)
 def circle(lat: float, lon: float, radius_m: float) -> BaseGeometry:
     """Return a circle of ``radius_m`` around a point, in lon/lat degrees (an ellipse off the equator)."""
     degrees = radius_m / M_PER_DEG_LAT
