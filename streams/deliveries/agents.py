@@ -44,7 +44,7 @@ from streams.deliveries.stall import StallConfig, depots_from_geojson
 from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
 from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick
 from streams.exceptions import SchemaError, SettingsError
-from streams.pings import agents as ping_agents
+from streams.kafka import DeliveringProducer
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +239,18 @@ def encode_alerts(key: str, alerts: list[dict[str, Any]], trigger: str) -> list[
     return [(ALERTS_TOPIC, key.encode(), _alert.encode(alert)) for alert in alerts]
 
 
+_producer: DeliveringProducer | None = None
+
+
 async def deliver_records(records: list[tuple[str, bytes, bytes]]) -> None:
-    """Send records and wait for the broker's acknowledgements, on the ping stage's producer."""
-    await ping_agents.deliver_records(records)
+    """Send (topic, key, value) records and wait until the broker has acknowledged all of them."""
+    global _producer
+    if _producer is None:
+        # Its own producer: a flush waits for every record in flight, so sharing one with clean_pings
+        # would make each agent wait for the other's records.
+        _producer = DeliveringProducer(settings)
+    if records:
+        await asyncio.to_thread(_producer.deliver, records)
 
 
 def index_deliveries(driver_id: str, state: DriverState) -> None:
