@@ -20,7 +20,7 @@ from streams.telemetry.logs import logging_config, secret_values
 settings = get_settings()
 register_faust_codecs()
 
-AGENT_PACKAGES = ["streams.pings", "streams.web", "streams.telemetry"]
+AGENT_PACKAGES = ["streams.pings", "streams.deliveries", "streams.web", "streams.telemetry"]
 
 app = faust.App(
     settings.app_id,
@@ -72,6 +72,11 @@ def _avro_topic(name: str, *, raw_values: bool = False) -> faust.TopicT:
 gps_pings_raw_topic = _avro_topic(topics.GPS_PINGS_RAW, raw_values=True)
 gps_pings_clean_topic = _avro_topic(topics.GPS_PINGS_CLEAN)
 gps_pings_rejected_topic = _avro_topic(topics.GPS_PINGS_REJECTED)
+deliveries_events_topic = _avro_topic(topics.DELIVERIES_EVENTS)
+deliveries_rejected_topic = _avro_topic(topics.DELIVERIES_REJECTED)
+deliveries_eta_topic = _avro_topic(topics.DELIVERIES_ETA)
+alerts_topic = _avro_topic(topics.ALERTS)
+api_access_topic = _avro_topic(topics.API_ACCESS)
 
 
 @app.page("/metrics")

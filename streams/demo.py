@@ -21,6 +21,7 @@ from connectors.simulator.model import SimConfig, simulate
 from connectors.simulator.run import post_through_api, write_truth
 from connectors.simulator.verify import collect_verdicts, compare
 from sinks.demo import show as show_sink
+from streams.deliveries.demo import show as show_deliveries
 from streams.settings import Settings
 from streams.telemetry import demo as telemetry_demo
 from streams.web.tokens import issue_driver_token
@@ -78,10 +79,16 @@ def run_demo(settings: Settings, *, drivers: int, minutes: float, timeout_s: flo
     for verdict in sorted(set(expected) | set(got), key=lambda v: (v != "clean", v)):
         print(f"  {verdict:<20} {expected[verdict]:>9} {got[verdict]:>9}")
     problems = compare(truth["per_driver"], verdicts)
+    deliveries_ok = show_deliveries(settings)
     print(f"  ground truth: {Path(settings.data_dir / 'demo' / prefix / 'truth.jsonl')}")
     if problems:
         print(f"\n{len(problems)} driver/verdict counts differ, first: {problems[:3]}")
         return 1
     print(f"\nevery one of the {drivers} drivers got exactly its expected verdicts")
-    checks = [refusals_ok, telemetry_demo.show(settings), show_sink(settings, f"{prefix}-", got)]
+    checks = [
+        refusals_ok,
+        deliveries_ok,
+        telemetry_demo.show(settings),
+        show_sink(settings, f"{prefix}-", got),
+    ]
     return 0 if all(checks) else 1

@@ -168,6 +168,23 @@ class Settings:
     ingest_burst: int = _setting(_parse_int, 20)
     ingest_max_batch: int = _setting(_parse_int, 500)
 
+    stall_step_s: float = _setting(_parse_float, 30.0)
+    stall_horizon_minutes: float = _setting(_parse_float, 2.0)
+    stall_grace_s: float = _setting(_parse_float, 15.0)
+    geofence_radius_m: float = _setting(_parse_float, 150.0)
+    depots_geojson: Path | None = _setting(lambda raw: Path(raw.strip()) if raw.strip() else None, None)
+    tick_interval_s: float = _setting(_parse_float, 5.0)
+    deliveries_max_batch: int = _setting(_parse_int, 500)
+
+    eta_min_change_s: float = _setting(_parse_float, 60.0)
+    eta_max_interval_s: float = _setting(_parse_float, 300.0)
+    eta_late_grace_s: float = _setting(_parse_float, 120.0)
+    eta_detour_factor: float = _setting(_parse_float, 1.3)
+    eta_default_speed_mps: float = _setting(_parse_float, 6.0)
+    # Unset: no routing provider, ETAs come from the blended speed alone.
+    routing_url: str | None = _setting(_parse_url(("http", "https")), None)
+    routing_timeout_s: float = _setting(_parse_float, 2.0)
+
     def __post_init__(self) -> None:
         positive = (
             "partitions",
@@ -178,6 +195,7 @@ class Settings:
             "sink_batch_size",
             "ingest_burst",
             "ingest_max_batch",
+            "deliveries_max_batch",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -193,12 +211,33 @@ class Settings:
             "ping_horizon_hours",
             "ingest_rate_per_s",
             "metrics_sample_s",
+            "stall_step_s",
+            "stall_horizon_minutes",
+            "stall_grace_s",
+            "geofence_radius_m",
+            "tick_interval_s",
+            "eta_min_change_s",
+            "eta_max_interval_s",
+            "eta_default_speed_mps",
+            "routing_timeout_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
         for name in ("web_port", "sink_port"):
             if getattr(self, name) >= 65536:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be below 65536, got {getattr(self, name)}")
+        if self.stall_step_s > self.stall_minutes * 60:
+            raise SettingsError(f"{PREFIX}STALL_STEP_S must not exceed {PREFIX}STALL_MINUTES")
+        if self.depots_geojson is not None and not self.depots_geojson.is_file():
+            raise SettingsError(f"{PREFIX}DEPOTS_GEOJSON={self.depots_geojson} is not a file")
+        if self.eta_late_grace_s < 0:
+            raise SettingsError(
+                f"{PREFIX}ETA_LATE_GRACE_S must not be negative, got {self.eta_late_grace_s!r}"
+            )
+        if self.eta_detour_factor < 1.0:
+            raise SettingsError(
+                f"{PREFIX}ETA_DETOUR_FACTOR must be at least 1, got {self.eta_detour_factor!r}"
+            )
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         if self.log_format not in ("json", "text"):

@@ -20,6 +20,7 @@ WHATSAPP_OUTBOUND = "whatsapp.outbound"
 WHATSAPP_STATUS = "whatsapp.status"
 API_ACCESS = "api.access"
 SINK_DEADLETTER = "sink.deadletter"
+DELIVERIES_REJECTED = "deliveries.rejected"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(GPS_PINGS_CLEAN, "CleanPing", "driver_id", True),
     TopicSpec(GPS_PINGS_REJECTED, "RejectedPing", "driver_id", True),
     TopicSpec(DELIVERIES_EVENTS, "DeliveryEvent", "driver_id", True),
+    # Dead letters of the delivery state machine: events that were not applied, with their reason.
+    TopicSpec(DELIVERIES_REJECTED, "RejectedDeliveryEvent", "driver_id", True),
     TopicSpec(DELIVERIES_ETA, "EtaUpdate", "driver_id", True),
     TopicSpec(ALERTS, "Alert", "driver_id", True),
     TopicSpec(WHATSAPP_EVENTS_RAW, "WhatsAppEvent", "from_hash", False),

@@ -1,0 +1,360 @@
+"""Track every driver: one agent over clean pings and delivery events, one timer for silent drivers.
+
+``track_drivers`` reads ``gps.pings.clean`` and ``deliveries.events`` together (co-partitioned, keyed by
+driver id), so one worker holds all of a driver's live state in ``driver_state``. It is crash safe the way
+``clean_pings`` is (see streams/pings/agents.py): outputs depend only on the source record (``now`` is the
+record's timestamp) and the driver's state; per batch, alerts and dead letters are acknowledged by the broker
+before the states reach the changelog, and the changelog before the batch is acked; each state remembers the
+offset it applied per source topic, so a replay after a crash is skipped or judged again identically.
+
+``watch_silent_drivers`` runs on the wall clock over the drivers of this worker's partitions: Faust windows
+close only when a new event arrives (faust issue 250), and a silent phone sends none. It skips partitions the
+agent has not caught up on, so a restarted worker working through its backlog does not page anyone for
+drivers whose pings are still queued. Its alerts have deterministic ids, so the rare resend after a crash
+between delivery and persistence repeats the same alert id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+
+from schemas.codecs import codec
+from streams import topics
+from streams.app import (
+    alerts_topic,
+    app,
+    deliveries_eta_topic,
+    deliveries_rejected_topic,
+    gps_pings_clean_topic,
+    settings,
+)
+from streams.deliveries import estimates, metrics
+from streams.deliveries.eta import EtaConfig
+from streams.deliveries.speeds import lookup_cell_speed
+from streams.deliveries.stall import StallConfig, depots_from_geojson
+from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
+from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick
+from streams.exceptions import SchemaError, SettingsError
+from streams.kafka import DeliveringProducer
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 2_000
+BATCH_WITHIN_S = 0.1
+
+
+def load_depots(path: Any) -> list[Any]:
+    """Read the depot polygons from the GeoJSON file setting, if any."""
+    if path is None:
+        return []
+    try:
+        return depots_from_geojson(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SettingsError(f"WHATSUP_DEPOTS_GEOJSON={path} is not usable GeoJSON: {exc}") from None
+
+
+CONFIG = TrackerConfig(
+    stall=StallConfig(
+        radius_m=settings.stall_radius_m,
+        window_ms=int(settings.stall_minutes * 60_000),
+        step_ms=int(settings.stall_step_s * 1000),
+        horizon_ms=int(settings.stall_horizon_minutes * 60_000),
+        close_grace_ms=int(settings.stall_grace_s * 1000),
+        offline_ms=int(settings.offline_minutes * 60_000),
+        geofence_m=settings.geofence_radius_m,
+    ),
+    depots=tuple(load_depots(settings.depots_geojson)),
+)
+
+ETA_CONFIG = EtaConfig.from_settings(settings)
+
+CLEAN_TOPIC = gps_pings_clean_topic.get_topic_name()
+EVENTS_TOPIC = topics.qualified(topics.DELIVERIES_EVENTS, settings.topic_prefix)
+ALERTS_TOPIC = alerts_topic.get_topic_name()
+REJECTED_TOPIC = deliveries_rejected_topic.get_topic_name()
+ETA_TOPIC = deliveries_eta_topic.get_topic_name()
+TAGS = {CLEAN_TOPIC: "p", EVENTS_TOPIC: "e"}
+
+# Both inputs through one raw channel: the agent decodes, so a bad record is dead-lettered, not a crash.
+driver_inputs_topic = app.topic(
+    CLEAN_TOPIC,
+    EVENTS_TOPIC,
+    key_type=bytes,
+    key_serializer="raw",
+    value_type=bytes,
+    value_serializer="raw",
+    partitions=settings.partitions,
+)
+
+driver_state = app.Table(
+    "driver_state",
+    key_type=bytes,
+    value_type=bytes,
+    partitions=settings.partitions,
+    default=None,
+    use_partitioner=True,
+)
+
+_clean_ping = codec("CleanPing")
+_delivery_event = codec("DeliveryEvent")
+_alert = codec("Alert")
+_rejected = codec("RejectedDeliveryEvent")
+_eta = codec("EtaUpdate")
+
+# The agent and the timer both rewrite driver states: one at a time, or one would overwrite the other.
+state_lock = asyncio.Lock()
+# Newest offset processed per (topic, partition): the timer only speaks for partitions that are caught up.
+processed: dict[tuple[str, int], int] = {}
+# delivery id -> driver id for the drivers of this worker, kept by persist_states (see streams/web).
+delivery_index: dict[str, str] = {}
+_indexed: set[bytes] = set()  # drivers whose deliveries are in the index (recovery fills the store alone)
+
+
+def eta_outputs(
+    state: DriverState, key: str, ping: dict[str, Any], now: int
+) -> list[tuple[str, bytes, bytes]]:
+    """Return the EtaUpdate records and late_risk alerts a clean ping calls for."""
+    cell_speed = lookup_cell_speed(int(ping["h3_r7"]), int(ping["device_ts"]))
+    updates, alerts = estimates.on_fix(state, key, ping, cell_speed, now, ETA_CONFIG, CONFIG.stall.horizon_ms)
+    for update in updates:
+        metrics.ETA_EMITTED.labels(update["method"]).inc()
+    etas = [(ETA_TOPIC, key.encode(), _eta.encode(update)) for update in updates]
+    return etas + encode_alerts(key, alerts, "ping")
+
+
+def arrival_outputs(key: str, delivery: Delivery) -> list[tuple[str, bytes, bytes]]:
+    """Record a delivery's actual arrival once, on its first arrived or delivered event."""
+    if delivery.status not in ("arrived", "delivered") or delivery.updated_at != delivery.arrived_at:
+        return []
+    record, errors = estimates.on_arrival(key, delivery)
+    for which, error_s in errors.items():
+        metrics.ETA_ERROR.labels(which).observe(abs(error_s))
+    return [] if record is None else [(ETA_TOPIC, key.encode(), _eta.encode(record))]
+
+
+def rejected_record(
+    rejection: Rejection, key: str | None, event: dict[str, Any] | None, message: Any
+) -> dict[str, Any]:
+    """Return the dead letter of a delivery event."""
+    event = event or {}
+    return {
+        "reason": str(rejection.reason),
+        "detail": rejection.detail,
+        "driver_id": key,
+        "delivery_id": event.get("delivery_id"),
+        "event_id": event.get("event_id"),
+        "event_type": event.get("type"),
+        "event_ts": event.get("ts"),
+        "raw_payload": message.value if isinstance(message.value, bytes) else None,
+        "source_topic": message.topic,
+        "source_partition": message.partition,
+        "source_offset": message.offset,
+        "rejected_ts": int(message.timestamp * 1000),
+    }
+
+
+def _judge_event(
+    state: DriverState, key: str, raw: Any, message: Any, now: int, counts: Counter[tuple[str, str]]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, Delivery | None]:
+    try:
+        if not isinstance(raw, bytes):
+            raise SchemaError("record has no value")
+        event = _delivery_event.decode(raw)
+    except SchemaError as exc:
+        counts[("rejected", Reason.MALFORMED)] += 1
+        return [], rejected_record(Rejection(Reason.MALFORMED, str(exc)), key, None, message), None
+    if event["driver_id"] != key:
+        counts[("rejected", Reason.WRONG_KEY)] += 1
+        rejection = Rejection(Reason.WRONG_KEY, "record key is not the event's driver_id")
+        return [], rejected_record(rejection, key, event, message), None
+    result, alerts = on_event(state, key, event, now, CONFIG)
+    if isinstance(result, Rejection):
+        counts[("rejected", result.reason)] += 1
+        return alerts, rejected_record(result, key, event, message), None
+    counts[("applied", result.status)] += 1
+    return alerts, None, result
+
+
+def judge_batch(
+    events: Sequence[Any], load_state: Callable[[bytes], Any], states: dict[str, DriverState]
+) -> tuple[list[tuple[str, bytes, bytes]], Counter[tuple[str, str]]]:
+    """Apply a batch of pings and delivery events in order; return the records to send and the counts."""
+    outputs: list[tuple[str, bytes, bytes]] = []
+    counts: Counter[tuple[str, str]] = Counter()
+    for event in events:
+        message = event.message
+        tag = TAGS.get(message.topic, "p")
+        processed[(message.topic, message.partition)] = message.offset
+        try:
+            key = event.key.decode() if isinstance(event.key, bytes) else None
+        except UnicodeDecodeError:
+            key = None
+        if key is None:
+            if tag == "e":
+                rejection = Rejection(Reason.WRONG_KEY, "record has no UTF-8 driver id key")
+                record = rejected_record(rejection, None, None, message)
+                outputs.append((REJECTED_TOPIC, b"", _rejected.encode(record)))
+                counts[("rejected", Reason.WRONG_KEY)] += 1
+            continue
+        state = states.get(key)
+        if state is None:
+            state = states[key] = DriverState.unpack(load_state(key.encode()))
+        if message.offset <= state.offsets.get(tag, -1):
+            continue  # applied before a crash: its outputs are already durable
+        state.offsets[tag] = message.offset
+        now = int(message.timestamp * 1000)
+        dead_letter = None
+        if tag == "e":
+            alerts, dead_letter, applied = _judge_event(state, key, event.value, message, now, counts)
+            if applied is not None:
+                outputs += arrival_outputs(key, applied)
+        else:
+            try:
+                ping = _clean_ping.decode(event.value)
+            except SchemaError as exc:
+                log.error("undecodable record on %s: %s", message.topic, exc)
+                counts[("bad_ping", "malformed")] += 1
+                continue
+            alerts = on_ping(state, key, ping, now, CONFIG)
+            outputs += eta_outputs(state, key, ping, now)
+        if dead_letter is not None:
+            outputs.append((REJECTED_TOPIC, key.encode(), _rejected.encode(dead_letter)))
+        outputs += encode_alerts(key, alerts, "event" if tag == "e" else "ping")
+    return outputs, counts
+
+
+def encode_alerts(key: str, alerts: list[dict[str, Any]], trigger: str) -> list[tuple[str, bytes, bytes]]:
+    """Avro-encode alerts for the alerts topic, counting them."""
+    for alert in alerts:
+        metrics.ALERTS.labels(alert["kind"], trigger).inc()
+    return [(ALERTS_TOPIC, key.encode(), _alert.encode(alert)) for alert in alerts]
+
+
+_producer: DeliveringProducer | None = None
+
+
+async def deliver_records(records: list[tuple[str, bytes, bytes]]) -> None:
+    """Send (topic, key, value) records and wait until the broker has acknowledged all of them."""
+    global _producer
+    if _producer is None:
+        # Its own producer: a flush waits for every record in flight, so sharing one with clean_pings
+        # would make each agent wait for the other's records.
+        _producer = DeliveringProducer(settings)
+    if records:
+        await asyncio.to_thread(_producer.deliver, records)
+
+
+def index_deliveries(driver_id: str, state: DriverState) -> None:
+    """Remember which driver holds each of a state's deliveries, for the delivery API."""
+    for delivery in [*state.deliveries.values(), *state.finished]:
+        delivery_index[delivery.delivery_id] = driver_id
+    _indexed.add(driver_id.encode())
+
+
+async def persist_states(states: dict[str, DriverState]) -> None:
+    """Write states to the changelog, wait for the broker, then to the table's store (as clean_pings does)."""
+    changelog = driver_state.changelog_topic.get_topic_name()
+    records = [(changelog, key.encode(), state.pack()) for key, state in states.items()]
+    await deliver_records(records)
+    store = driver_state.data
+    for _, key_bytes, packed in records:
+        store[key_bytes] = packed
+    for key, state in states.items():
+        index_deliveries(key, state)
+
+
+def count(counts: Counter[tuple[str, str]]) -> None:
+    """Add a batch's outcomes to the metrics."""
+    for (outcome, reason), n in counts.items():
+        if outcome != "bad_ping":
+            metrics.DELIVERY_EVENTS.labels(outcome, reason).inc(n)
+
+
+@app.agent(driver_inputs_topic, concurrency=1)
+async def track_drivers(stream: faust.StreamT[bytes]) -> None:
+    """Keep each driver's live state from its pings and delivery events; raise and resolve alerts."""
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
+        async with state_lock:
+            states: dict[str, DriverState] = {}
+            outputs, counts = judge_batch(events, driver_state.get, states)
+            await deliver_records(outputs)
+            await persist_states(states)
+        count(counts)
+
+
+def partition_of(key: bytes) -> int:
+    """Return the partition Kafka's default partitioner gives a key."""
+    return (murmur2(key) & 0x7FFFFFFF) % settings.partitions
+
+
+def caught_up(partition: int) -> bool:
+    """Tell whether this worker owns a partition and has processed both its inputs up to their end."""
+    consumer = app.consumer
+    # Offsets committed before this process started count as processed (Faust keeps them per partition).
+    committed = getattr(consumer, "_committed_offset", {})
+    for topic in TAGS:
+        tp = faust.types.TP(topic, partition)
+        if tp not in consumer.assignment():
+            return False
+        highwater = consumer.highwater(tp)
+        done = max(processed.get((topic, partition), -1), committed.get(tp) or -1)
+        if highwater is None or done + 1 < highwater:
+            return False
+    return True
+
+
+async def tick(now: int, ready: Callable[[int], bool]) -> list[dict[str, Any]]:
+    """Run the timer rules over this worker's drivers at wall time ``now``; return the alerts sent."""
+    async with state_lock:
+        states: dict[str, DriverState] = {}
+        raised: list[dict[str, Any]] = []
+        outputs: list[tuple[str, bytes, bytes]] = []
+        for key_bytes, packed in list(driver_state.data.items()):
+            if packed is None or not ready(partition_of(key_bytes)):
+                continue
+            state = DriverState.unpack(packed)
+            key = key_bytes.decode()
+            alerts = on_tick(state, key, now, CONFIG)
+            if state.pack() != packed:
+                states[key] = state
+            raised += alerts
+            outputs += encode_alerts(key, alerts, "timer")
+        await deliver_records(outputs)
+        await persist_states(states)
+    return raised
+
+
+@app.timer(interval=settings.tick_interval_s)
+async def watch_silent_drivers() -> None:
+    """Close movement windows and detect offline drivers on the wall clock."""
+    started = time.perf_counter()
+    await tick(int(time.time() * 1000), caught_up)
+    metrics.TICK_SECONDS.observe(time.perf_counter() - started)
+
+
+def lookup(driver_id: str) -> DriverState | None:
+    """Return a driver's state from this worker's store, or None if this worker holds none."""
+    packed = driver_state.data.get(driver_id.encode())
+    return DriverState.unpack(packed) if packed else None
+
+
+def find_delivery(delivery_id: str) -> tuple[str, Delivery] | None:
+    """Return (driver id, delivery) for a delivery held by this worker's drivers."""
+    driver_id = delivery_index.get(delivery_id)
+    if driver_id is None and len(driver_state.data) > len(_indexed):
+        for key_bytes, packed in list(driver_state.data.items()):
+            if packed and key_bytes not in _indexed:
+                index_deliveries(key_bytes.decode(), DriverState.unpack(packed))
+        driver_id = delivery_index.get(delivery_id)
+    state = lookup(driver_id) if driver_id else None
+    found = state.find(delivery_id) if state else None
+    return (driver_id, found) if driver_id and found else None

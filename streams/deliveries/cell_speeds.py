@@ -1,0 +1,113 @@
+"""Pure core of the learned speeds: which samples count, their keys, and a decayed average. No I/O, no Faust.
+
+A key is a res-7 H3 cell and an hour of the week (São Paulo time, where rush hours happen), written
+``"<cell hex>:<hour>"``. Its value is an exponentially decayed mean over event time: old weeks fade, so
+a new road layout or a changed traffic pattern takes over within a few weeks.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+HOUR_MS = 3_600_000
+WEEK_HOURS = 168
+# São Paulo has kept UTC-3 all year since 2019 (no daylight saving time).
+LOCAL_OFFSET_MS = -3 * HOUR_MS
+# 1970-01-01 was a Thursday; shift so that hour 0 is Monday 00:00.
+_EPOCH_WEEKDAY_SHIFT_H = 3 * 24
+_PACK = struct.Struct(">ddq")
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """What a sample must look like to count, and how fast history fades."""
+
+    # Below this a rider is parked (waiting at a restaurant, a stall), which says nothing about traffic.
+    min_moving_mps: float = 1.0
+    max_speed_mps: float = 30.0
+    # Weight halves every two weeks of event time.
+    half_life_ms: int = 14 * 24 * HOUR_MS
+    # Fewer samples than this (decayed) and the cell does not speak for its hour.
+    min_weight: float = 5.0
+
+
+@dataclass(frozen=True)
+class CellSpeed:
+    """A decayed mean speed, the decayed number of samples behind it, and the newest sample's time."""
+
+    speed_mps: float
+    weight: float
+    last_ts: int
+
+    def pack(self) -> bytes:
+        """Return the 24-byte form the table and its changelog hold."""
+        return _PACK.pack(self.speed_mps, self.weight, self.last_ts)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> CellSpeed:
+        """Read the packed form back."""
+        speed, weight, ts = _PACK.unpack(raw)
+        return cls(speed, weight, ts)
+
+
+def hour_of_week(ts_ms: int) -> int:
+    """Return the local hour of the week of an epoch-ms instant, 0 = Monday 00:00 to 167."""
+    hours = (ts_ms + LOCAL_OFFSET_MS) // HOUR_MS + _EPOCH_WEEKDAY_SHIFT_H
+    return int(hours % WEEK_HOURS)
+
+
+def cell_key(h3_r7: int, how: int) -> str:
+    """Return the table key of a cell at an hour of the week."""
+    return f"{h3_r7:x}:{how}"
+
+
+def sample_of(ping: Mapping[str, Any], config: SpeedConfig) -> tuple[str, float, int] | None:
+    """Return (key, speed, event time) for a clean ping that tells something about traffic, else None."""
+    speed = ping.get("derived_speed_mps")
+    if ping.get("late") or speed is None or not math.isfinite(speed):
+        # A late fix was measured against a newer one: its derived speed is not a riding speed.
+        return None
+    if not config.min_moving_mps <= speed <= config.max_speed_mps:
+        return None
+    ts = int(ping["device_ts"])
+    return cell_key(int(ping["h3_r7"]), hour_of_week(ts)), float(speed), ts
+
+
+def summarize(samples: Iterable[tuple[str, float, int]]) -> dict[str, tuple[float, int, int]]:
+    """Sum a batch's samples per key into (sum of speeds, count, newest time): one record per key."""
+    sums: dict[str, tuple[float, int, int]] = {}
+    for key, speed, ts in samples:
+        total, count, newest = sums.get(key, (0.0, 0, ts))
+        sums[key] = (total + speed, count + 1, max(newest, ts))
+    return sums
+
+
+def fold(prev: CellSpeed | None, speed_sum: float, count: int, ts: int, config: SpeedConfig) -> CellSpeed:
+    """Add ``count`` samples of mean ``speed_sum / count`` seen at ``ts`` to the decayed mean."""
+    if count <= 0:
+        raise ValueError("count must be positive")
+    if prev is None:
+        return CellSpeed(speed_sum / count, float(count), ts)
+    # Samples older than the newest seen are not decayed backwards: they count as of the newest time.
+    elapsed = max(ts - prev.last_ts, 0)
+    kept = prev.weight * 0.5 ** (elapsed / config.half_life_ms)
+    weight = kept + count
+    return CellSpeed((prev.speed_mps * kept + speed_sum) / weight, weight, max(ts, prev.last_ts))
+
+
+def neighbour_hours(how: int) -> tuple[int, int, int]:
+    """Return the hour itself, then the hours on either side: traffic changes smoothly."""
+    return how, (how - 1) % WEEK_HOURS, (how + 1) % WEEK_HOURS
+
+
+def lookup(speeds: Mapping[str, CellSpeed], h3_r7: int, ts_ms: int, config: SpeedConfig) -> float | None:
+    """Return the learned speed of a cell at an instant's hour (or a neighbouring hour), if known enough."""
+    for how in neighbour_hours(hour_of_week(ts_ms)):
+        found = speeds.get(cell_key(h3_r7, how))
+        if found is not None and found.weight >= config.min_weight:
+            return found.speed_mps
+    return None

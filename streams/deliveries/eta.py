@@ -1,0 +1,231 @@
+"""Pure ETA core: remaining distance, a blended speed, when to publish, late risk, error. No I/O, no Faust.
+
+The speed blends two estimates: the driver's own recent speed (what this rider on this bike is doing now)
+and the learned speed of the res-7 H3 cell at this hour of the week (what traffic there usually allows).
+The recent speed's weight grows with how many seconds of movement back it up, so one noisy ping cannot
+swing the ETA, while several minutes of riding outweigh the historical average.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from streams.pings.rules import haversine_m
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
+
+class EtaMethod:
+    """How an estimate's speed was chosen (the ``method`` field of ``deliveries.eta``)."""
+
+    BLENDED = "blended"
+    RECENT = "recent"
+    CELL = "cell"
+    DEFAULT = "default"
+    ROUTING = "routing"
+    STRAIGHT_LINE = "straight_line"
+    ARRIVED = "arrived"
+
+
+@dataclass(frozen=True)
+class EtaConfig:
+    """Thresholds of the ETA; defaults suit motorcycles in São Paulo."""
+
+    min_change_s: float = 60.0
+    max_interval_s: float = 300.0
+    late_grace_s: float = 120.0
+    # Road distance over straight-line distance; city grids run around 1.2 to 1.4.
+    detour_factor: float = 1.3
+    # Used when neither the driver nor the cell has told us anything yet (about 22 km/h).
+    default_speed_mps: float = 6.0
+    # A stopped driver still arrives eventually: never divide by a speed below this.
+    min_speed_mps: float = 1.5
+    max_speed_mps: float = 25.0
+    # Seconds of recent movement at which the driver's own speed counts as much as the cell's.
+    recent_half_weight_s: float = 120.0
+    # However much evidence, the cell keeps this share: recent minutes do not foresee the traffic ahead.
+    max_recent_weight: float = 0.8
+    # Closer than this to the drop-off, the driver is there.
+    arrival_radius_m: float = 50.0
+    # Time constant of the driver's recent-speed average.
+    recent_tau_s: float = 180.0
+
+    def __post_init__(self) -> None:
+        for name in ("detour_factor", "default_speed_mps", "min_speed_mps", "max_speed_mps", "recent_tau_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.detour_factor < 1.0:
+            raise ValueError("detour_factor must be at least 1")
+        if self.min_speed_mps > self.max_speed_mps:
+            raise ValueError("min_speed_mps must not exceed max_speed_mps")
+        if not 0.0 <= self.max_recent_weight <= 1.0:
+            raise ValueError("max_recent_weight must lie in [0, 1]")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EtaConfig:
+        """Build the ETA thresholds from the pipeline's settings."""
+        return cls(
+            min_change_s=settings.eta_min_change_s,
+            max_interval_s=settings.eta_max_interval_s,
+            late_grace_s=settings.eta_late_grace_s,
+            detour_factor=settings.eta_detour_factor,
+            default_speed_mps=settings.eta_default_speed_mps,
+        )
+
+
+@dataclass(frozen=True)
+class EtaEstimate:
+    """One estimate of when a delivery reaches its drop-off."""
+
+    eta_ms: int
+    remaining_m: float
+    speed_mps: float
+    method: str
+    computed_at: int
+
+
+@dataclass(frozen=True)
+class RecentSpeed:
+    """A driver's time-weighted recent speed and how many seconds of movement back it (decayed)."""
+
+    speed_mps: float = 0.0
+    evidence_s: float = 0.0
+    last_ts: int | None = None
+
+
+def update_recent_speed(prev: RecentSpeed, step_m: float, ts_ms: int, config: EtaConfig) -> RecentSpeed:
+    """Fold one accepted fix (distance from the previous one, event time) into the recent speed."""
+    if prev.last_ts is None or ts_ms <= prev.last_ts:
+        # A first fix, or a late one: it says nothing about the speed now.
+        return RecentSpeed(prev.speed_mps, prev.evidence_s, ts_ms if prev.last_ts is None else prev.last_ts)
+    dt_s = (ts_ms - prev.last_ts) / 1000.0
+    step_speed = min(max(step_m, 0.0) / dt_s, config.max_speed_mps)
+    # Old evidence fades with elapsed time; a long gap leaves little of it.
+    keep = math.exp(-dt_s / config.recent_tau_s)
+    kept_s = prev.evidence_s * keep
+    evidence = kept_s + dt_s
+    speed = (prev.speed_mps * kept_s + step_speed * dt_s) / evidence
+    # Evidence saturates: the average covers at most about one time constant of riding.
+    return RecentSpeed(speed, min(evidence, config.recent_tau_s), ts_ms)
+
+
+def remaining_distance_m(
+    lat: float, lon: float, dropoff_lat: float, dropoff_lon: float, config: EtaConfig
+) -> float:
+    """Return the expected road distance to the drop-off: straight line times the detour factor."""
+    return haversine_m(lat, lon, dropoff_lat, dropoff_lon) * config.detour_factor
+
+
+def recent_weight(evidence_s: float | None, config: EtaConfig) -> float:
+    """Return the share of the driver's own speed in the blend, growing with the evidence behind it."""
+    if evidence_s is None:
+        # The caller did not say how much backs the speed: trust it as much as the cell.
+        return min(0.5, config.max_recent_weight)
+    evidence = max(evidence_s, 0.0)
+    return config.max_recent_weight * evidence / (evidence + config.recent_half_weight_s)
+
+
+def blend_speed(
+    recent_speed_mps: float | None,
+    cell_speed_mps: float | None,
+    config: EtaConfig,
+    recent_evidence_s: float | None = None,
+) -> tuple[float, str]:
+    """Return the speed to assume and which sources it came from."""
+    recent = _usable(recent_speed_mps)
+    cell = _usable(cell_speed_mps)
+    if recent is not None and cell is not None:
+        w = recent_weight(recent_evidence_s, config)
+        speed, method = w * recent + (1.0 - w) * cell, EtaMethod.BLENDED
+    elif cell is not None:
+        speed, method = cell, EtaMethod.CELL
+    elif recent is not None:
+        # Without history, shrink a thin recent estimate toward the default instead of believing it.
+        w = recent_weight(recent_evidence_s, config) / max(config.max_recent_weight, 1e-9)
+        speed, method = w * recent + (1.0 - w) * config.default_speed_mps, EtaMethod.RECENT
+    else:
+        speed, method = config.default_speed_mps, EtaMethod.DEFAULT
+    return min(max(speed, config.min_speed_mps), config.max_speed_mps), method
+
+
+def _usable(speed: float | None) -> float | None:
+    if speed is None or not math.isfinite(speed) or speed < 0:
+        return None
+    return speed
+
+
+def estimate_eta(
+    lat: float,
+    lon: float,
+    dropoff_lat: float,
+    dropoff_lon: float,
+    now_ms: int,
+    recent_speed_mps: float | None,
+    cell_speed_mps: float | None,
+    config: EtaConfig,
+    *,
+    recent_evidence_s: float | None = None,
+) -> EtaEstimate:
+    """Estimate when the driver at (lat, lon) reaches the drop-off, from the blended speed."""
+    remaining = remaining_distance_m(lat, lon, dropoff_lat, dropoff_lon, config)
+    if remaining <= config.arrival_radius_m * config.detour_factor:
+        return EtaEstimate(now_ms, remaining, 0.0, EtaMethod.ARRIVED, now_ms)
+    speed, method = blend_speed(recent_speed_mps, cell_speed_mps, config, recent_evidence_s)
+    return EtaEstimate(now_ms + round(remaining / speed * 1000.0), remaining, speed, method, now_ms)
+
+
+def estimate_from_route(duration_s: float, distance_m: float, now_ms: int, config: EtaConfig) -> EtaEstimate:
+    """Turn a routing provider's answer (travel time, road distance) into an estimate."""
+    speed = distance_m / duration_s if duration_s > 0 else config.default_speed_mps
+    return EtaEstimate(
+        now_ms + round(max(duration_s, 0.0) * 1000.0), distance_m, speed, EtaMethod.ROUTING, now_ms
+    )
+
+
+def straight_line_eta(
+    lat: float, lon: float, dropoff_lat: float, dropoff_lon: float, now_ms: int, speed_mps: float
+) -> EtaEstimate:
+    """Estimate naively: straight-line distance at one constant speed (the benchmark's baseline)."""
+    remaining = haversine_m(lat, lon, dropoff_lat, dropoff_lon)
+    return EtaEstimate(
+        now_ms + round(remaining / speed_mps * 1000.0), remaining, speed_mps, EtaMethod.STRAIGHT_LINE, now_ms
+    )
+
+
+def should_emit(last: EtaEstimate | None, new: EtaEstimate, config: EtaConfig) -> bool:
+    """Publish when there is no estimate yet, the ETA moved enough, or the last one is getting old."""
+    if last is None:
+        return True
+    if abs(new.eta_ms - last.eta_ms) >= config.min_change_s * 1000.0:
+        return True
+    return new.computed_at - last.computed_at >= config.max_interval_s * 1000.0
+
+
+def is_late_risk(estimate: EtaEstimate, promised_at_ms: int | None, config: EtaConfig) -> bool:
+    """Say whether the estimate passes the promised time by more than the grace."""
+    if promised_at_ms is None:
+        return False
+    return estimate.eta_ms > promised_at_ms + config.late_grace_s * 1000.0
+
+
+@dataclass(frozen=True)
+class EtaError:
+    """How far an estimate was from the arrival (signed, late is positive) and how early it was made."""
+
+    error_s: float
+    horizon_s: float
+
+    @property
+    def abs_error_s(self) -> float:
+        """Return the absolute error in seconds."""
+        return abs(self.error_s)
+
+
+def eta_error(estimate: EtaEstimate, arrived_at_ms: int) -> EtaError:
+    """Return the error of an estimate against the actual arrival (positive: arrived after the ETA)."""
+    return EtaError(
+        (arrived_at_ms - estimate.eta_ms) / 1000.0, (arrived_at_ms - estimate.computed_at) / 1000.0
+    )

@@ -1,0 +1,104 @@
+"""Learned cell speeds: hour of week, which samples count, the decayed mean, and lookups with fallbacks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.deliveries.cell_speeds import (
+    HOUR_MS,
+    CellSpeed,
+    SpeedConfig,
+    cell_key,
+    fold,
+    hour_of_week,
+    lookup,
+    sample_of,
+    summarize,
+)
+
+CONFIG = SpeedConfig()
+CELL = 0x87A8100C6FFFFFF
+# Monday 2026-11-23 08:30 in São Paulo is 11:30 UTC.
+MONDAY_0830 = int(datetime(2026, 11, 23, 11, 30, tzinfo=UTC).timestamp() * 1000)
+
+
+def _ping(speed: float | None, late: bool = False, ts: int = MONDAY_0830) -> dict[str, object]:
+    return {"derived_speed_mps": speed, "late": late, "device_ts": ts, "h3_r7": CELL}
+
+
+def test_hour_of_week_is_local_monday_based() -> None:
+    assert hour_of_week(MONDAY_0830) == 8
+    assert hour_of_week(MONDAY_0830 - 9 * HOUR_MS) == 167  # Sunday 23:30
+    assert hour_of_week(MONDAY_0830 + 24 * HOUR_MS) == 32
+
+
+@given(st.integers(0, 4_000_000_000_000))
+def test_hour_of_week_is_in_range_and_weekly(ts: int) -> None:
+    assert 0 <= hour_of_week(ts) < 168
+    assert hour_of_week(ts) == hour_of_week(ts + 168 * HOUR_MS)
+
+
+def test_only_moving_on_time_samples_count() -> None:
+    assert sample_of(_ping(8.0), CONFIG) == (cell_key(CELL, 8), 8.0, MONDAY_0830)
+    assert sample_of(_ping(0.3), CONFIG) is None  # parked: says nothing about traffic
+    assert sample_of(_ping(None), CONFIG) is None
+    assert sample_of(_ping(8.0, late=True), CONFIG) is None
+    assert sample_of(_ping(45.0), CONFIG) is None
+    assert sample_of(_ping(float("nan")), CONFIG) is None
+
+
+def test_summarize_gives_one_sum_per_key() -> None:
+    sums = summarize([("a", 4.0, 10), ("b", 6.0, 5), ("a", 8.0, 30), ("a", 3.0, 20)])
+    assert sums == {"a": (15.0, 3, 30), "b": (6.0, 1, 5)}
+
+
+def test_fold_is_a_mean_that_forgets_with_its_half_life() -> None:
+    first = fold(None, 20.0, 4, 0, CONFIG)
+    assert first == CellSpeed(5.0, 4.0, 0)
+    same_time = fold(first, 40.0, 4, 0, CONFIG)
+    assert same_time.speed_mps == pytest.approx(7.5)
+    two_weeks = fold(first, 40.0, 4, CONFIG.half_life_ms, CONFIG)
+    # The old four samples count as two now.
+    assert two_weeks.weight == pytest.approx(6.0)
+    assert two_weeks.speed_mps == pytest.approx((5.0 * 2 + 40.0) / 6)
+    with pytest.raises(ValueError, match="count"):
+        fold(first, 0.0, 0, 0, CONFIG)
+
+
+def test_older_samples_do_not_rewind_the_clock() -> None:
+    state = fold(None, 10.0, 1, 1000, CONFIG)
+    assert fold(state, 10.0, 1, 500, CONFIG).last_ts == 1000
+
+
+@given(
+    batches=st.lists(
+        st.tuples(st.floats(1.0, 30.0), st.integers(1, 50), st.integers(0, 10**11)), min_size=1, max_size=20
+    )
+)
+def test_fold_stays_within_the_samples_range(batches: list[tuple[float, int, int]]) -> None:
+    state: CellSpeed | None = None
+    for mean, count, ts in batches:
+        state = fold(state, mean * count, count, ts, CONFIG)
+    assert state is not None
+    lo, hi = min(b[0] for b in batches), max(b[0] for b in batches)
+    assert lo - 1e-9 <= state.speed_mps <= hi + 1e-9
+
+
+def test_pack_round_trips() -> None:
+    value = CellSpeed(7.25, 12.5, MONDAY_0830)
+    assert len(value.pack()) == 24
+    assert CellSpeed.unpack(value.pack()) == value
+
+
+def test_lookup_needs_enough_samples_and_falls_back_to_neighbouring_hours() -> None:
+    speeds = {cell_key(CELL, 8): CellSpeed(4.0, 3.0, 0), cell_key(CELL, 9): CellSpeed(9.0, 50.0, 0)}
+    # Hour 8 has too few samples; hour 9 speaks for it.
+    assert lookup(speeds, CELL, MONDAY_0830, CONFIG) == 9.0
+    speeds[cell_key(CELL, 8)] = CellSpeed(4.0, 6.0, 0)
+    assert lookup(speeds, CELL, MONDAY_0830, CONFIG) == 4.0
+    assert lookup(speeds, CELL, MONDAY_0830 + 5 * HOUR_MS, CONFIG) is None
+    assert lookup(speeds, CELL + 1, MONDAY_0830, CONFIG) is None

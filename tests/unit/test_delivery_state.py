@@ -1,0 +1,191 @@
+"""The delivery state machine and the driver state: every transition, every rejection, packing, bounds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.deliveries.state import (
+    ALLOWED,
+    MAX_ACTIVE,
+    MAX_EVENT_HASHES,
+    MAX_FINISHED,
+    TERMINAL,
+    Delivery,
+    DriverState,
+    Reason,
+    Rejection,
+    Status,
+    apply_event,
+)
+
+T0 = 1_790_000_000_000
+_counter = iter(range(10**9))
+
+
+def event(kind: str, delivery_id: str = "dlv-1", **extra: Any) -> dict[str, Any]:
+    base = {
+        "event_id": f"evt-{next(_counter)}",
+        "delivery_id": delivery_id,
+        "driver_id": "drv-1",
+        "type": kind,
+        "ts": T0,
+        "pickup_lat": None,
+        "pickup_lon": None,
+        "dropoff_lat": None,
+        "dropoff_lon": None,
+        "promised_at": None,
+        "customer_ref": None,
+    }
+    if kind == "assigned":
+        base.update(pickup_lat=-23.55, pickup_lon=-46.63, dropoff_lat=-23.58, dropoff_lon=-46.66)
+        base.update(promised_at=T0 + 1_800_000, customer_ref="cust-9")
+    return {**base, **extra}
+
+
+def walk(*kinds: str) -> tuple[DriverState, Rejection | Delivery]:
+    state = DriverState()
+    result: Rejection | Delivery = apply_event(state, event("assigned"))
+    for kind in kinds:
+        result = apply_event(state, event(kind))
+    return state, result
+
+
+def test_assignment_creates_an_active_delivery() -> None:
+    state, delivery = walk()
+    assert isinstance(delivery, Delivery)
+    assert delivery.status == "assigned" and delivery.pickup == (-23.55, -46.63)
+    assert delivery.promised_at == T0 + 1_800_000 and delivery.customer_ref == "cust-9"
+    assert state.status() == "on_delivery" and state.in_transit() is None
+
+
+def test_happy_path_ends_in_finished_and_idle() -> None:
+    state, result = walk("picked_up", "en_route", "arrived", "delivered")
+    assert isinstance(result, Delivery) and result.status == "delivered"
+    assert state.deliveries == {} and state.status() == "idle"
+    assert state.find("dlv-1") is result
+
+
+ALL = [s.value for s in Status]
+PAIRS = [(a, b) for a in ALL for b in ALL]
+PATH_TO = {
+    "assigned": [],
+    "picked_up": ["picked_up"],
+    "en_route": ["picked_up", "en_route"],
+    "arrived": ["picked_up", "arrived"],
+    "delivered": ["picked_up", "delivered"],
+    "failed": ["failed"],
+    "cancelled": ["cancelled"],
+}
+
+
+@pytest.mark.parametrize(("current", "kind"), PAIRS)
+def test_every_transition_is_either_applied_or_rejected_with_its_reason(current: str, kind: str) -> None:
+    state, _ = walk(*PATH_TO[current])
+    before = state.pack()
+    result = apply_event(state, event(kind))
+    if current in TERMINAL:
+        expected = Reason.ALREADY_ASSIGNED if kind == "assigned" else Reason.ALREADY_FINISHED
+        assert isinstance(result, Rejection) and result.reason == expected
+    elif kind == "assigned":
+        assert isinstance(result, Rejection) and result.reason == Reason.ALREADY_ASSIGNED
+    elif Status(kind) in ALLOWED[Status(current)]:
+        assert isinstance(result, Delivery) and result.status == kind
+        return
+    else:
+        assert isinstance(result, Rejection) and result.reason == Reason.IMPOSSIBLE_TRANSITION
+        assert f"{current} -> {kind}" in result.detail
+    assert state.pack() == before, "a rejected event must change nothing"
+
+
+@pytest.mark.parametrize("kind", [k for k in ALL if k != "assigned"])
+def test_event_for_a_delivery_never_assigned_is_unknown(kind: str) -> None:
+    result = apply_event(DriverState(), event(kind, "nope"))
+    assert isinstance(result, Rejection) and result.reason == Reason.UNKNOWN_DELIVERY
+
+
+def test_duplicate_event_id_is_rejected_even_when_the_step_would_be_valid() -> None:
+    state, _ = walk()
+    first = event("picked_up")
+    assert isinstance(apply_event(state, first), Delivery)
+    again = apply_event(state, {**first, "type": "en_route"})
+    assert isinstance(again, Rejection) and again.reason == Reason.DUPLICATE_EVENT
+
+
+def test_assignment_without_locations_and_unknown_type_are_rejected() -> None:
+    missing = apply_event(DriverState(), event("assigned", dropoff_lat=None))
+    assert isinstance(missing, Rejection) and missing.reason == Reason.MISSING_LOCATION
+    unknown = apply_event(DriverState(), event("unknown"))
+    assert isinstance(unknown, Rejection) and unknown.reason == Reason.UNKNOWN_TYPE
+
+
+def test_active_deliveries_are_capped() -> None:
+    state = DriverState()
+    for i in range(MAX_ACTIVE):
+        assert isinstance(apply_event(state, event("assigned", f"d{i}")), Delivery)
+    over = apply_event(state, event("assigned", "one-more"))
+    assert isinstance(over, Rejection) and over.reason == Reason.TOO_MANY_ACTIVE
+
+
+def test_in_transit_is_the_carried_delivery_with_the_earliest_promise() -> None:
+    state = DriverState()
+    apply_event(state, event("assigned", "late", promised_at=T0 + 9_000_000))
+    apply_event(state, event("assigned", "soon", promised_at=T0 + 1_000_000))
+    apply_event(state, event("assigned", "waiting", promised_at=T0))
+    apply_event(state, event("picked_up", "late"))
+    apply_event(state, event("picked_up", "soon"))
+    carried = state.in_transit()
+    assert carried is not None and carried.delivery_id == "soon"
+
+
+def test_promise_can_be_moved_by_a_later_event() -> None:
+    state, _ = walk()
+    result = apply_event(state, event("picked_up", promised_at=T0 + 42))
+    assert isinstance(result, Delivery) and result.promised_at == T0 + 42
+
+
+def test_public_view_matches_the_dispatcher_contract() -> None:
+    _, delivery = walk("picked_up")
+    assert isinstance(delivery, Delivery)
+    assert delivery.public() == {
+        "delivery_id": "dlv-1",
+        "status": "picked_up",
+        "pickup": {"lat": -23.55, "lon": -46.63},
+        "dropoff": {"lat": -23.58, "lon": -46.66},
+        "promised_at": T0 + 1_800_000,
+        "eta": None,
+        "customer_ref": "cust-9",
+    }
+
+
+def test_unpack_of_nothing_is_a_new_driver() -> None:
+    assert DriverState.unpack(None) == DriverState()
+    assert DriverState.unpack(b"") == DriverState()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([*ALL, "unknown"]), st.sampled_from(["a", "b", "c"]), st.booleans()),
+        max_size=60,
+    )
+)
+def test_any_event_sequence_keeps_the_state_consistent_and_packable(
+    steps: list[tuple[str, str, bool]],
+) -> None:
+    state = DriverState()
+    seen: list[dict[str, Any]] = []
+    for kind, delivery_id, replay in steps:
+        sent = seen[-1] if replay and seen else event(kind, delivery_id)
+        seen.append(sent)
+        before = state.pack()
+        result = apply_event(state, sent)
+        if isinstance(result, Rejection):
+            assert state.pack() == before
+        assert DriverState.unpack(state.pack()) == state
+        assert all(d.status not in TERMINAL for d in state.deliveries.values())
+        assert all(d.status in TERMINAL for d in state.finished)
+        assert len(state.finished) <= MAX_FINISHED and len(state.event_hashes) <= MAX_EVENT_HASHES

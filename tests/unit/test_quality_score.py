@@ -1,0 +1,73 @@
+"""Scoring against the simulator's truth: perfect answers score perfectly, and each kind of mistake counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connectors.simulator.deliveries import Episode
+from connectors.simulator.score import score_run
+from tests.unit.test_delivery_simulator import M_MS, days
+
+
+def _alert(ep: Episode, kind: str, n: int = 0, delay_s: float = 320.0) -> dict[str, Any]:
+    return {
+        "alert_id": f"{ep.driver_id}:{kind}:{ep.start_ms}:{n}",
+        "kind": kind,
+        "driver_id": ep.driver_id,
+        "delivery_id": ep.delivery_id,
+        "started_at": ep.start_ms + 5000,
+        "detected_at": ep.start_ms + int(delay_s * 1000),
+    }
+
+
+def _perfect_alerts() -> list[dict[str, Any]]:
+    return [_alert(e, e.expected_alert) for d in days() for e in d.episodes if e.expected_alert]
+
+
+def _perfect_etas() -> list[dict[str, Any]]:
+    etas = []
+    for day in days():
+        picked = {e["delivery_id"]: e["ts"] for e in day.events if e["type"] == "picked_up"}
+        for d in day.deliveries:
+            if d.arrived_at is not None:
+                for at in range(picked[d.delivery_id], d.arrived_at, 60_000):
+                    etas.append({"delivery_id": d.delivery_id, "eta": d.arrived_at, "computed_at": at})
+    return etas
+
+
+def test_perfect_answers_score_perfectly() -> None:
+    report = score_run(list(days()), _perfect_alerts(), _perfect_etas(), int(M_MS))
+    for kind in ("stall", "offline", "frozen_gps"):
+        score = report.kinds[kind]
+        assert score.expected > 0
+        assert (score.precision, score.recall, score.duplicates) == (1.0, 1.0, 0)
+    assert report.kinds["stall"].median_delay_s == pytest.approx(320.0)
+    assert (report.late_batch_alerts, report.resent_records, report.duplicates) == (0, 0, 0)
+    assert report.eta_updates > 50
+    assert report.eta_mae_s == 0.0 and report.baseline_mae_s > 60
+    assert report.eta_improvement == 1.0
+    assert 2.0 < report.baseline_speed_mps < 10.0
+
+
+def test_mistakes_are_counted() -> None:
+    alerts = _perfect_alerts()
+    stalls = [e for d in days() for e in d.episodes if e.kind == "stall" and e.complete]
+    waits = [e for d in days() for e in d.episodes if e.kind == "wait_pickup"]
+    late = [e for d in days() for e in d.episodes if e.kind == "late_batch"]
+    missed = stalls[0]
+    alerts = [a for a in alerts if not (a["driver_id"] == missed.driver_id and a["kind"] == "stall")]
+    alerts += [_alert(stalls[1], "stall", n=1), _alert(waits[0], "stall"), _alert(late[0], "stall")]
+    alerts.append(dict(alerts[0]))  # the same alert id resent
+    report = score_run(list(days()), alerts, [], int(M_MS))
+    stall = report.kinds["stall"]
+    assert stall.recall == pytest.approx((stall.expected - 1) / stall.expected)
+    assert stall.duplicates == 1
+    assert stall.alerts == stall.expected - 1 + 1 + 2
+    assert stall.precision == pytest.approx((stall.expected - 1) / stall.alerts)
+    assert report.late_batch_alerts == 1
+    assert report.resent_records == 1
+    assert report.missed == [missed]
+    assert {a["delivery_id"] for a in report.false_alerts} == {waits[0].delivery_id, late[0].delivery_id}
+    assert report.eta_updates == 0
