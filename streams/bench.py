@@ -372,7 +372,12 @@ def _ping_suite(settings: Settings, quick: bool) -> list[Result]:
 
 def suites() -> list[Suite]:
     """Every benchmark suite, in the order of the data flow."""
-    return [Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES))]
+    from streams.bench_quality import QUALITY_NOTES, bench_quality  # it builds on this module's helpers
+
+    return [
+        Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES)),
+        Suite("quality", "Alert and ETA quality against a simulated fleet", bench_quality, QUALITY_NOTES),
+    ]
 
 
 HEADER = [

@@ -88,10 +88,20 @@ def _matches(alert: dict[str, Any], ep: Episode, after_ms: int) -> bool:
 
 
 def score_alerts(
-    days: Iterable[DriverDay], alerts: list[dict[str, Any]], offline_ms: int
+    days: Iterable[DriverDay],
+    alerts: list[dict[str, Any]],
+    offline_ms: int,
+    *,
+    stall_ms: int,
+    end_ms: int,
 ) -> tuple[dict[str, KindScore], int, int, list[dict[str, Any]], list[Episode]]:
-    """Match alerts to episodes; return per-kind scores, late-batch alerts, resent records, false, missed."""
+    """Match alerts to episodes; return per-kind scores, late-batch alerts, resent records, false, missed.
+
+    When the run ends every phone falls silent; alerts for silences and stops that began too close to the
+    end for any complete episode to have raised them are artifacts of the ending and left out.
+    """
     days = list(days)
+    cutoff = {"stall": end_ms - stall_ms, "offline": end_ms - offline_ms, "frozen_gps": end_ms}
     drivers = {d.driver_id for d in days}
     episodes = [e for d in days for e in d.episodes]
     seen: set[str] = set()
@@ -107,7 +117,7 @@ def score_alerts(
     late_batch = 0
     for alert in distinct:
         kind = alert["kind"]
-        if kind not in kinds:
+        if kind not in kinds or alert["started_at"] > cutoff[kind]:
             continue
         score = kinds[kind]
         score.alerts += 1
@@ -194,9 +204,17 @@ def score_etas(days: Iterable[DriverDay], etas: list[dict[str, Any]]) -> tuple[i
 
 
 def score_run(
-    days: list[DriverDay], alerts: list[dict[str, Any]], etas: list[dict[str, Any]], offline_ms: int
+    days: list[DriverDay],
+    alerts: list[dict[str, Any]],
+    etas: list[dict[str, Any]],
+    *,
+    offline_ms: int,
+    stall_ms: int,
+    end_ms: int,
 ) -> QualityReport:
-    """Score a whole run."""
-    kinds, late_batch, resent, false_alerts, missed = score_alerts(days, alerts, offline_ms)
+    """Score a whole run that ended at ``end_ms``."""
+    kinds, late_batch, resent, false_alerts, missed = score_alerts(
+        days, alerts, offline_ms, stall_ms=stall_ms, end_ms=end_ms
+    )
     n, ours, naive, speed = score_etas(days, etas)
     return QualityReport(kinds, late_batch, resent, n, ours, naive, speed, false_alerts, missed)

@@ -35,7 +35,7 @@ class SpeedConfig:
     min_weight: float = 5.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CellSpeed:
     """A decayed mean speed, the decayed number of samples behind it, and the newest sample's time."""
 
