@@ -7,6 +7,8 @@ without deliveries in the hour before) go first, so the learned cell speeds have
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
 import time
 import tracemalloc
@@ -18,11 +20,12 @@ from confluent_kafka import Consumer, TopicPartition
 
 from connectors.simulator.deliveries import DeliverySimConfig, history_pings, simulate_deliveries
 from connectors.simulator.deliveries_run import PlayReport, collect, play
-from connectors.simulator.score import QualityReport, score_run
+from connectors.simulator.score import QualityReport, replay_etas, score_etas, score_run
 from streams import topics
 from streams.bench import Result, _bench_settings, _env, _start_worker
 from streams.deliveries.cell_speeds import CellSpeed, cell_key
-from streams.deliveries.speeds import CellSpeedReplica
+from streams.deliveries.eta import EtaConfig
+from streams.deliveries.speeds import CellSpeedReplica, tail_changelog
 from streams.settings import Settings
 
 QUALITY_NOTES = (
@@ -36,6 +39,10 @@ QUALITY_NOTES = (
     "ETA error: every `deliveries.eta` update for an in-transit delivery that arrived, against the true "
     "arrival; the baseline is computed at the same moments from the driver's newest fix, straight line at "
     "the run's own average straight-line speed (tuned on the answer, so generous to the baseline).",
+    "`ETA core replayed`: the harness runs `streams/deliveries/eta.py` over the same fixes as they arrive "
+    "(recent speed, learned speeds along the way as snapshotted from the worker's changelog after the "
+    "history, the publish rule) and scores what it would publish the same way. It measures the ETA core "
+    "apart from the agent that publishes; the rows above it measure what the worker actually published.",
     "The machine was shared with other work while this ran.",
 )
 
@@ -52,6 +59,8 @@ class QualityRun:
     days: list[Any]
     alerts: list[dict[str, Any]]
     etas: list[dict[str, Any]]
+    # The ETA core run by the harness over the same fixes, with the speeds the worker learned from history.
+    replayed: tuple[int, float, float, float]
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
@@ -87,6 +96,30 @@ def wait_for_records(settings: Settings, topic: str, count: int, timeout_s: floa
     raise RuntimeError(f"{topic} did not reach {count} records within {timeout_s} s")
 
 
+def snapshot_speeds(settings: Settings, timeout_s: float = 30.0) -> CellSpeedReplica:
+    """Copy the speeds the worker has learned so far, once its changelog stops growing for 3 s."""
+    replica = CellSpeedReplica()
+    changelog = f"{settings.app_id}-cell_speeds-changelog"
+
+    async def follow() -> None:
+        task = asyncio.create_task(
+            tail_changelog(changelog, settings.partitions, settings.kafka_bootstrap, replica, poll_ms=200)
+        )
+        deadline, seen, stable_since = time.monotonic() + timeout_s, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            if len(replica.speeds) != seen:
+                seen, stable_since = len(replica.speeds), time.monotonic()
+            elif seen > 0 and time.monotonic() - stable_since >= 3.0:
+                break
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(follow())
+    return replica
+
+
 def run_fleet(
     settings: Settings,
     config: DeliverySimConfig,
@@ -102,6 +135,7 @@ def run_fleet(
     play([], settings, history=history)
     clean = topics.qualified(topics.GPS_PINGS_CLEAN, settings.topic_prefix)
     wait_for_records(settings, clean, int(len(history) * 0.97))
+    learned = snapshot_speeds(settings)
     played = play(days, settings)
     time.sleep(drain_s)  # the last pings and the timer's last tick
     prefix = settings.topic_prefix
@@ -120,7 +154,9 @@ def run_fleet(
         for ep in day.episodes:
             episodes[ep.kind] = episodes.get(ep.kind, 0) + 1
     deliveries = sum(len(d.deliveries) for d in days)
-    return QualityRun(config, played, report, deliveries, episodes, days, alerts, etas)
+    eta_config = EtaConfig.from_settings(settings)
+    replayed = score_etas(days, replay_etas(days, learned.lookup, eta_config))
+    return QualityRun(config, played, report, deliveries, episodes, days, alerts, etas, replayed)
 
 
 def replica_memory(cells: int = 1_500) -> tuple[float, float]:
@@ -145,6 +181,8 @@ def results_of(run: QualityRun) -> list[Result]:
     r, cfg = run.report, run.config
     stall, offline, frozen = r.kinds["stall"], r.kinds["offline"], r.kinds["frozen_gps"]
     target_s = cfg.stall_minutes * 60 + 30
+    n, ours, base, _ = run.replayed
+    nan = float("nan")
     lag = run.played.max_lag_ms
     late = run.episodes.get("late_batch", 0)
     fleet = f"{cfg.drivers} drivers, {cfg.minutes:g} min, {run.deliveries} deliveries"
@@ -166,6 +204,16 @@ def results_of(run: QualityRun) -> list[Result]:
             f"straight line at {r.baseline_speed_mps:.2f} m/s",
         ),
         Result("ETA error below baseline", r.eta_improvement, "ratio", "1 - ours/baseline; target >= 0.30"),
+        Result(
+            "ETA core replayed: mean absolute error", ours, "s", f"{n} updates; speeds learned by the worker"
+        ),
+        Result("ETA core replayed: baseline error", base, "s", "same moments, same baseline"),
+        Result(
+            "ETA core replayed: error below baseline",
+            1 - ours / base if base else nan,
+            "ratio",
+            "target >= 0.30",
+        ),
         Result("fleet", cfg.drivers, "drivers", fleet),
         Result("pings played", run.played.pings, "pings", f"max lag behind schedule {lag} ms"),
     ]
