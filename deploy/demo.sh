@@ -34,6 +34,12 @@ echo "== starting the local stack (Redis, Kafka broker, topics)"
 # A throw-away signing secret for this demo's driver tokens; real deployments set their own.
 export WHATSUP_TOKEN_SECRET="${WHATSUP_TOKEN_SECRET:-$("$python" -c 'import secrets; print(secrets.token_hex(32))')}"
 
+# Throw-away API keys for the delivery events and dispatcher API: one key per role.
+if [[ -z "${WHATSUP_API_KEYS:-}" ]]; then
+  key() { "$python" -c 'import secrets; print(secrets.token_hex(16))'; }
+  export WHATSUP_API_KEYS="$(key):ingest,$(key):dispatcher,$(key):partner"
+fi
+
 echo "== starting a worker (log: var/demo/worker.log)"
 "$python" -m streams worker >"$log_dir/worker.log" 2>&1 &
 worker_pid=$!

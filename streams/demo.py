@@ -19,6 +19,7 @@ import httpx
 from connectors.simulator.model import SimConfig, simulate
 from connectors.simulator.run import post_through_api, write_truth
 from connectors.simulator.verify import collect_verdicts, compare
+from streams.deliveries.demo import show as show_deliveries
 from streams.settings import Settings
 from streams.web.tokens import issue_driver_token
 
@@ -75,9 +76,10 @@ def run_demo(settings: Settings, *, drivers: int, minutes: float, timeout_s: flo
     for verdict in sorted(set(expected) | set(got), key=lambda v: (v != "clean", v)):
         print(f"  {verdict:<20} {expected[verdict]:>9} {got[verdict]:>9}")
     problems = compare(truth["per_driver"], verdicts)
+    deliveries_ok = show_deliveries(settings)
     print(f"  ground truth: {Path(settings.data_dir / 'demo' / prefix / 'truth.jsonl')}")
     if problems:
         print(f"\n{len(problems)} driver/verdict counts differ, first: {problems[:3]}")
         return 1
     print(f"\nevery one of the {drivers} drivers got exactly its expected verdicts")
-    return 0 if refusals_ok else 1
+    return 0 if refusals_ok and deliveries_ok else 1

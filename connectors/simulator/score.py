@@ -189,6 +189,8 @@ def score_etas(days: Iterable[DriverDay], etas: list[dict[str, Any]]) -> tuple[i
     naive: list[float] = []
     for update in etas:
         found = deliveries.get(update["delivery_id"])
+        if update.get("method") == "actual":
+            continue  # the arrival itself, recorded by the tracking agent: not an estimate
         if found is None:
             continue
         day, d = found

@@ -37,12 +37,14 @@ from streams.app import (
     gps_pings_clean_topic,
     settings,
 )
-from streams.deliveries import metrics
+from streams.deliveries import estimates, metrics
+from streams.deliveries.eta import EtaConfig
+from streams.deliveries.speeds import lookup_cell_speed
 from streams.deliveries.stall import StallConfig, depots_from_geojson
 from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
 from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick
 from streams.exceptions import SchemaError, SettingsError
-from streams.pings import agents as ping_agents
+from streams.kafka import DeliveringProducer
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ CONFIG = TrackerConfig(
     ),
     depots=tuple(load_depots(settings.depots_geojson)),
 )
+
+ETA_CONFIG = EtaConfig.from_settings(settings)
 
 CLEAN_TOPIC = gps_pings_clean_topic.get_topic_name()
 EVENTS_TOPIC = topics.qualified(topics.DELIVERIES_EVENTS, settings.topic_prefix)
@@ -115,9 +119,26 @@ delivery_index: dict[str, str] = {}
 _indexed: set[bytes] = set()  # drivers whose deliveries are in the index (recovery fills the store alone)
 
 
-def eta_updates(state: DriverState, driver_id: str, now: int) -> list[dict[str, Any]]:
-    """Return the EtaUpdate records a new fix calls for (none until the ETA core is wired in)."""
-    return []
+def eta_outputs(
+    state: DriverState, key: str, ping: dict[str, Any], now: int
+) -> list[tuple[str, bytes, bytes]]:
+    """Return the EtaUpdate records and late_risk alerts a clean ping calls for."""
+    cell_speed = lookup_cell_speed(int(ping["h3_r7"]), int(ping["device_ts"]))
+    updates, alerts = estimates.on_fix(state, key, ping, cell_speed, now, ETA_CONFIG, CONFIG.stall.horizon_ms)
+    for update in updates:
+        metrics.ETA_EMITTED.labels(update["method"]).inc()
+    etas = [(ETA_TOPIC, key.encode(), _eta.encode(update)) for update in updates]
+    return etas + encode_alerts(key, alerts, "ping")
+
+
+def arrival_outputs(key: str, delivery: Delivery) -> list[tuple[str, bytes, bytes]]:
+    """Record a delivery's actual arrival once, on its first arrived or delivered event."""
+    if delivery.status not in ("arrived", "delivered") or delivery.updated_at != delivery.arrived_at:
+        return []
+    record, errors = estimates.on_arrival(key, delivery)
+    for which, error_s in errors.items():
+        metrics.ETA_ERROR.labels(which).observe(abs(error_s))
+    return [] if record is None else [(ETA_TOPIC, key.encode(), _eta.encode(record))]
 
 
 def rejected_record(
@@ -143,24 +164,24 @@ def rejected_record(
 
 def _judge_event(
     state: DriverState, key: str, raw: Any, message: Any, now: int, counts: Counter[tuple[str, str]]
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, Delivery | None]:
     try:
         if not isinstance(raw, bytes):
             raise SchemaError("record has no value")
         event = _delivery_event.decode(raw)
     except SchemaError as exc:
         counts[("rejected", Reason.MALFORMED)] += 1
-        return [], rejected_record(Rejection(Reason.MALFORMED, str(exc)), key, None, message)
+        return [], rejected_record(Rejection(Reason.MALFORMED, str(exc)), key, None, message), None
     if event["driver_id"] != key:
         counts[("rejected", Reason.WRONG_KEY)] += 1
         rejection = Rejection(Reason.WRONG_KEY, "record key is not the event's driver_id")
-        return [], rejected_record(rejection, key, event, message)
+        return [], rejected_record(rejection, key, event, message), None
     result, alerts = on_event(state, key, event, now, CONFIG)
     if isinstance(result, Rejection):
         counts[("rejected", result.reason)] += 1
-        return alerts, rejected_record(result, key, event, message)
+        return alerts, rejected_record(result, key, event, message), None
     counts[("applied", result.status)] += 1
-    return alerts, None
+    return alerts, None, result
 
 
 def judge_batch(
@@ -193,7 +214,9 @@ def judge_batch(
         now = int(message.timestamp * 1000)
         dead_letter = None
         if tag == "e":
-            alerts, dead_letter = _judge_event(state, key, event.value, message, now, counts)
+            alerts, dead_letter, applied = _judge_event(state, key, event.value, message, now, counts)
+            if applied is not None:
+                outputs += arrival_outputs(key, applied)
         else:
             try:
                 ping = _clean_ping.decode(event.value)
@@ -202,7 +225,7 @@ def judge_batch(
                 counts[("bad_ping", "malformed")] += 1
                 continue
             alerts = on_ping(state, key, ping, now, CONFIG)
-            outputs += [(ETA_TOPIC, key.encode(), _eta.encode(r)) for r in eta_updates(state, key, now)]
+            outputs += eta_outputs(state, key, ping, now)
         if dead_letter is not None:
             outputs.append((REJECTED_TOPIC, key.encode(), _rejected.encode(dead_letter)))
         outputs += encode_alerts(key, alerts, "event" if tag == "e" else "ping")
@@ -216,9 +239,18 @@ def encode_alerts(key: str, alerts: list[dict[str, Any]], trigger: str) -> list[
     return [(ALERTS_TOPIC, key.encode(), _alert.encode(alert)) for alert in alerts]
 
 
+_producer: DeliveringProducer | None = None
+
+
 async def deliver_records(records: list[tuple[str, bytes, bytes]]) -> None:
-    """Send records and wait for the broker's acknowledgements, on the ping stage's producer."""
-    await ping_agents.deliver_records(records)
+    """Send (topic, key, value) records and wait until the broker has acknowledged all of them."""
+    global _producer
+    if _producer is None:
+        # Its own producer: a flush waits for every record in flight, so sharing one with clean_pings
+        # would make each agent wait for the other's records.
+        _producer = DeliveringProducer(settings)
+    if records:
+        await asyncio.to_thread(_producer.deliver, records)
 
 
 def index_deliveries(driver_id: str, state: DriverState) -> None:

@@ -32,6 +32,7 @@ TICK_SECONDS = Histogram(
 ETA_EMITTED = Counter("whatsup_eta_emitted_total", "ETA updates sent to deliveries.eta", ["method"])
 ETA_ERROR = Histogram(
     "whatsup_eta_error_seconds",
-    "Absolute error of the first ETA given for a delivery against its actual arrival",
+    "Absolute error of the first and of the last ETA given for a delivery against its actual arrival",
+    ["which"],
     buckets=(15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
 )

@@ -14,9 +14,10 @@ extend a stop but never raise an alert.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from shapely import affinity
@@ -60,9 +61,19 @@ class Extent:
 
     def add(self, ts: int, lat: float, lon: float) -> None:
         """Widen the extent to hold a fix."""
-        self.min_lat, self.max_lat = min(self.min_lat, lat), max(self.max_lat, lat)
-        self.min_lon, self.max_lon = min(self.min_lon, lon), max(self.max_lon, lon)
-        self.first_ts, self.last_ts = min(self.first_ts, ts), max(self.last_ts, ts)
+        # Plain comparisons: every fix lands in window / step extents, and min()/max() cost twice as much.
+        if lat < self.min_lat:
+            self.min_lat = lat
+        if lat > self.max_lat:
+            self.max_lat = lat
+        if lon < self.min_lon:
+            self.min_lon = lon
+        if lon > self.max_lon:
+            self.max_lon = lon
+        if ts < self.first_ts:
+            self.first_ts = ts
+        if ts > self.last_ts:
+            self.last_ts = ts
         self.fixes += 1
 
     def center(self) -> tuple[float, float]:
@@ -99,27 +110,26 @@ class Movement:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Movement:
-        """Rebuild from ``dataclasses.asdict`` output."""
+        """Rebuild from the plain data ``DriverState.pack`` wrote."""
         return cls(**{**data, "windows": [Extent(**w) for w in data["windows"]]})
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return plain data for packing."""
-        return asdict(self)
 
 
 def observe(movement: Movement, ts: int, lat: float, lon: float, config: StallConfig) -> None:
     """Add a fix to every open window that holds its event time; a fix for a closed window is dropped."""
     first = -(-(ts - config.window_ms + 1) // config.step_ms) * config.step_ms
+    by_start = {extent.start: extent for extent in movement.windows}
+    added = False
     for start in range(first, ts + 1, config.step_ms):
         if start + config.window_ms <= movement.closed_until:
-            continue
-        for extent in movement.windows:
-            if extent.start == start:
-                extent.add(ts, lat, lon)
-                break
+            continue  # closed windows never reopen
+        extent = by_start.get(start)
+        if extent is not None:
+            extent.add(ts, lat, lon)
         else:
             movement.windows.append(Extent(start, lat, lat, lon, lon, ts, ts))
-    movement.windows.sort(key=lambda e: e.start)
+            added = True
+    if added:
+        movement.windows.sort(key=lambda e: e.start)
     movement.watermark = max(movement.watermark, ts)
 
 
@@ -138,6 +148,7 @@ def is_still(extent: Extent, config: StallConfig) -> bool:
     return covered and extent.radius_m() <= config.radius_m
 
 
+@functools.lru_cache(maxsize=4096)
 def circle(lat: float, lon: float, radius_m: float) -> BaseGeometry:
     """Return a circle of ``radius_m`` around a point, in lon/lat degrees (an ellipse off the equator)."""
     degrees = radius_m / M_PER_DEG_LAT

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -86,6 +86,8 @@ class Delivery:
     eta_at: int | None = None  # when the last emitted ETA was computed
     eta_first: int | None = None  # the first ETA given, for the error at delivery
     late_alerted: bool = False
+    arrived_at: int | None = None  # event time of the first arrived or delivered event
+    picked_up_at: int | None = None  # event time of the pickup: a stall only counts from then
     owner: str | None = None  # API key fingerprint that assigned it: a partner reads only its own
 
     def public(self) -> dict[str, Any]:
@@ -130,6 +132,7 @@ class DriverState:
     offsets: dict[str, int] = field(default_factory=dict)  # source topic tag -> last applied offset
     movement: Movement = field(default_factory=Movement)
     alerts: dict[str, OpenAlert] = field(default_factory=dict)  # open alerts by kind
+    recent: list[Any] = field(default_factory=lambda: [0.0, 0.0, None])  # recent speed, evidence s, last ts
 
     def status(self) -> str:
         """Return idle, on_delivery, stalled or offline (the most urgent wins)."""
@@ -153,8 +156,19 @@ class DriverState:
 
     def pack(self) -> bytes:
         """Serialize compactly for the table and its changelog."""
-        data = asdict(self)
-        data["v"] = FORMAT_VERSION
+        movement = self.movement
+        data = {
+            "v": FORMAT_VERSION,
+            "last_fix": _fields(self.last_fix) if self.last_fix else None,
+            "last_update": self.last_update,
+            "deliveries": {k: _fields(d) for k, d in self.deliveries.items()},
+            "finished": [_fields(d) for d in self.finished],
+            "event_hashes": self.event_hashes,
+            "offsets": self.offsets,
+            "movement": {**_fields(movement), "windows": [_fields(w) for w in movement.windows]},
+            "alerts": {k: _fields(a) for k, a in self.alerts.items()},
+            "recent": self.recent,
+        }
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -173,7 +187,13 @@ class DriverState:
             offsets=data["offsets"],
             movement=Movement.from_dict(data["movement"]),
             alerts={k: OpenAlert(**v) for k, v in data["alerts"].items()},
+            recent=data.get("recent", [0.0, 0.0, None]),
         )
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    # dataclasses.asdict deep-copies every value: ten times slower on the hot path than reading the slots.
+    return {name: getattr(obj, name) for name in obj.__slots__}
 
 
 def _delivery(data: dict[str, Any]) -> Delivery:
@@ -238,6 +258,10 @@ def apply_event(state: DriverState, event: dict[str, Any]) -> Rejection | Delive
     delivery = state.deliveries[event["delivery_id"]]
     delivery.status = event["type"]
     delivery.updated_at = ts
+    if delivery.status == Status.PICKED_UP:
+        delivery.picked_up_at = ts
+    if delivery.status in (Status.ARRIVED, Status.DELIVERED) and delivery.arrived_at is None:
+        delivery.arrived_at = ts
     if event.get("promised_at") is not None:
         delivery.promised_at = event["promised_at"]
     if delivery.status in TERMINAL:

@@ -17,7 +17,7 @@ from shapely.geometry.base import BaseGeometry
 
 from streams.deliveries import stall
 from streams.deliveries.stall import OpenAlert, StallConfig
-from streams.deliveries.state import Delivery, DriverState, LastFix, Rejection, apply_event
+from streams.deliveries.state import TERMINAL, Delivery, DriverState, LastFix, Rejection, apply_event
 
 RESOLUTION = {"stall": "stall_resolved", "offline": "offline_resolved"}
 
@@ -99,19 +99,24 @@ def _judge(
     """Judge closed windows in order: extend or end the current stop, raise a stall when it qualifies."""
     rules, movement, alerts = config.stall, state.movement, []
     for extent in closed:
-        if extent.start < movement.moved_at or not stall.is_still(extent, rules):
+        carried = state.in_transit()
+        qualifies = (
+            carried is not None
+            and extent.start >= max(movement.moved_at, carried.picked_up_at or 0)
+            and stall.is_still(extent, rules)
+            and not stall.in_geofence(*extent.center(), geofences(state, config))
+        )
+        if not qualifies:
+            # The stop's clock starts only once the driver stands still in transit, outside every geofence.
             movement.still_since = None
             continue
         if movement.still_since is None:
             movement.still_since = extent.first_ts
-        if "stall" in state.alerts or state.in_transit() is None:
+        if "stall" in state.alerts:
             continue
         if now - (extent.start + rules.window_ms) > rules.horizon_ms:
             continue  # judged long after it closed: a backlog from an old episode never pages anyone
-        center = extent.center()
-        if stall.in_geofence(*center, geofences(state, config)):
-            continue
-        alerts.append(_open(state, "stall", driver_id, movement.still_since, center, now))
+        alerts.append(_open(state, "stall", driver_id, movement.still_since, extent.center(), now))
     return alerts
 
 
@@ -161,6 +166,8 @@ def on_event(
     """Apply a delivery event; return the updated delivery (or the rejection) and the alerts resolved."""
     result = apply_event(state, event)
     alerts = []
+    if isinstance(result, Delivery) and result.status in TERMINAL:
+        state.alerts.pop(f"late_risk:{result.delivery_id}", None)
     if isinstance(result, Delivery) and "stall" in state.alerts and state.in_transit() is None:
         alerts.append(_resolve(state, "stall", driver_id, now, f"delivery {result.status}"))
         state.movement.still_since = None

@@ -14,6 +14,8 @@ these routes, refusals included, is recorded on ``api.access`` before it is sent
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import time
 import uuid
 from typing import Any
@@ -29,6 +31,7 @@ from streams.app import app, settings
 from streams.deliveries import agents
 from streams.deliveries import metrics as delivery_metrics
 from streams.deliveries.intake import parse_events
+from streams.exceptions import WhatsUpError
 from streams.pings.intake import BadRequest
 from streams.web.apikeys import (
     POST_EVENTS,
@@ -125,11 +128,16 @@ async def _forward(request: Request, base: str) -> httpx.Response:
 
 def _owner(driver_id: str) -> URL | None:
     """Return the URL of the worker owning a driver's partition, or None when it is this one or unknown."""
+    partition = agents.partition_of(driver_id.encode())
     try:
-        url = app.router.key_store(agents.driver_state.name, driver_id.encode())
+        hosts = app.router.table_metadata(agents.driver_state.name)
     except (KeyError, AttributeError):
         return None
-    return None if _same_node(url) else url
+    for host, assigned in hosts.items():
+        if any(partition in partitions for partitions in assigned.values()):
+            url = URL(str(host)) if "://" in str(host) else URL(f"http://{host}")
+            return None if _same_node(url) else url
+    return None
 
 
 def _relay(view: View, route: str, answer: httpx.Response) -> Response:
@@ -187,7 +195,7 @@ class DriverView(_ReadView):
 
     async def get(self, request: Request, driver_id: str) -> Response:
         who = await self._principal(request, driver_id=driver_id)
-        if isinstance(who, Response):
+        if not isinstance(who, Principal):
             return who
         owner = None if request.headers.get(ROUTED_HEADER) else _owner(driver_id)
         if owner is not None:
@@ -220,6 +228,13 @@ async def _ask_other_workers(request: Request) -> httpx.Response | None:
     return None
 
 
+def may_read(who: Principal, found: tuple[str, Any] | None) -> bool:
+    """Tell whether a key may read a delivery: dispatchers and internal keys all, a partner its own."""
+    if who.roles & (READ_DELIVERIES - {"partner"}):
+        return True
+    return found is not None and found[1].owner == who.fingerprint
+
+
 @app.page(DELIVERY_ROUTE)
 class DeliveryView(_ReadView):
     """A delivery's status and ETA (dispatchers, and the partner that assigned it)."""
@@ -228,15 +243,14 @@ class DeliveryView(_ReadView):
 
     async def get(self, request: Request, delivery_id: str) -> Response:
         who = await self._principal(request, delivery_id=delivery_id)
-        if isinstance(who, Response):
+        if not isinstance(who, Principal):
             return who
         found = agents.find_delivery(delivery_id)
         if found is None and not request.headers.get(ROUTED_HEADER):
             answer = await _ask_other_workers(request)
             if answer is not None:
                 return _relay(self, self.route_name, answer)
-        partner_only = not who.roles & (READ_DELIVERIES - {"partner"})
-        if found is None or (partner_only and found[1].owner != who.fingerprint):
+        if found is None or not may_read(who, found):
             # A partner asking for someone else's delivery learns nothing, not even that it exists.
             missing = {"error": "not_found", "message": f"no live delivery {delivery_id}"}
             return await self._audited(request, 404, missing, who, delivery_id=delivery_id)
@@ -253,18 +267,59 @@ class DeliveryView(_ReadView):
         return await self._audited(request, 200, body, who, driver_id=driver_id, delivery_id=delivery_id)
 
 
+EVENTS_SQL = (
+    "SELECT event_id, type, driver_id, toUnixTimestamp64Milli(ts) AS ts FROM delivery_events FINAL"
+    " WHERE delivery_id = {delivery_id:String} ORDER BY ts, event_id"
+)
+POSITIONS_SQL = (
+    "SELECT toUnixTimestamp64Milli(device_ts) AS ts, lat, lon FROM gps_pings FINAL"
+    " WHERE driver_id = {driver_id:String}"
+    " AND device_ts BETWEEN fromUnixTimestamp64Milli({start:Int64}) AND fromUnixTimestamp64Milli({end:Int64})"
+    " ORDER BY device_ts LIMIT 5000"
+)
+
+
+def history_query() -> Any:
+    """Return the sink's ``run_query_async``, or None while the ClickHouse sink is not part of the release."""
+    if importlib.util.find_spec("sinks.query") is None:
+        return None
+    return importlib.import_module("sinks.query").run_query_async
+
+
 @app.page(HISTORY_ROUTE)
 class DeliveryHistoryView(_ReadView):
-    """A delivery's full history, from ClickHouse once the sink's query client is part of the release."""
+    """A delivery's events and the driver's positions between them, from ClickHouse (the sink's tables)."""
 
     route_name, allowed = HISTORY_ROUTE, READ_DELIVERIES
 
     async def get(self, request: Request, delivery_id: str) -> Response:
         who = await self._principal(request, delivery_id=delivery_id)
-        if isinstance(who, Response):
+        if not isinstance(who, Principal):
             return who
-        message = (
-            "delivery history needs the ClickHouse sink's query client (sinks.query), not in this release"
+        query = history_query()
+        if query is None:
+            message = "delivery history needs the ClickHouse sink's query client (sinks.query); not built yet"
+            body = {"error": "history_unavailable", "message": message}
+            return await self._audited(request, 503, body, who, delivery_id=delivery_id)
+        live = agents.find_delivery(delivery_id)
+        if not who.roles & (READ_DELIVERIES - {"partner"}) and (
+            live is None or live[1].owner != who.fingerprint
+        ):
+            missing = {"error": "not_found", "message": f"no delivery {delivery_id} of this key"}
+            return await self._audited(request, 404, missing, who, delivery_id=delivery_id)
+        try:
+            events = await query(settings, EVENTS_SQL, {"delivery_id": delivery_id})
+            if not events:
+                missing = {"error": "not_found", "message": f"no history for delivery {delivery_id}"}
+                return await self._audited(request, 404, missing, who, delivery_id=delivery_id)
+            driver_id = events[-1]["driver_id"]
+            span = {"driver_id": driver_id, "start": events[0]["ts"], "end": events[-1]["ts"]}
+            positions = await query(settings, POSITIONS_SQL, span)
+        except WhatsUpError as exc:
+            body = {"error": "history_unavailable", "message": str(exc)}
+            return await self._audited(request, 503, body, who, delivery_id=delivery_id)
+        body = {"delivery_id": delivery_id, "driver_id": driver_id, "events": events, "positions": positions}
+        located = bool(positions)
+        return await self._audited(
+            request, 200, body, who, driver_id=driver_id, delivery_id=delivery_id, location_read=located
         )
-        body = {"error": "history_unavailable", "message": message}
-        return await self._audited(request, 503, body, who, delivery_id=delivery_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from faust.types import TP
 
 from schemas.codecs import codec
-from streams.app import alerts_topic, deliveries_rejected_topic
+from streams.app import alerts_topic, deliveries_eta_topic, deliveries_rejected_topic
 from streams.deliveries import agents
 from streams.deliveries.agents import CLEAN_TOPIC, EVENTS_TOPIC, track_drivers
 from tests.agents.conftest import SentRecords
@@ -52,7 +53,7 @@ def delivery_event(event_id: str, kind: str, delivery_id: str = "dlv-1", **extra
     return codec("DeliveryEvent").encode(record)
 
 
-def clean_ping(n: int, ts: int, lat: float, lon: float = -46.63) -> bytes:
+def clean_ping(n: int, ts: int, lat: float, lon: float = -46.63, step_m: float = 0.0) -> bytes:
     return codec("CleanPing").encode(
         {
             "ping_id": f"p{n}",
@@ -65,7 +66,7 @@ def clean_ping(n: int, ts: int, lat: float, lon: float = -46.63) -> bytes:
             "received_ts": ts + 200,
             "h3_r9": 617_700_169_958_293_503,
             "h3_r7": 608_692_970_707_697_663,
-            "step_m": 0.0,
+            "step_m": step_m,
             "processed_ts": ts + 300,
         }
     )
@@ -115,9 +116,11 @@ def test_a_stall_on_a_delivery_in_transit_is_one_alert_and_the_state_says_stalle
             await asyncio.sleep(0.2)
 
     asyncio.run(run())
-    [stall] = alerts(captured)
-    assert stall["kind"] == "stall" and stall["delivery_id"] == "dlv-1" and stall["started_at"] == T0
-    assert captured.keys(alerts_topic) == [DRIVER.encode()]
+    # 24 km from the drop-off and not moving: the promise (T0 + 30 min) is at risk too, once.
+    assert sorted(a["kind"] for a in alerts(captured)) == ["late_risk", "stall"]
+    [stall] = [a for a in alerts(captured) if a["kind"] == "stall"]
+    assert stall["delivery_id"] == "dlv-1" and stall["started_at"] == T0
+    assert set(captured.keys(alerts_topic)) == {DRIVER.encode()}
     state = agents.lookup(DRIVER)
     assert state is not None and state.status() == "stalled"
     assert state.last_fix is not None and state.last_fix.ts == T0 + 9 * MIN - 5_000
@@ -191,6 +194,36 @@ def test_the_timer_pages_a_silent_driver_once_and_skips_partitions_not_caught_up
     assert behind == []
     raised = [a for batch in ticks for a in batch]
     assert [a["kind"] for a in raised] == ["offline", "stall"]
-    assert [a["alert_id"] for a in alerts(captured)] == [a["alert_id"] for a in raised]
+    timer_alerts = [a for a in alerts(captured) if a["kind"] != "late_risk"]  # the late one came from a ping
+    assert [a["alert_id"] for a in timer_alerts] == [a["alert_id"] for a in raised]
     state = agents.lookup(DRIVER)
-    assert state is not None and state.status() == "offline" and set(state.alerts) == {"offline", "stall"}
+    assert (
+        state is not None
+        and state.status() == "offline"
+        and set(state.alerts) == {"offline", "stall", "late_risk:dlv-1"}
+    )
+
+
+def test_etas_are_published_on_change_and_the_arrival_is_recorded(captured: SentRecords) -> None:
+    async def run() -> None:
+        async with track_drivers.test_context() as agent:
+            feed = Feed(agent)
+            generous = T0 + 600 * MIN
+            await feed.put(EVENTS_TOPIC, delivery_event("e1", "assigned", promised_at=generous), T0)
+            await feed.put(EVENTS_TOPIC, delivery_event("e2", "picked_up", promised_at=generous), T0)
+            lat = -23.55
+            for i, ts in enumerate(range(T0, T0 + 10 * MIN, 5_000)):
+                lat -= 50 / 111_195  # 10 m/s south, towards the drop-off
+                await feed.put(CLEAN_TOPIC, clean_ping(i, ts, lat, step_m=50.0), ts + 500)
+            await feed.put(EVENTS_TOPIC, delivery_event("e3", "delivered", ts=T0 + 40 * MIN), T0 + 40 * MIN)
+            await settle(lambda: any(e["method"] == "actual" for e in captured.values(deliveries_eta_topic)))
+            await asyncio.sleep(0.2)
+
+    asyncio.run(run())
+    etas = captured.values(deliveries_eta_topic)
+    *estimates, actual = etas
+    assert 2 <= len(estimates) < 120 / 2, "published on change or age, not on every fix"
+    assert estimates[0]["computed_at"] == T0 and all(e["delivery_id"] == "dlv-1" for e in etas)
+    assert all(b["computed_at"] > a["computed_at"] for a, b in itertools.pairwise(estimates))
+    assert actual["method"] == "actual" and actual["eta"] == T0 + 40 * MIN
+    assert [a["kind"] for a in alerts(captured)] == [], "a generous promise is not at risk"

@@ -210,6 +210,17 @@ def test_no_stall_inside_the_dropoff_geofence_or_a_depot() -> None:
     assert kinds(ride(carrying(), standing(T0, T0 + 15 * MIN, at_m=0))) == ["stall"]
 
 
+def test_the_stop_clock_starts_at_pickup_and_outside_the_geofences() -> None:
+    state = carrying("assigned")
+    alerts = ride(state, standing(T0, T0 + 10 * MIN, at_m=0))  # waiting for the order: not in transit
+    pickup = {"event_id": "e3", "delivery_id": "dlv-1", "driver_id": DRIVER, "type": "picked_up"}
+    on_event(state, DRIVER, {**pickup, "ts": T0 + 10 * MIN}, T0 + 10 * MIN, CONFIG)
+    alerts += ride(state, standing(T0 + 10 * MIN, T0 + 14 * MIN, at_m=0))
+    assert alerts == [], "standing before the pickup does not count"
+    [stalled] = ride(state, standing(T0 + 14 * MIN, T0 + 17 * MIN, at_m=0))
+    assert stalled["kind"] == "stall" and stalled["started_at"] >= T0 + 10 * MIN
+
+
 def test_a_late_batch_from_an_old_stop_raises_nothing() -> None:
     state = carrying()
     old_stop = standing(T0, T0 + 10 * MIN, at_m=0)

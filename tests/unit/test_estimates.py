@@ -1,0 +1,99 @@
+"""ETAs of carried deliveries on each fix: when they are published, late risk once, the arrival's error."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from streams.deliveries import estimates
+from streams.deliveries.eta import EtaConfig
+from streams.deliveries.state import DriverState, apply_event
+from streams.deliveries.tracker import TrackerConfig, on_event
+
+T0 = 1_790_000_010_000
+MIN = 60_000
+CONFIG = EtaConfig()
+
+
+def carrying(promised_at: int, status: str = "picked_up") -> DriverState:
+    state = DriverState()
+    base = {"delivery_id": "d1", "driver_id": "drv", "ts": T0, "promised_at": promised_at}
+    apply_event(
+        state,
+        {**base, "event_id": "e1", "type": "assigned", "pickup_lat": -23.6, "pickup_lon": -46.6}
+        | {"dropoff_lat": -23.50, "dropoff_lon": -46.63},
+    )
+    if status != "assigned":
+        apply_event(state, {**base, "event_id": "e2", "type": status})
+    return state
+
+
+def fix(ts: int, lat: float, step_m: float = 50.0) -> dict[str, Any]:
+    return {"device_ts": ts, "lat": lat, "lon": -46.63, "step_m": step_m}
+
+
+def ride(state: DriverState, fixes: list[dict[str, Any]], delay: int = 100) -> tuple[list[Any], list[Any]]:
+    updates, alerts = [], []
+    for f in fixes:
+        u, a = estimates.on_fix(state, "drv", f, 8.0, f["device_ts"] + delay, CONFIG, 120_000)
+        updates += u
+        alerts += a
+    return updates, alerts
+
+
+def northbound(start: int, n: int, lat: float = -23.60) -> list[dict[str, Any]]:
+    return [fix(start + i * 5_000, lat + i * 50 / 111_195) for i in range(n)]
+
+
+def test_first_estimate_is_published_then_only_on_change_or_age() -> None:
+    state = carrying(T0 + 120 * MIN)
+    updates, alerts = ride(state, northbound(T0, 120))
+    assert alerts == []
+    assert updates[0]["computed_at"] == T0 and updates[0]["promised_at"] == T0 + 120 * MIN
+    assert 2 <= len(updates) < 30
+    gaps = [b["computed_at"] - a["computed_at"] for a, b in itertools.pairwise(updates)]
+    assert all(g <= CONFIG.max_interval_s * 1000 for g in gaps)
+    delivery = state.deliveries["d1"]
+    assert delivery.eta == updates[-1]["eta"] and delivery.eta_first == updates[0]["eta"]
+
+
+def test_no_estimate_before_pickup_nor_for_a_late_fix() -> None:
+    assert ride(carrying(T0 + 60 * MIN, "assigned"), northbound(T0, 5)) == ([], [])
+    state = carrying(T0 + 60 * MIN)
+    ride(state, northbound(T0 + MIN, 3))
+    assert ride(state, [fix(T0, -23.59)]) == ([], [])
+
+
+def test_an_upload_long_after_the_fixes_publishes_no_eta_and_raises_no_late_risk() -> None:
+    state = carrying(T0 + MIN)
+    assert ride(state, northbound(T0, 40), delay=60 * MIN) == ([], [])
+    assert state.recent[1] > 0, "the old fixes still teach the driver's recent speed"
+
+
+def test_late_risk_is_raised_once_per_delivery() -> None:
+    state = carrying(T0 + MIN)  # 11 km in one minute: hopeless
+    _, alerts = ride(state, northbound(T0, 40))
+    [late] = alerts
+    assert late["kind"] == "late_risk" and late["delivery_id"] == "d1" and late["started_at"] == T0
+    assert state.deliveries["d1"].late_alerted
+    assert state.alerts["late_risk:d1"].alert_id == late["alert_id"]  # listed as open by the API
+    done = {"event_id": "e9", "delivery_id": "d1", "driver_id": "drv", "type": "delivered", "ts": T0}
+    on_event(state, "drv", done, T0, TrackerConfig())
+    assert "late_risk:d1" not in state.alerts
+
+
+def test_arrival_records_the_actual_time_and_the_errors_of_the_first_and_last_eta() -> None:
+    state = carrying(T0 + 120 * MIN)
+    updates, _ = ride(state, northbound(T0, 60))
+    apply_event(
+        state,
+        {"event_id": "e9", "delivery_id": "d1", "driver_id": "drv", "type": "delivered", "ts": T0 + 30 * MIN},
+    )
+    delivery = state.finished[-1]
+    record, errors = estimates.on_arrival("drv", delivery)
+    assert record is not None and record["method"] == "actual" and record["eta"] == T0 + 30 * MIN
+    assert errors == {
+        "first": (T0 + 30 * MIN - updates[0]["eta"]) / 1000,
+        "last": (T0 + 30 * MIN - updates[-1]["eta"]) / 1000,
+    }
+    assert estimates.on_arrival("drv", carrying(T0).deliveries["d1"]) == (None, {})
