@@ -141,7 +141,8 @@ class Sender:
             if claim.state in (SENT, FAILED) or claim.owner == self.claims.owner:
                 metrics.DUPLICATES.labels(claim.state if claim.state != PENDING else "in_flight").inc()
                 return False
-            if await self._confirmed(message, claim.at_ms):
+            wait_s = (claim.at_ms - _now_ms()) / 1000 + self.policy.confirm_wait_s
+            if await self._confirmed(message, claim.at_ms, wait_s):
                 return False
             if await self.claims.take_over(message.message_key, claim):
                 metrics.AMBIGUOUS.labels("resent").inc()
@@ -152,9 +153,8 @@ class Sender:
                 return True
             claim = latest
 
-    async def _confirmed(self, message: Outbound, since_ms: int) -> bool:
-        """Wait out the confirmation window, then look for proof that the key was sent; record it if so."""
-        wait_s = (since_ms + self.policy.confirm_wait_s * 1000 - _now_ms()) / 1000
+    async def _confirmed(self, message: Outbound, since_ms: int, wait_s: float) -> bool:
+        """Wait ``wait_s`` for callbacks to land, then look for proof the key was sent; record it if so."""
         if wait_s > 0:
             await self._sleep(wait_s)
         found = await self.confirm(message.message_key, since_ms)
@@ -209,7 +209,7 @@ class Sender:
             if waited > 0:
                 metrics.RATE_LIMIT_WAITS.labels(route.provider).inc()
                 metrics.RATE_LIMIT_WAIT_SECONDS.labels(route.provider).inc(waited)
-            started = time.perf_counter()
+            started, attempt_ms = time.perf_counter(), _now_ms()
             try:
                 provider_id = await route.client.send(message, as_template=as_template)
             except WindowClosed as exc:
@@ -241,7 +241,7 @@ class Sender:
                 await self.emit(
                     STATUS, status_record(key, to_hash, route.provider, "queued", attempt, error=exc)
                 )
-                if exc.maybe_sent and await self._confirmed(message, _now_ms() - 1000):
+                if exc.maybe_sent and await self._confirmed(message, attempt_ms, self.policy.confirm_wait_s):
                     return
                 delay = backoff_delay(
                     attempt, self.policy.backoff_base_s, self.policy.backoff_max_s, self._rand

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError
-from prometheus_client import start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
 from connectors.whatsapp.breaker import CircuitBreaker
@@ -103,6 +104,7 @@ class SenderService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.owner = uuid.uuid4().hex[:12]
+        self.consuming = False
         self._stopping = asyncio.Event()
         self.outbound = topics.qualified(topics.WHATSAPP_OUTBOUND, settings.topic_prefix)
         self.status_topic = topics.qualified(topics.WHATSAPP_STATUS, settings.topic_prefix)
@@ -169,6 +171,7 @@ class SenderService:
             await producer.start()
             await consumer.start()
             log.info("sender %s consuming %s", self.owner, self.outbound)
+            self.consuming = True
             try:
                 await self._consume(consumer, sender)
             finally:
@@ -200,18 +203,40 @@ class SenderService:
                 log.warning("offset commit refused after a rebalance; the new owner will skip what was sent")
 
 
+async def serve_metrics(settings: Settings, service: SenderService) -> web.AppRunner:
+    """Serve ``/metrics`` and ``/health`` on WHATSUP_SENDER_METRICS_PORT."""
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"status": "ok" if service.consuming else "starting", "owner": service.owner}
+        )
+
+    app = web.Application()
+    app.add_routes([web.get("/metrics", metrics_view), web.get("/health", health)])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.web_host, settings.sender_metrics_port).start()
+    return runner
+
+
 def run_sender(settings: Settings) -> int:
     """Run the sender until SIGTERM or SIGINT; serve metrics on WHATSUP_SENDER_METRICS_PORT."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.metrics_enabled:
-        start_http_server(settings.sender_metrics_port, addr=settings.web_host)
     service = SenderService(settings)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stop)
-        await service.run()
+        runner = await serve_metrics(settings, service) if settings.metrics_enabled else None
+        try:
+            await service.run()
+        finally:
+            if runner is not None:
+                await runner.cleanup()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
