@@ -372,7 +372,12 @@ def _ping_suite(settings: Settings, quick: bool) -> list[Result]:
 
 def suites() -> list[Suite]:
     """Every benchmark suite, in the order of the data flow."""
-    return [Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES))]
+    from connectors.whatsapp.bench import SENDER_NOTES, sender_suite
+
+    return [
+        Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES)),
+        Suite("sender", "WhatsApp sender against the rate-limited sandbox", sender_suite, SENDER_NOTES),
+    ]
 
 
 HEADER = [

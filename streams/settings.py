@@ -159,7 +159,7 @@ class Settings:
     twilio_status_callback_url: str | None = _setting(_parse_optional_url, None)
 
     sender_metrics_port: int = _setting(_parse_int, 6068)
-    sender_concurrency: int = _setting(_parse_int, 64)
+    sender_concurrency: int = _setting(_parse_int, 16)
     sender_batch_size: int = _setting(_parse_int, 500)
     sender_rate_per_s: float = _setting(_parse_float, 80.0)
     sender_burst: int = _setting(_parse_int, 20)
@@ -178,6 +178,7 @@ class Settings:
     sandbox_twilio_port: int = _setting(_parse_int, 6071)
     sandbox_rate_per_s: float = _setting(_parse_float, 80.0)
     sandbox_callback_url: str | None = _setting(_parse_optional_url, None)
+    sandbox_callbacks: bool = _setting(_parse_bool, True)
 
     stall_radius_m: float = _setting(_parse_float, 100.0)
     stall_minutes: float = _setting(_parse_float, 5.0)

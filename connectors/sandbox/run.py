@@ -35,7 +35,9 @@ def configs(settings: Settings) -> tuple[MetaSandboxConfig, TwilioSandboxConfig]
             "the Meta sandbox needs WHATSUP_WHATSAPP_TOKEN, WHATSUP_WHATSAPP_PHONE_NUMBER_ID and "
             "WHATSUP_WHATSAPP_APP_SECRET (deploy/demo.sh makes throw-away ones)"
         )
-    callback = s.sandbox_callback_url or f"http://127.0.0.1:{s.web_port}/webhooks/whatsapp"
+    callback: str | None = s.sandbox_callback_url or f"http://127.0.0.1:{s.web_port}/webhooks/whatsapp"
+    if not s.sandbox_callbacks:
+        callback = None
     meta = MetaSandboxConfig(
         token=s.whatsapp_token,
         phone_number_id=s.whatsapp_phone_number_id,

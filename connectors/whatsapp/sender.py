@@ -204,7 +204,8 @@ class Sender:
                 await self._wait_for_route()
                 continue
             attempt += 1
-            await self.claims.heartbeat(key)
+            if attempt > 1:  # the claim was written just before the first attempt
+                await self.claims.heartbeat(key)
             waited = await route.bucket.acquire()
             if waited > 0:
                 metrics.RATE_LIMIT_WAITS.labels(route.provider).inc()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -195,7 +196,9 @@ class SenderService:
             if not batch:
                 continue
             records = [record for part in batch.values() for record in part]
+            started = time.perf_counter()
             await asyncio.gather(*(send_group(group) for group in _by_recipient(records)))
+            log.debug("sent a batch of %d in %.3f s", len(records), time.perf_counter() - started)
             try:
                 await consumer.commit({tp: part[-1].offset + 1 for tp, part in batch.items()})
             except CommitFailedError:
@@ -225,6 +228,8 @@ async def serve_metrics(settings: Settings, service: SenderService) -> web.AppRu
 def run_sender(settings: Settings) -> int:
     """Run the sender until SIGTERM or SIGINT; serve metrics on WHATSUP_SENDER_METRICS_PORT."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: one line per message is noise, the metrics count them.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     service = SenderService(settings)
 
     async def main() -> None:
