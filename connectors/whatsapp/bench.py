@@ -139,6 +139,7 @@ def bench_sender(base: Settings, messages: int) -> list[Result]:
             "target 0",
         ),
         Result("messages accepted by the sandbox", stats["accepted"], "messages", "each key once"),
+        Result("machine load average (1 min) after the run", os.getloadavg()[0], "", "2 cores, shared"),
     ]
 
 
