@@ -1,9 +1,10 @@
 """Idempotency claims in Redis: one send per message key, across restarts and replicas.
 
 A claim moves ``pending`` -> ``sent`` or ``failed``, never back. ``pending`` is written (SET NX) before
-the HTTP call and carries its owner and a heartbeat; ``sent`` is written only after the send's status is
-on Kafka. A ``pending`` claim whose owner is gone is the one ambiguous case (the process died between the
-provider's answer and recording it): the sender resolves it from whatsapp.status before sending again.
+the HTTP call and carries its owner and a heartbeat; ``sent`` is written as soon as the provider answers.
+A ``pending`` claim whose owner is gone is the one ambiguous case (the process died between the provider's
+answer and recording it): the sender resolves it from whatsapp.status, where the webhook writes the
+provider's status callbacks, before sending again.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Claim:
     provider: str | None = None
     provider_id: str | None = None
     code: int | None = None
+    attempt: int | None = None
     raw: str = ""
 
     @classmethod
@@ -49,6 +51,7 @@ class Claim:
             provider=data.get("provider"),
             provider_id=data.get("id"),
             code=data.get("code"),
+            attempt=data.get("attempt"),
             raw=raw,
         )
 
@@ -102,7 +105,15 @@ class ClaimStore:
         provider: str | None = None,
         provider_id: str | None = None,
         code: int | None = None,
+        attempt: int | None = None,
     ) -> None:
         """Record the final outcome (``sent`` or ``failed``) of a claimed key."""
-        value = {"state": state, "provider": provider, "id": provider_id, "code": code, "at": _now_ms()}
+        value = {
+            "state": state,
+            "provider": provider,
+            "id": provider_id,
+            "code": code,
+            "attempt": attempt,
+            "at": _now_ms(),
+        }
         await self._redis.set(self.key(message_key), json.dumps(value), px=self._ttl_ms)

@@ -121,8 +121,9 @@ def show(settings: Settings, timeout_s: float = 60.0) -> bool:
         producer.produce(outbound, codec("OutboundMessage").encode(message), message["to_hash"].encode())
     producer.flush(10)
     print("\nWhatsApp sender: 4 OutboundMessages on whatsapp.outbound (one a duplicate key) ...")
-    # 4 statuses expected: stall sent; ETA queued (131047) then sent as template; undeliverable failed.
-    statuses = _read(settings, topics.WHATSAPP_STATUS, run, 4, timeout_s)
+    # 5 statuses: stall sent, and sent again for its duplicate; ETA queued (131047), then sent as the
+    # template; the undeliverable one failed.
+    statuses = _read(settings, topics.WHATSAPP_STATUS, run, 5, timeout_s)
     dead = _read(settings, topics.WHATSAPP_OUTBOUND_DEAD, run, 1, 10)
     log = httpx.get(f"{sandbox}/_sandbox/messages", timeout=5).json()["messages"]
     received = [m for m in log if str(m.get("biz_opaque_callback_data", "")).startswith(run)]

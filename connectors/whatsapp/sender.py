@@ -140,6 +140,8 @@ class Sender:
         while True:
             if claim.state in (SENT, FAILED) or claim.owner == self.claims.owner:
                 metrics.DUPLICATES.labels(claim.state if claim.state != PENDING else "in_flight").inc()
+                if claim.state == SENT:
+                    await self._restate(message, claim)
                 return False
             wait_s = (claim.at_ms - _now_ms()) / 1000 + self.policy.confirm_wait_s
             if await self._confirmed(message, claim.at_ms, wait_s):
@@ -152,6 +154,15 @@ class Sender:
             if latest is None:
                 return True
             claim = latest
+
+    async def _restate(self, message: Outbound, claim: Claim) -> None:
+        """Emit a sent claim's status again: a replayed record's status may have died with the process."""
+        # The status order makes a repeated "sent" harmless downstream.
+        provider, attempt = claim.provider or "meta", claim.attempt or 1
+        record = status_record(
+            message.message_key, message.to_hash, provider, "sent", attempt, provider_id=claim.provider_id
+        )
+        await self.emit(STATUS, record)
 
     async def _confirmed(self, message: Outbound, since_ms: int, wait_s: float) -> bool:
         """Wait ``wait_s`` for callbacks to land, then look for proof the key was sent; record it if so."""
@@ -254,11 +265,13 @@ class Sender:
             route.breaker.record_success()
             metrics.CIRCUIT_STATE.labels(route.provider).set(STATE_VALUE[route.breaker.state])
             metrics.SENDS.labels(route.provider, "sent", "").inc()
-            # The status goes to Kafka before the claim says sent: after a crash in between, the pending
-            # claim is resolved from this very record instead of sending again.
+            # The claim says sent first: it is the one fast write between the provider's answer and safety
+            # from a resend. The status follows; a replay after a crash in between states it again.
+            await self.claims.finish(
+                key, SENT, provider=route.provider, provider_id=provider_id, attempt=attempt
+            )
             record = status_record(key, to_hash, route.provider, "sent", attempt, provider_id=provider_id)
             await self.emit(STATUS, record)
-            await self.claims.finish(key, SENT, provider=route.provider, provider_id=provider_id)
             return
 
     async def _give_up(self, message: Outbound, provider: str, attempt: int, error: SendError) -> None:

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
+import json
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+from aiohttp import web
 from confluent_kafka import Producer
 
+from connectors.sandbox.common import meta_signature
+from connectors.whatsapp.sender import status_record
 from schemas.codecs import codec
 from streams import topics
+from streams.kafka import make_producer
 from streams.settings import Settings
 from tests.integration.stack import WorkerProcess, free_port
 from tests.unit.sandbox_helpers import APP_SECRET, NUMBER_ID, TOKEN
@@ -86,3 +96,56 @@ def wait_for_sandbox(sandbox: ServiceProcess, at_least: int, timeout_s: float = 
             return count
         time.sleep(0.1)
     raise AssertionError(f"the sandbox accepted fewer than {at_least} messages within {timeout_s}s")
+
+
+@contextlib.contextmanager
+def status_webhook(settings: Settings, app_secret: str) -> Iterator[str]:
+    """Stand in for the worker's webhook: signed Meta status callbacks become MessageStatus records.
+
+    Yields the callback URL. Like the real webhook, it refuses a bad signature and takes the message key
+    from ``biz_opaque_callback_data``.
+    """
+    producer = make_producer(settings, **{"linger.ms": 1})
+    topic, encode = (
+        topics.qualified(topics.WHATSAPP_STATUS, settings.topic_prefix),
+        codec("MessageStatus").encode,
+    )
+    port, ready, stop = free_port(), threading.Event(), threading.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        if not hmac.compare_digest(
+            request.headers.get("X-Hub-Signature-256", ""), meta_signature(app_secret, body)
+        ):
+            return web.Response(status=401)
+        for entry in json.loads(body)["entry"]:
+            for change in entry["changes"]:
+                for status in change["value"].get("statuses", []):
+                    key = status.get("biz_opaque_callback_data")
+                    if key:
+                        record = status_record(
+                            key, "callback", "meta", status["status"], 1, provider_id=status["id"]
+                        )
+                        producer.produce(topic, encode(record), key.encode())
+        producer.flush(10)
+        return web.Response(text="ok")
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_post("/webhooks/whatsapp", hook)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await runner.cleanup()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}/webhooks/whatsapp"
+    finally:
+        stop.set()
+        thread.join(10)

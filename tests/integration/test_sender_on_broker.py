@@ -5,6 +5,7 @@ services."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections import Counter
@@ -26,45 +27,55 @@ from tests.integration.sender_stack import (
     produce_outbound,
     sandbox_messages,
     sender_env,
+    status_webhook,
     wait_for_sandbox,
 )
 from tests.integration.stack import read_topic
+from tests.unit.sandbox_helpers import APP_SECRET
 
 
 def test_sigkill_mid_stream_every_message_reaches_the_sandbox_exactly_once(
     stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path
 ) -> None:
-    env = sender_env(
-        stack_env,
-        WHATSUP_SANDBOX_RATE_PER_S="300",
-        WHATSUP_SENDER_RATE_PER_S="150",
-        WHATSUP_SENDER_CONFIRM_WAIT_S="2",
-        WHATSUP_SENDER_BATCH_SIZE="50",
-    )
-    sandbox = ServiceProcess(env, tmp_path / "sandbox.log", "sandbox", "WHATSUP_SANDBOX_META_PORT")
-    sender = ServiceProcess(env, tmp_path / "sender.log", "sender", "WHATSUP_SENDER_METRICS_PORT")
     total = 600
     keys = [f"kill-{i}" for i in range(total)]
     # 150 recipients, 4 messages each: within the sandbox's per-recipient burst.
     produce_outbound(stack_settings, [outbound(k, f"+55119{i % 150:08d}") for i, k in enumerate(keys)])
-    sandbox.start()
-    try:
-        for kill_at in (150, 350):
+    # Meta's status callbacks reach whatsapp.status through the webhook: the proof that resolves a claim
+    # left pending by a kill between the provider's answer and the claim's update.
+    with status_webhook(stack_settings, APP_SECRET) as callback_url:
+        env = sender_env(
+            stack_env,
+            WHATSUP_SANDBOX_RATE_PER_S="300",
+            WHATSUP_SENDER_RATE_PER_S="150",
+            WHATSUP_SENDER_CONFIRM_WAIT_S="3",
+            WHATSUP_SENDER_BATCH_SIZE="50",
+            WHATSUP_SANDBOX_CALLBACK_URL=callback_url,
+        )
+        sandbox = ServiceProcess(env, tmp_path / "sandbox.log", "sandbox", "WHATSUP_SANDBOX_META_PORT")
+        sender = ServiceProcess(env, tmp_path / "sender.log", "sender", "WHATSUP_SENDER_METRICS_PORT")
+        sandbox.start()
+        try:
+            for kill_at in (150, 350):
+                sender.start()
+                wait_for_sandbox(sandbox, kill_at)
+                sender.kill()
             sender.start()
-            wait_for_sandbox(sandbox, kill_at)
-            sender.kill()
-        sender.start()
-        wait_for_sandbox(sandbox, total, timeout_s=90)
-        # Leave time for a duplicate to show: pending claims are resolved after the confirmation wait.
-        time.sleep(4)
-        received = Counter(m["biz_opaque_callback_data"] for m in sandbox_messages(sandbox))
-        assert set(received) == set(keys)
-        assert [k for k, n in received.items() if n > 1] == []
-        metrics = httpx.get(f"{sender.url}/metrics", timeout=10).text
-        assert "whatsup_whatsapp_sends_total" in metrics and "+5511" not in metrics
-    finally:
-        sender.stop()
-        sandbox.stop()
+            wait_for_sandbox(sandbox, total, timeout_s=90)
+            # Leave time for a duplicate to show: pending claims are resolved after the confirmation wait.
+            time.sleep(5)
+            received = Counter(m["biz_opaque_callback_data"] for m in sandbox_messages(sandbox))
+            metrics = httpx.get(f"{sender.url}/metrics", timeout=10).text
+        finally:
+            sender.stop()
+            sandbox.stop()
+    assert set(received) == set(keys)
+    assert [k for k, n in received.items() if n > 1] == []
+    assert "whatsup_whatsapp_sends_total" in metrics and "+5511" not in metrics
+    resolved = re.findall(
+        r'^whatsup_whatsapp_ambiguous_resolved_total\{outcome="(\w+)"\} (\S+)$', metrics, re.M
+    )
+    print("claims left pending by the kills, resolved:", resolved or "none")
 
     status_topic = topics.qualified(topics.WHATSAPP_STATUS, stack_settings.topic_prefix)
     statuses = read_topic(
