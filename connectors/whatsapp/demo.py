@@ -12,7 +12,8 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -78,7 +79,12 @@ def _messages(settings: Settings, run: str) -> list[dict[str, Any]]:
     ]
 
 
-def _read(settings: Settings, name: str, prefix: str, want: int, timeout_s: float) -> list[dict[str, Any]]:
+Records = list[dict[str, Any]]
+
+
+def _read(
+    settings: Settings, name: str, prefix: str, done: Callable[[Records], bool], timeout_s: float
+) -> Records:
     topic = topics.qualified(name, settings.topic_prefix)
     consumer = Consumer(
         {
@@ -92,7 +98,7 @@ def _read(settings: Settings, name: str, prefix: str, want: int, timeout_s: floa
     decode, found = codec("MessageStatus").decode, list[dict[str, Any]]()
     deadline = time.monotonic() + timeout_s
     try:
-        while time.monotonic() < deadline and len(found) < want:
+        while time.monotonic() < deadline and not done(found):
             for record in consumer.consume(500, timeout=0.3):
                 value = record.value()
                 if record.error() is None and value and (record.key() or b"").decode().startswith(prefix):
@@ -100,6 +106,10 @@ def _read(settings: Settings, name: str, prefix: str, want: int, timeout_s: floa
     finally:
         consumer.close()
     return found
+
+
+def _then(seen: list[str], first: str, later: str) -> bool:
+    return first in seen and later in seen[seen.index(first) :]
 
 
 def show(settings: Settings, timeout_s: float = 60.0) -> bool:
@@ -121,10 +131,16 @@ def show(settings: Settings, timeout_s: float = 60.0) -> bool:
         producer.produce(outbound, codec("OutboundMessage").encode(message), message["to_hash"].encode())
     producer.flush(10)
     print("\nWhatsApp sender: 4 OutboundMessages on whatsapp.outbound (one a duplicate key) ...")
-    # 5 statuses: stall sent, and sent again for its duplicate; ETA queued (131047), then sent as the
-    # template; the undeliverable one failed.
-    statuses = _read(settings, topics.WHATSAPP_STATUS, run, 5, timeout_s)
-    dead = _read(settings, topics.WHATSAPP_OUTBOUND_DEAD, run, 1, 10)
+    # The sender's statuses: stall sent (and sent again for its duplicate), ETA queued (131047) then sent
+    # as the template, the undeliverable one failed. Callback statuses from the webhook may come in between.
+    expected = {"sent": 3, "queued": 1, "failed": 1}
+
+    def sender_done(found: Records) -> bool:
+        kinds = Counter(r["status"] for r in found)
+        return all(kinds[k] >= n for k, n in expected.items())
+
+    statuses = _read(settings, topics.WHATSAPP_STATUS, run, sender_done, timeout_s)
+    dead = _read(settings, topics.WHATSAPP_OUTBOUND_DEAD, run, lambda found: len(found) >= 1, 10)
     log = httpx.get(f"{sandbox}/_sandbox/messages", timeout=5).json()["messages"]
     received = [m for m in log if str(m.get("biz_opaque_callback_data", "")).startswith(run)]
     print("  the Meta sandbox received:")
@@ -147,7 +163,7 @@ def show(settings: Settings, timeout_s: float = 60.0) -> bool:
     kinds = sorted((m["type"], m["biz_opaque_callback_data"].split(":", 2)[1]) for m in received)
     ok = (
         kinds == [("interactive", "stall_check"), ("template", "eta_update")]
-        and by_key.get(f"{run}:eta_update:delivery-42:3", [])[:2] == ["queued(131047)", "sent"]
+        and _then(by_key.get(f"{run}:eta_update:delivery-42:3", []), "queued(131047)", "sent")
         and [d["error_code"] for d in dead] == [131026]
     )
     if ok:

@@ -4,7 +4,6 @@ WhatsUpError (streams.exceptions)     ``retriable`` alone decides retry versus d
 └── SendError                         a provider refused or failed a send; carries code, HTTP status, title
     ├── RateLimited                   130429, 131056, 80007, HTTP 429, Twilio 20429: back off (retriable)
     ├── TransientSendError            131000, 1, 2, 5xx, timeouts, refused connections (retriable)
-    │   └── CircuitOpen               the provider's breaker is open; nothing was sent (retriable)
     ├── WindowClosed                  131047 / Twilio 63016: the 24 h window is closed; send the template
     └── PermanentSendError            131026, 131051, 100, 132xxx, bad numbers: dead-letter with the code
 """
@@ -70,10 +69,6 @@ class TransientSendError(SendError):
     """The provider or the network failed briefly."""
 
     retriable = True
-
-
-class CircuitOpen(TransientSendError):
-    """The circuit breaker holds sends to a provider that keeps failing."""
 
 
 class WindowClosed(SendError):

@@ -12,8 +12,10 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
+from connectors.whatsapp import demo as whatsapp_demo
 from connectors.whatsapp.confirm import find_confirmation
 from connectors.whatsapp.ratelimit import RedisTokenBucket
 from connectors.whatsapp.sender import status_record
@@ -149,3 +151,21 @@ def test_the_status_scan_finds_a_send_confirmed_on_kafka(stack_settings: Setting
     assert found is not None and found["provider_message_id"] == "wamid.D"
     assert asyncio.run(scan("never")) is None
     assert asyncio.run(scan("absent")) is None
+
+
+def test_the_demo_step_shows_and_checks_the_fallback_and_the_dead_letter(
+    stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = sender_env(stack_env)
+    sandbox = ServiceProcess(env, tmp_path / "sandbox.log", "sandbox", "WHATSUP_SANDBOX_META_PORT")
+    sender = ServiceProcess(env, tmp_path / "sender.log", "sender", "WHATSUP_SENDER_METRICS_PORT")
+    sandbox.start()
+    sender.start()
+    try:
+        assert whatsapp_demo.show(Settings.from_env(env))
+    finally:
+        sender.stop()
+        sandbox.stop()
+    shown = capsys.readouterr().out
+    assert "queued(131047) -> sent" in shown and "code 131026" in shown
+    assert "+5511955550001" not in shown  # numbers are masked
