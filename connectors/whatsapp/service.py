@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
@@ -106,6 +106,7 @@ class SenderService:
         self.settings = settings
         self.owner = uuid.uuid4().hex[:12]
         self.consuming = False
+        self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.outbound = topics.qualified(topics.WHATSAPP_OUTBOUND, settings.topic_prefix)
         self.status_topic = topics.qualified(topics.WHATSAPP_STATUS, settings.topic_prefix)
@@ -140,6 +141,7 @@ class SenderService:
                 # A batch waits for its slowest message's backoff; stay in the group meanwhile.
                 max_poll_interval_ms=30 * 60_000,
             )
+            self.consumer = consumer
             routes = [route for route in (meta, twilio) if route is not None]
             for route in routes:
                 await route.client.start()
@@ -199,9 +201,12 @@ class SenderService:
             started = time.perf_counter()
             await asyncio.gather(*(send_group(group) for group in _by_recipient(records)))
             log.debug("sent a batch of %d in %.3f s", len(records), time.perf_counter() - started)
+            assigned = consumer.assignment()
+            offsets = {tp: part[-1].offset + 1 for tp, part in batch.items() if tp in assigned}
             try:
-                await consumer.commit({tp: part[-1].offset + 1 for tp, part in batch.items()})
-            except CommitFailedError:
+                if offsets:
+                    await consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError):
                 # The partitions moved during a rebalance; their new owner replays and the claims skip.
                 log.warning("offset commit refused after a rebalance; the new owner will skip what was sent")
 
@@ -213,9 +218,9 @@ async def serve_metrics(settings: Settings, service: SenderService) -> web.AppRu
         return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     async def health(request: web.Request) -> web.Response:
-        return web.json_response(
-            {"status": "ok" if service.consuming else "starting", "owner": service.owner}
-        )
+        partitions = len(service.consumer.assignment()) if service.consumer is not None else 0
+        state = "ok" if service.consuming else "starting"
+        return web.json_response({"status": state, "owner": service.owner, "partitions": partitions})
 
     app = web.Application()
     app.add_routes([web.get("/metrics", metrics_view), web.get("/health", health)])

@@ -32,7 +32,7 @@ from tests.integration.sender_stack import (
     status_webhook,
     wait_for_sandbox,
 )
-from tests.integration.stack import read_topic
+from tests.integration.stack import free_port, read_topic
 from tests.unit.sandbox_helpers import APP_SECRET
 
 
@@ -169,3 +169,47 @@ def test_the_demo_step_shows_and_checks_the_fallback_and_the_dead_letter(
     shown = capsys.readouterr().out
     assert "queued(131047) -> sent" in shown and "code 131026" in shown
     assert "+5511955550001" not in shown  # numbers are masked
+
+
+def test_two_replicas_share_the_rate_limit_and_never_send_a_key_twice(
+    stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path
+) -> None:
+    total = 480
+    keys = [f"pair-{i}" for i in range(total)]
+    messages = [outbound(k, f"+55118{i % 240:08d}") for i, k in enumerate(keys)]
+    env = sender_env(stack_env, WHATSUP_SANDBOX_RATE_PER_S="80", WHATSUP_SANDBOX_CALLBACKS="false")
+    sandbox = ServiceProcess(env, tmp_path / "sandbox.log", "sandbox", "WHATSUP_SANDBOX_META_PORT")
+    replicas = [
+        ServiceProcess(
+            {**env, "WHATSUP_SENDER_METRICS_PORT": str(free_port())},
+            tmp_path / f"sender{i}.log",
+            "sender",
+            "WHATSUP_SENDER_METRICS_PORT",
+        )
+        for i in range(2)
+    ]
+    sandbox.start()
+    try:
+        for replica in replicas:
+            replica.start()
+        # Both replicas own partitions before the messages come, so both send.
+        deadline = time.monotonic() + 60
+        while not all(httpx.get(f"{r.url}/health", timeout=5).json().get("partitions") for r in replicas):
+            assert time.monotonic() < deadline, "the replicas did not share the partitions"
+            time.sleep(0.2)
+        # The same keys twice on the topic, as a producer replaying its batch would put them.
+        produce_outbound(stack_settings, messages + messages[:100])
+        wait_for_sandbox(sandbox, total, timeout_s=60)
+        time.sleep(1)
+        stats = httpx.get(f"{sandbox.url}/_sandbox/stats", timeout=10).json()
+        received = Counter(m["biz_opaque_callback_data"] for m in sandbox_messages(sandbox))
+        metrics = [httpx.get(f"{r.url}/metrics", timeout=10).text for r in replicas]
+    finally:
+        for replica in replicas:
+            replica.stop()
+        sandbox.stop()
+    assert stats["answered"] == {"accepted": total}, "no 130429: the replicas paced each other"
+    assert set(received) == set(keys) and max(received.values()) == 1
+    sent = re.compile(r'^whatsup_whatsapp_sends_total\{code="",outcome="sent",provider="meta"\} (\S+)$', re.M)
+    sent_by = [sum(float(v) for v in sent.findall(m)) for m in metrics]
+    assert sum(sent_by) == total and min(sent_by) > 0, sent_by
