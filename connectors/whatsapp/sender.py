@@ -16,6 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
 from connectors.whatsapp import metrics
 from connectors.whatsapp.breaker import STATE_VALUE, CircuitBreaker, backoff_delay
 from connectors.whatsapp.claims import FAILED, PENDING, SENT, Claim, ClaimStore
@@ -32,6 +35,7 @@ from schemas.codecs import codec
 from streams.exceptions import SchemaError
 
 log = logging.getLogger(__name__)
+INFRASTRUCTURE = (RedisError, KafkaError, OSError, asyncio.CancelledError)
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]  # (STATUS or DEAD, MessageStatus record)
 Confirm = Callable[[str, int], Awaitable[dict[str, Any] | None]]  # (message_key, since_ms) -> status
@@ -133,7 +137,16 @@ class Sender:
         existing = await self.claims.claim(message.message_key)
         if existing is not None and not await self._resolve(message, existing):
             return
-        await self._send(message)
+        try:
+            await self._send(message)
+        except INFRASTRUCTURE:
+            raise  # Redis or Kafka is down: stop; the claims make the replay safe
+        except Exception as exc:
+            # A defect met by one record must not stop the stream: dead-letter it and go on. Its claim
+            # stays pending, so a replay waits for proof of a send before trying again.
+            log.exception("unexpected error sending %s", message.message_key)
+            error = PermanentSendError(f"{type(exc).__name__}: {exc}"[:300], title="internal_error")
+            await self._dead_letter(message.message_key, message.to_hash, "meta", 0, error)
 
     async def _resolve(self, message: Outbound, claim: Claim) -> bool:
         """Decide about a key claimed before: False to skip it, True once we own it and must send."""

@@ -305,3 +305,21 @@ def test_a_live_owner_keeps_its_claim(redis_url: str) -> None:
         assert json.loads(await h.redis.get(h.claims.key("busy")))["id"] == "wamid.B"
 
     run(test, redis_url)
+
+
+def test_a_defect_met_by_one_record_dead_letters_it_and_the_stream_goes_on(redis_url: str) -> None:
+    async def test(h: Harness) -> None:
+        client = h.sender.meta.client
+        original = client.send
+
+        async def broken(message: Any, *, as_template: bool) -> str:
+            raise ValueError("a defect in payload building")
+
+        client.send = broken  # type: ignore[method-assign]
+        await handle(h, "poison")
+        client.send = original  # type: ignore[method-assign]
+        await handle(h, "next")
+        assert [(r["message_key"], r["error_title"]) for r in h.dead()] == [("poison", "internal_error")]
+        assert h.meta_keys() == ["next"]
+
+    run(test, redis_url)
