@@ -238,6 +238,12 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
+        if self.sender_confirm_wait_s <= self.sender_timeout_s:
+            # A live send must never look abandoned: the wait has to outlast the slowest request.
+            raise SettingsError(
+                f"{PREFIX}SENDER_CONFIRM_WAIT_S ({self.sender_confirm_wait_s:g}) must exceed "
+                f"{PREFIX}SENDER_TIMEOUT_S ({self.sender_timeout_s:g})"
+            )
         for name in ("web_port", "sender_metrics_port", "sandbox_meta_port", "sandbox_twilio_port"):
             if getattr(self, name) >= 65536:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be below 65536, got {getattr(self, name)}")

@@ -177,9 +177,13 @@ class Sender:
         )
         await self.emit(STATUS, record)
 
-    async def _confirmed(self, message: Outbound, since_ms: int, wait_s: float) -> bool:
+    async def _confirmed(
+        self, message: Outbound, since_ms: int, wait_s: float, *, ours: bool = False
+    ) -> bool:
         """Wait ``wait_s`` for callbacks to land, then look for proof the key was sent; record it if so."""
-        if wait_s > 0:
+        if ours:  # keep our claim alive meanwhile
+            await self._hold(wait_s, message.message_key)
+        elif wait_s > 0:
             await self._sleep(wait_s)
         found = await self.confirm(message.message_key, since_ms)
         if found is None:
@@ -266,7 +270,8 @@ class Sender:
                 await self.emit(
                     STATUS, status_record(key, to_hash, route.provider, "queued", attempt, error=exc)
                 )
-                if exc.maybe_sent and await self._confirmed(message, attempt_ms, self.policy.confirm_wait_s):
+                wait_s = self.policy.confirm_wait_s
+                if exc.maybe_sent and await self._confirmed(message, attempt_ms, wait_s, ours=True):
                     return
                 delay = backoff_delay(
                     attempt, self.policy.backoff_base_s, self.policy.backoff_max_s, self._rand

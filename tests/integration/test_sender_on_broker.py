@@ -51,6 +51,7 @@ def test_sigkill_mid_stream_every_message_reaches_the_sandbox_exactly_once(
             WHATSUP_SANDBOX_RATE_PER_S="300",
             WHATSUP_SENDER_RATE_PER_S="150",
             WHATSUP_SENDER_CONFIRM_WAIT_S="3",
+            WHATSUP_SENDER_TIMEOUT_S="2",
             WHATSUP_SENDER_BATCH_SIZE="50",
             WHATSUP_SANDBOX_CALLBACK_URL=callback_url,
         )

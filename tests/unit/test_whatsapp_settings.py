@@ -44,6 +44,11 @@ def test_bad_sender_settings_name_the_variable(name: str, value: str) -> None:
         Settings.from_env({name: value})
 
 
+def test_the_confirmation_wait_must_outlast_a_request() -> None:
+    with pytest.raises(SettingsError, match="WHATSUP_SENDER_CONFIRM_WAIT_S"):
+        Settings.from_env({"WHATSUP_SENDER_CONFIRM_WAIT_S": "5", "WHATSUP_SENDER_TIMEOUT_S": "10"})
+
+
 def test_the_sandbox_needs_the_credentials_the_sender_uses() -> None:
     with pytest.raises(SettingsError, match="WHATSUP_WHATSAPP_APP_SECRET"):
         configs(Settings.from_env({"WHATSUP_WHATSAPP_TOKEN": "t", "WHATSUP_WHATSAPP_PHONE_NUMBER_ID": "1"}))
