@@ -13,14 +13,12 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from connectors.whatsapp import metrics
-from connectors.whatsapp.breaker import STATE_VALUE, CircuitBreaker, backoff_delay
+from connectors.whatsapp.breaker import STATE_VALUE, backoff_delay
 from connectors.whatsapp.claims import FAILED, PENDING, SENT, Claim, ClaimStore
 from connectors.whatsapp.errors import (
     PermanentSendError,
@@ -30,79 +28,12 @@ from connectors.whatsapp.errors import (
     WindowClosed,
 )
 from connectors.whatsapp.outbound import Outbound
-from connectors.whatsapp.ratelimit import RedisTokenBucket
+from connectors.whatsapp.route import DEAD, STATUS, Confirm, Emit, Policy, Route, now_ms, status_record
 from schemas.codecs import codec
 from streams.exceptions import SchemaError
 
 log = logging.getLogger(__name__)
 INFRASTRUCTURE = (RedisError, KafkaError, OSError, asyncio.CancelledError)
-
-Emit = Callable[[str, dict[str, Any]], Awaitable[None]]  # (STATUS or DEAD, MessageStatus record)
-Confirm = Callable[[str, int], Awaitable[dict[str, Any] | None]]  # (message_key, since_ms) -> status
-STATUS, DEAD = "status", "dead"
-
-
-class Client(Protocol):
-    provider: str
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def send(self, message: Outbound, *, as_template: bool) -> str: ...
-
-
-@dataclass
-class Route:
-    """One provider: its client, its breaker and its share of the token bucket."""
-
-    client: Client
-    breaker: CircuitBreaker
-    bucket: RedisTokenBucket
-    can_send_template: Callable[[Outbound], bool] = lambda message: True
-
-    @property
-    def provider(self) -> str:
-        return self.client.provider
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How hard to try: attempts, backoff, and how long to wait before resolving a doubtful send."""
-
-    max_attempts: int = 6
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    confirm_wait_s: float = 30.0
-    fallback_template: str | None = "whatsup_update"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def status_record(
-    message_key: str,
-    to_hash: str,
-    provider: str,
-    status: str,
-    attempt: int,
-    *,
-    provider_id: str | None = None,
-    error: SendError | None = None,
-) -> dict[str, Any]:
-    """Return a MessageStatus record."""
-    return {
-        "message_key": message_key,
-        "provider": provider,
-        "provider_message_id": provider_id,
-        "status": status,
-        "error_code": error.code if error else None,
-        "error_title": (error.title[:500] if error else None),
-        "attempt": attempt,
-        "to_hash": to_hash,
-        "ts": _now_ms(),
-    }
 
 
 class Sender:
@@ -156,7 +87,7 @@ class Sender:
                 if claim.state == SENT:
                     await self._restate(message, claim)
                 return False
-            wait_s = (claim.at_ms - _now_ms()) / 1000 + self.policy.confirm_wait_s
+            wait_s = (claim.at_ms - now_ms()) / 1000 + self.policy.confirm_wait_s
             if await self._confirmed(message, claim.at_ms, wait_s):
                 return False
             if await self.claims.take_over(message.message_key, claim):
@@ -238,7 +169,7 @@ class Sender:
             if waited > 0:
                 metrics.RATE_LIMIT_WAITS.labels(route.provider).inc()
                 metrics.RATE_LIMIT_WAIT_SECONDS.labels(route.provider).inc(waited)
-            started, attempt_ms = time.perf_counter(), _now_ms()
+            started, attempt_ms = time.perf_counter(), now_ms()
             try:
                 provider_id = await route.client.send(message, as_template=as_template)
             except WindowClosed as exc:

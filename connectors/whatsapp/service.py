@@ -30,7 +30,8 @@ from connectors.whatsapp.cloud import WhatsAppCloudClient
 from connectors.whatsapp.confirm import find_confirmation
 from connectors.whatsapp.outbound import Outbound
 from connectors.whatsapp.ratelimit import RedisTokenBucket
-from connectors.whatsapp.sender import STATUS, Policy, Route, Sender
+from connectors.whatsapp.route import STATUS, Policy, Route
+from connectors.whatsapp.sender import Sender
 from connectors.whatsapp.twilio import TwilioClient
 from schemas.codecs import codec
 from streams import topics

@@ -17,7 +17,7 @@ from aiohttp import web
 from confluent_kafka import Producer
 
 from connectors.sandbox.common import meta_signature
-from connectors.whatsapp.sender import status_record
+from connectors.whatsapp.route import status_record
 from schemas.codecs import codec
 from streams import topics
 from streams.kafka import make_producer

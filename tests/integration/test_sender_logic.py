@@ -20,7 +20,8 @@ from connectors.whatsapp.breaker import OPEN, CircuitBreaker
 from connectors.whatsapp.claims import ClaimStore
 from connectors.whatsapp.cloud import WhatsAppCloudClient
 from connectors.whatsapp.ratelimit import RedisTokenBucket
-from connectors.whatsapp.sender import DEAD, STATUS, Policy, Route, Sender
+from connectors.whatsapp.route import DEAD, STATUS, Policy, Route
+from connectors.whatsapp.sender import Sender
 from connectors.whatsapp.twilio import TwilioClient
 from schemas.codecs import codec
 from tests.unit.sandbox_helpers import AUTH, NUMBER_ID, SID, TOKEN, sandboxes

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from connectors.whatsapp import demo as whatsapp_demo
 from connectors.whatsapp.confirm import find_confirmation
 from connectors.whatsapp.ratelimit import RedisTokenBucket
-from connectors.whatsapp.sender import status_record
+from connectors.whatsapp.route import status_record
 from schemas.codecs import codec
 from streams import topics
 from streams.kafka import DeliveringProducer
