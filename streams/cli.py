@@ -5,15 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from streams.exceptions import SettingsError, StackError
 from streams.settings import get_settings
-
-# Roles that the command already names but this release does not ship yet.
-NOT_YET = {
-    "sender": "the WhatsApp sender",
-}
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -92,6 +87,18 @@ def _bench(args: argparse.Namespace) -> int:
     return run_benchmarks(get_settings(), quick=args.quick, only=args.only or ())
 
 
+def _sender(args: argparse.Namespace) -> int:
+    from connectors.whatsapp.service import run_sender
+
+    return run_sender(get_settings())
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from connectors.sandbox.run import run_sandboxes
+
+    return run_sandboxes(get_settings())
+
+
 def _settings(args: argparse.Namespace) -> int:
     print(json.dumps(get_settings().redacted(), indent=2, default=sorted))
     return 0
@@ -149,14 +156,6 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"whatsup {name}: {NOT_YET[name]} is not part of this release yet.", file=sys.stderr)
-        return 2
-
-    return run
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Describe every sub-command."""
     parser = argparse.ArgumentParser(prog="whatsup", description="WhatsUp Logistics live pipeline")
@@ -169,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("settings", help="print the settings in force, secrets masked").set_defaults(
         run=_settings
+    )
+    commands.add_parser("sender", help="send whatsapp.outbound through Meta (Twilio fallback)").set_defaults(
+        run=_sender
+    )
+    commands.add_parser("sandbox", help="local Meta Cloud API and Twilio stand-ins").set_defaults(
+        run=_sandbox
     )
     token = commands.add_parser("driver-token", help="issue a driver token for POST /v1/pings")
     token.add_argument("driver_id")
@@ -206,10 +211,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply pending ClickHouse migrations and retention").set_defaults(
         run=_migrate
     )
-    for name, what in NOT_YET.items():
-        sub = commands.add_parser(name, help=f"{what} (not in this release yet)")
-        sub.add_argument("rest", nargs=argparse.REMAINDER)
-        sub.set_defaults(run=_not_yet(name))
     return parser
 
 

@@ -107,6 +107,27 @@ def _parse_retention(raw: str) -> dict[str, int]:
     return days
 
 
+def _parse_optional_url(raw: str) -> str | None:
+    url = raw.strip()
+    if url and urlparse(url).scheme not in ("http", "https"):
+        raise ValueError("scheme must be http or https")
+    return url or None
+
+
+def _parse_content_sids(raw: str) -> dict[str, str]:
+    """Parse ``template[:language]=HX...,...`` into template (and language) -> Twilio content sid."""
+    sids: dict[str, str] = {}
+    for entry in raw.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        name, sep, sid = entry.partition("=")
+        if not sep or not name.strip() or not sid.strip().startswith("HX"):
+            raise ValueError("expected template[:language]=HX... entries")
+        sids[name.strip()] = sid.strip()
+    return sids
+
+
 def _setting(
     parse: Callable[[str], Any], default: Any = None, *, factory: Any = None, secret: bool = False
 ) -> Any:
@@ -148,6 +169,31 @@ class Settings:
     twilio_account_sid: str | None = _setting(_parse_secret, None)
     twilio_auth_token: str | None = _setting(_parse_secret, None, secret=True)
     twilio_api_url: str = _setting(_parse_url(("http", "https")), "https://api.twilio.com")
+    twilio_from: str | None = _setting(_parse_secret, None)
+    twilio_content_sids: dict[str, str] = _setting(_parse_content_sids, factory=dict)
+    twilio_status_callback_url: str | None = _setting(_parse_optional_url, None)
+
+    sender_metrics_port: int = _setting(_parse_int, 6068)
+    sender_concurrency: int = _setting(_parse_int, 16)
+    sender_batch_size: int = _setting(_parse_int, 500)
+    sender_rate_per_s: float = _setting(_parse_float, 80.0)
+    sender_burst: int = _setting(_parse_int, 20)
+    sender_max_attempts: int = _setting(_parse_int, 6)
+    sender_backoff_base_s: float = _setting(_parse_float, 0.5)
+    sender_backoff_max_s: float = _setting(_parse_float, 30.0)
+    sender_timeout_s: float = _setting(_parse_float, 10.0)
+    sender_breaker_failures: int = _setting(_parse_int, 5)
+    sender_breaker_reset_s: float = _setting(_parse_float, 30.0)
+    sender_claim_ttl_hours: float = _setting(_parse_float, 168.0)
+    sender_confirm_wait_s: float = _setting(_parse_float, 30.0)
+    sender_fallback_template: str | None = _setting(_parse_secret, "whatsup_update")
+
+    sandbox_host: str = _setting(_parse_str, "127.0.0.1")
+    sandbox_meta_port: int = _setting(_parse_int, 6070)
+    sandbox_twilio_port: int = _setting(_parse_int, 6071)
+    sandbox_rate_per_s: float = _setting(_parse_float, 80.0)
+    sandbox_callback_url: str | None = _setting(_parse_optional_url, None)
+    sandbox_callbacks: bool = _setting(_parse_bool, True)
 
     stall_radius_m: float = _setting(_parse_float, 100.0)
     stall_minutes: float = _setting(_parse_float, 5.0)
@@ -196,6 +242,14 @@ class Settings:
             "ingest_burst",
             "ingest_max_batch",
             "deliveries_max_batch",
+            "sender_metrics_port",
+            "sender_concurrency",
+            "sender_batch_size",
+            "sender_burst",
+            "sender_max_attempts",
+            "sender_breaker_failures",
+            "sandbox_meta_port",
+            "sandbox_twilio_port",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -220,10 +274,30 @@ class Settings:
             "eta_max_interval_s",
             "eta_default_speed_mps",
             "routing_timeout_s",
+            "sender_rate_per_s",
+            "sender_backoff_base_s",
+            "sender_backoff_max_s",
+            "sender_timeout_s",
+            "sender_breaker_reset_s",
+            "sender_claim_ttl_hours",
+            "sender_confirm_wait_s",
+            "sandbox_rate_per_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
-        for name in ("web_port", "sink_port"):
+        if self.sender_confirm_wait_s <= self.sender_timeout_s:
+            # A live send must never look abandoned: the wait has to outlast the slowest request.
+            raise SettingsError(
+                f"{PREFIX}SENDER_CONFIRM_WAIT_S ({self.sender_confirm_wait_s:g}) must exceed "
+                f"{PREFIX}SENDER_TIMEOUT_S ({self.sender_timeout_s:g})"
+            )
+        for name in (
+            "web_port",
+            "sink_port",
+            "sender_metrics_port",
+            "sandbox_meta_port",
+            "sandbox_twilio_port",
+        ):
             if getattr(self, name) >= 65536:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be below 65536, got {getattr(self, name)}")
         if self.stall_step_s > self.stall_minutes * 60:
