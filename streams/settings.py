@@ -150,6 +150,12 @@ class Settings:
     ingest_burst: int = _setting(_parse_int, 20)
     ingest_max_batch: int = _setting(_parse_int, 500)
 
+    twilio_webhook_url: str | None = _setting(_parse_url(("http", "https")), None)
+    dispatcher_api_url: str | None = _setting(_parse_url(("http", "https")), None)
+    conversation_llm_enabled: bool = _setting(_parse_bool, False)
+    notify_eta_threshold_s: float = _setting(_parse_float, 300.0)
+    notify_customer_interval_s: float = _setting(_parse_float, 900.0)
+
     def __post_init__(self) -> None:
         positive = (
             "partitions",
@@ -173,6 +179,8 @@ class Settings:
             "ping_max_future_s",
             "ping_horizon_hours",
             "ingest_rate_per_s",
+            "notify_eta_threshold_s",
+            "notify_customer_interval_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
