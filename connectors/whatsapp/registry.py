@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from connectors.whatsapp.phones import PhoneError, hash_phone, normalize_phone
 
@@ -100,6 +100,18 @@ def load_file(path: Path) -> list[Driver | Customer]:
     return parse_file(path.read_text(encoding="utf-8"), path.name)
 
 
+async def load_registry_file(settings: Any, path: Path) -> tuple[int, int]:
+    """Parse ``path`` and upsert it into the Redis of ``settings``; return (drivers, customers)."""
+    import redis.asyncio as aioredis
+
+    entries = load_file(path)  # parse everything first: a bad row loads nothing
+    client = aioredis.from_url(settings.redis_url)
+    try:
+        return await Registry(client, settings.phone_hash_key, settings.topic_prefix).load(entries)
+    finally:
+        await client.aclose()
+
+
 def admission(driver: Driver | None) -> str:
     """Return ``admit`` for an active driver, else the refusal reason: unknown, inactive or suspended."""
     if driver is None:
@@ -107,18 +119,13 @@ def admission(driver: Driver | None) -> str:
     return "admit" if driver.status == "active" else driver.status
 
 
-class AsyncRedis(Protocol):
-    """The part of ``redis.asyncio.Redis`` the registry uses."""
-
-    async def get(self, name: str) -> Any: ...
-    async def set(self, name: str, value: Any, ex: int | None = None, nx: bool = False) -> Any: ...
-    def pipeline(self, transaction: bool = True) -> Any: ...
-
-
 class Registry:
-    """Drivers by phone hash and by id, customers by reference, and the once-a-day refusal claims."""
+    """Drivers by phone hash and by id, customers by reference, and the once-a-day refusal claims.
 
-    def __init__(self, client: AsyncRedis, hash_key: str, namespace: str = "") -> None:
+    ``client`` is a ``redis.asyncio.Redis`` (or anything with its get, set and pipeline).
+    """
+
+    def __init__(self, client: Any, hash_key: str, namespace: str = "") -> None:
         self.client = client
         self.hash_key = hash_key
         self.prefix = f"{namespace}whatsup:registry:"
