@@ -155,6 +155,7 @@ class Settings:
     conversation_llm_enabled: bool = _setting(_parse_bool, False)
     notify_eta_threshold_s: float = _setting(_parse_float, 300.0)
     notify_customer_interval_s: float = _setting(_parse_float, 900.0)
+    display_utc_offset_h: float = _setting(_parse_float, -3.0)
 
     def __post_init__(self) -> None:
         positive = (
@@ -184,6 +185,8 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
+        if not -14 <= self.display_utc_offset_h <= 14:
+            raise SettingsError(f"{PREFIX}DISPLAY_UTC_OFFSET_H must be within -14..14 hours")
         if self.web_port >= 65536:
             raise SettingsError(f"{PREFIX}WEB_PORT must be below 65536, got {self.web_port}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
