@@ -19,7 +19,7 @@ from streams.settings import get_settings
 settings = get_settings()
 register_faust_codecs()
 
-AGENT_PACKAGES = ["streams.pings", "streams.web"]
+AGENT_PACKAGES = ["streams.pings", "streams.web", "streams.conversations", "streams.notify"]
 
 app = faust.App(
     settings.app_id,
@@ -69,6 +69,11 @@ def _avro_topic(name: str, *, raw_values: bool = False) -> faust.TopicT:
 gps_pings_raw_topic = _avro_topic(topics.GPS_PINGS_RAW, raw_values=True)
 gps_pings_clean_topic = _avro_topic(topics.GPS_PINGS_CLEAN)
 gps_pings_rejected_topic = _avro_topic(topics.GPS_PINGS_REJECTED)
+# The conversation and notify agents decode their records themselves: a bad record is counted, not fatal.
+whatsapp_events_raw_topic = _avro_topic(topics.WHATSAPP_EVENTS_RAW, raw_values=True)
+notify_alerts_topic = _avro_topic(topics.ALERTS, raw_values=True)
+notify_eta_topic = _avro_topic(topics.DELIVERIES_ETA, raw_values=True)
+notify_delivery_events_topic = _avro_topic(topics.DELIVERIES_EVENTS, raw_values=True)
 
 
 @app.page("/metrics")

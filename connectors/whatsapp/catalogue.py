@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import string
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ class CatalogueError(ValueError):
 def meta_language(language: str) -> str:
     """Return the WhatsApp template language code of pt-BR, en or es (pt_BR, en, es)."""
     return language.replace("-", "_")
+
+
+def local_clock(ms: int, utc_offset_h: float) -> str:
+    """Return epoch milliseconds ``ms`` as HH:MM at a fixed offset from UTC (what recipients read)."""
+    zone = timezone(timedelta(hours=utc_offset_h))
+    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).strftime("%H:%M")
 
 
 def _fields(text: str) -> set[str]:

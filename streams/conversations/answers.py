@@ -11,10 +11,9 @@ from the WhatsApp message id, so a replayed message produces the same records.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from connectors.whatsapp.catalogue import Catalogue
+from connectors.whatsapp.catalogue import Catalogue, local_clock
 from connectors.whatsapp.registry import Driver
 from streams.conversations.guardrails import guard_output
 from streams.conversations.intents import Intent, IntentKind
@@ -57,10 +56,7 @@ class Context:
         return self.catalogue.render(name, self.driver.language, **params)
 
     def clock(self, ms: int | None) -> str:
-        if ms is None:
-            return self.say("unknown_value")
-        zone = timezone(timedelta(hours=self.utc_offset_h))
-        return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).strftime("%H:%M")
+        return self.say("unknown_value") if ms is None else local_clock(ms, self.utc_offset_h)
 
 
 def location_ping(event: dict[str, Any], driver_id: str) -> dict[str, Any]:

@@ -1,0 +1,77 @@
+"""The conversation agent: drivers' WhatsApp messages in; replies, delivery events, alert notes, pings out."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+import httpx
+from redis.exceptions import RedisError
+
+from connectors.whatsapp import metrics
+from connectors.whatsapp.catalogue import load_catalogue
+from connectors.whatsapp.outbox import Outbox
+from connectors.whatsapp.redis_pool import shared_redis
+from connectors.whatsapp.registry import Registry
+from streams.app import app, settings, whatsapp_events_raw_topic
+from streams.conversations.conversation import Conversation
+from streams.conversations.dispatcher import DispatcherClient, internal_api_key
+from streams.conversations.llm import IntentClassifier
+
+log = logging.getLogger(__name__)
+
+# A deployment that turns WHATSUP_CONVERSATION_LLM_ENABLED on sets its classifier here before the worker runs.
+LLM_CLASSIFIER: IntentClassifier | None = None
+
+outbox = Outbox(settings)
+_conversation: Conversation | None = None
+
+
+async def _no_state(driver_id: str) -> None:
+    return None
+
+
+def conversation() -> Conversation:
+    """Return the worker's Conversation, built on first use (its clients bind to the running loop)."""
+    global _conversation
+    if _conversation is None:
+        key = internal_api_key(settings.api_keys)
+        base = settings.dispatcher_api_url or f"http://127.0.0.1:{settings.web_port}"
+        if key is None:
+            log.warning("no WHATSUP_API_KEYS key has the internal role: drivers' orders cannot be read")
+        reader = DispatcherClient(base, key, httpx.AsyncClient()) if key else _no_state
+        if settings.conversation_llm_enabled and LLM_CLASSIFIER is None:
+            log.warning("WHATSUP_CONVERSATION_LLM_ENABLED is on but no classifier is registered: rules only")
+        _conversation = Conversation(
+            registry=Registry(
+                shared_redis(settings.redis_url), settings.phone_hash_key or "", settings.topic_prefix
+            ),
+            read_state=reader,
+            catalogue=load_catalogue(),
+            topic_prefix=settings.topic_prefix,
+            utc_offset_h=settings.display_utc_offset_h,
+            llm=LLM_CLASSIFIER if settings.conversation_llm_enabled else None,
+        )
+    return _conversation
+
+
+@app.agent(whatsapp_events_raw_topic, concurrency=1)
+async def converse_with_drivers(stream: faust.StreamT[bytes]) -> None:
+    """Answer each driver message and turn quick replies and locations into pipeline records.
+
+    A record that cannot be handled is counted and skipped; records that cannot be delivered to Kafka stop
+    the worker (the source record is then replayed, and every output id is derived from it).
+    """
+    async for value in stream:
+        if not settings.phone_hash_key:
+            metrics.CONVERSATION_ERRORS.labels("no_phone_hash_key").inc()
+            continue
+        try:
+            records = await conversation().handle(value)
+        except RedisError:
+            raise  # the registry is unreachable: stop rather than skip every driver's message
+        except Exception:
+            log.exception("conversation: could not handle one event; skipped")
+            metrics.CONVERSATION_ERRORS.labels("handler_error").inc()
+            continue
+        await outbox.deliver(records)
