@@ -372,7 +372,9 @@ def _ping_suite(settings: Settings, quick: bool) -> list[Result]:
 
 def suites() -> list[Suite]:
     """Every benchmark suite, in the order of the data flow."""
-    return [Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES))]
+    from connectors.whatsapp.bench import webhook_suite
+
+    return [Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES)), webhook_suite()]
 
 
 HEADER = [

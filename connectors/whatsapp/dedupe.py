@@ -15,13 +15,17 @@ class WebhookDeduper:
         self.prefix = f"{namespace}whatsup:webhook:seen:"
         self.ttl_s = ttl_s
 
+    def queue_claims(self, pipe: Any, ids: list[str]) -> None:
+        """Add the claims of ``ids`` to a Redis pipeline (one reply per id: truthy when first seen)."""
+        for item in ids:
+            pipe.set(self.prefix + item, b"1", ex=self.ttl_s, nx=True)
+
     async def claim(self, ids: list[str]) -> list[bool]:
         """Claim every id in one round trip; True where this call is the first to see it."""
         if not ids:
             return []
         pipe = self.client.pipeline(transaction=False)
-        for item in ids:
-            pipe.set(self.prefix + item, b"1", ex=self.ttl_s, nx=True)
+        self.queue_claims(pipe, ids)
         return [bool(ok) for ok in await pipe.execute()]
 
     async def release(self, ids: list[str]) -> None:

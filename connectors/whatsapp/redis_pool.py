@@ -6,6 +6,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+MAX_CONNECTIONS = 32
 _clients: dict[str, Any] = {}
 
 
@@ -13,7 +14,12 @@ def shared_redis(url: str) -> Any:
     """Return this process's async Redis client for ``url``."""
     client = _clients.get(url)
     if client is None:
-        client = _clients[url] = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        # A blocking pool: under a burst, requests wait briefly for a connection instead of failing
+        # (redis-py's default pool raises once its 100 connections are in use).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=5, socket_timeout=5, socket_connect_timeout=5
+        )
+        client = _clients[url] = aioredis.Redis(connection_pool=pool)
     return client
 
 

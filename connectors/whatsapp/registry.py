@@ -146,10 +146,18 @@ class Registry:
         await pipe.execute()
         return drivers, customers
 
+    def queue_driver_lookup(self, pipe: Any, phone_hash: str) -> None:
+        """Add the lookup of a driver by phone hash to a Redis pipeline; read its reply with ``as_driver``."""
+        pipe.get(f"{self.prefix}driver:{phone_hash}")
+
+    @staticmethod
+    def as_driver(raw: Any) -> Driver | None:
+        """Return the driver a lookup's reply holds."""
+        return Driver(**json.loads(raw)) if raw else None
+
     async def driver_by_hash(self, phone_hash: str) -> Driver | None:
         """Return the driver whose phone hashes to ``phone_hash``."""
-        raw = await self.client.get(f"{self.prefix}driver:{phone_hash}")
-        return Driver(**json.loads(raw)) if raw else None
+        return self.as_driver(await self.client.get(f"{self.prefix}driver:{phone_hash}"))
 
     async def driver_by_id(self, driver_id: str) -> Driver | None:
         """Return the driver ``driver_id``."""

@@ -24,13 +24,14 @@ from connectors.whatsapp.catalogue import Catalogue, meta_language
 from connectors.whatsapp.dedupe import WebhookDeduper
 from connectors.whatsapp.normalize import Inbound, Normalized, PayloadError, normalize_meta, normalize_twilio
 from connectors.whatsapp.phones import language_for_phone
-from connectors.whatsapp.registry import Registry, admission
+from connectors.whatsapp.registry import Driver, Registry, admission
 from connectors.whatsapp.signatures import SignatureError, verify_meta, verify_twilio
 from schemas.codecs import codec
 from streams import topics
 
 Send = Callable[[list[tuple[str, str, bytes]]], Awaitable[None]]
 
+ADMITTED = Driver("", "", "active", "pt-BR")
 _event_codec = codec("WhatsAppEvent")
 _status_codec = codec("MessageStatus")
 _outbound_codec = codec("OutboundMessage")
@@ -130,18 +131,19 @@ class WebhookIntake:
         for reason, count in normalized.skipped.items():
             metrics.WEBHOOK_SKIPPED.labels(provider, reason).inc(count)
         ids = [m.dedupe_id for m in normalized.inbound] + [s.dedupe_id for s in normalized.statuses]
-        claimed = await self.deduper.claim(ids)
+        claimed, drivers = await self._lookup(ids, normalized.inbound)
         fresh_ids = [i for i, ok in zip(ids, claimed, strict=True) if ok]
         fresh = dict(zip(ids, claimed, strict=True))
         records: list[tuple[str, str, bytes]] = []
         counted: list[str] = []
-        for message in normalized.inbound:
+        for message, driver in zip(normalized.inbound, drivers, strict=True):
             if fresh[message.dedupe_id]:
                 records.append(
                     (self.events_topic, message.record["from_hash"], _event_codec.encode(message.record))
                 )
                 counted.append(message.record["type"])
-                records.extend(await self._refusal(message, received))
+                if admission(driver) != "admit":
+                    records.extend(await self._refusal(message, driver, received))
         for update in normalized.statuses:
             if fresh[update.dedupe_id]:
                 records.append(
@@ -163,14 +165,28 @@ class WebhookIntake:
             metrics.WEBHOOK_DUPLICATES.labels(provider).inc(duplicates)
         return Answer(200, {"received": len(fresh_ids), "duplicates": duplicates})
 
-    async def _refusal(self, message: Inbound, received: int) -> list[tuple[str, str, bytes]]:
+    async def _lookup(self, ids: list[str], inbound: list[Inbound]) -> tuple[list[bool], list[Driver | None]]:
+        """Claim the ids and look the senders up in the registry, in one Redis round trip."""
+        if not ids:
+            return [], []
+        pipe = self.deduper.client.pipeline(transaction=False)
+        self.deduper.queue_claims(pipe, ids)
+        if self.registry is not None:
+            for message in inbound:
+                self.registry.queue_driver_lookup(pipe, message.record["from_hash"])
+        replies = await pipe.execute()
+        claimed = [bool(ok) for ok in replies[: len(ids)]]
+        if self.registry is None:  # no registry: everyone is let through to the conversation agent
+            return claimed, [ADMITTED] * len(inbound)
+        return claimed, [Registry.as_driver(raw) for raw in replies[len(ids) :]]
+
+    async def _refusal(
+        self, message: Inbound, driver: Driver | None, received: int
+    ) -> list[tuple[str, str, bytes]]:
         if self.registry is None:
             return []
         from_hash = message.record["from_hash"]
-        driver = await self.registry.driver_by_hash(from_hash)
         verdict = admission(driver)
-        if verdict == "admit":
-            return []
         day = datetime.fromtimestamp(received / 1000, UTC).strftime("%Y-%m-%d")
         answered = await self.registry.claim_refusal(from_hash, day)
         metrics.REFUSALS.labels(verdict, "true" if answered else "false").inc()

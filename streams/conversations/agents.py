@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # A deployment that turns WHATSUP_CONVERSATION_LLM_ENABLED on sets its classifier here before the worker runs.
 LLM_CLASSIFIER: IntentClassifier | None = None
 
+BATCH_SIZE = 200
+BATCH_WITHIN_S = 0.05
 outbox = Outbox(settings)
 _conversation: Conversation | None = None
 
@@ -62,16 +64,18 @@ async def converse_with_drivers(stream: faust.StreamT[bytes]) -> None:
     A record that cannot be handled is counted and skipped; records that cannot be delivered to Kafka stop
     the worker (the source record is then replayed, and every output id is derived from it).
     """
-    async for value in stream:
+    async for values in stream.take(BATCH_SIZE, within=BATCH_WITHIN_S):
         if not settings.phone_hash_key:
-            metrics.CONVERSATION_ERRORS.labels("no_phone_hash_key").inc()
+            metrics.CONVERSATION_ERRORS.labels("no_phone_hash_key").inc(len(values))
             continue
-        try:
-            records = await conversation().handle(value)
-        except RedisError:
-            raise  # the registry is unreachable: stop rather than skip every driver's message
-        except Exception:
-            log.exception("conversation: could not handle one event; skipped")
-            metrics.CONVERSATION_ERRORS.labels("handler_error").inc()
-            continue
+        records = []
+        for value in values:
+            try:
+                records += await conversation().handle(value)
+            except RedisError:
+                raise  # the registry is unreachable: stop rather than skip every driver's message
+            except Exception:
+                log.exception("conversation: could not handle one event; skipped")
+                metrics.CONVERSATION_ERRORS.labels("handler_error").inc()
+        # One acknowledged delivery per batch: the batch's offsets are committed only after it.
         await outbox.deliver(records)

@@ -1,0 +1,151 @@
+"""The ``webhooks`` benchmark suite: latency of ``POST /webhooks/whatsapp`` under an open-loop load.
+
+Requests are sent on a fixed schedule (500 per second by default) whatever the answers' speed, and each
+latency is measured from its scheduled time, so a slow worker shows up as queueing instead of hiding it
+(no coordinated omission). Each request is one signed text message from a registered driver, with a fresh
+message id: the full path of verify, normalize, Redis dedupe claim, registry lookup, Kafka acks=all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import httpx
+
+from connectors.whatsapp.signatures import meta_signature
+from streams.bench import Result, Suite, _bench_settings, _env, _start_worker
+from streams.settings import PROJECT_ROOT, Settings
+
+NOTES = (
+    "Open loop: requests leave on a fixed schedule and latency counts from the scheduled time, so queueing"
+    " in the worker or the client is included, not hidden.",
+    "Each request is a signed Meta notification with one text message from a registered driver: signature"
+    " check, normalization, a Redis SET NX dedupe claim, a registry read, and a Kafka send with acks=all"
+    " before the 200.",
+    "The load generator, the worker, the broker and Redis share the machine's two cores, and other"
+    " workloads ran on the machine at the same time: figures are an upper bound on service latency.",
+)
+
+
+def _bodies(prefix: str, count: int, drivers: int, app_secret: str) -> list[tuple[bytes, str]]:
+    now = int(time.time())
+    bodies = []
+    for i in range(count):
+        message = {"from": f"55119{i % drivers:08d}", "id": f"wamid.{prefix}{i}", "timestamp": str(now),
+                   "type": "text", "text": {"body": "meus pedidos hoje"}}  # fmt: skip
+        doc = {"object": "whatsapp_business_account",
+               "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                   "messaging_product": "whatsapp", "metadata": {"phone_number_id": "1"},
+                   "messages": [message]}}]}]}  # fmt: skip
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        bodies.append((body, meta_signature(app_secret, body)))
+    return bodies
+
+
+async def _open_loop(
+    url: str, bodies: list[tuple[bytes, str]], rate: float
+) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(session: aiohttp.ClientSession, due: float, body: bytes, signature: str) -> None:
+        nonlocal errors
+        headers = {"X-Hub-Signature-256": signature, "Content-Type": "application/json"}
+        try:
+            async with session.post(url, data=body, headers=headers) as answer:
+                await answer.read()
+                if answer.status != 200:
+                    errors += 1
+        except aiohttp.ClientError:
+            errors += 1
+        latencies.append(time.perf_counter() - due)
+
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter() + 0.05
+        tasks = []
+        for i, (body, signature) in enumerate(bodies):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(session, due, body, signature)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return latencies, errors, elapsed
+
+
+def _wait_healthy(url: str, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("worker did not become healthy")
+
+
+def bench_webhooks(
+    base: Settings, rate: float = 500.0, seconds: float = 20.0, drivers: int = 50
+) -> list[Result]:
+    """Measure webhook latency percentiles at ``rate`` requests/s for ``seconds``."""
+    settings = _bench_settings(base, "webhooks")
+    app_secret, hash_key = secrets.token_hex(16), secrets.token_hex(16)
+    env = _env(settings, WHATSUP_WHATSAPP_APP_SECRET=app_secret, WHATSUP_PHONE_HASH_KEY=hash_key,
+               WHATSUP_REDIS_URL=base.redis_url)  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        registry = Path(scratch) / "drivers.csv"
+        rows = [f"bench-{i},+55119{i:08d},active,pt-BR" for i in range(drivers)]
+        registry.write_text("driver_id,phone,status,language\n" + "\n".join(rows) + "\n")
+        command = [sys.executable, "-m", "streams", "registry", "load", str(registry)]
+        subprocess.run(command, env=env, cwd=PROJECT_ROOT, check=True, capture_output=True, timeout=60)
+    url = f"http://127.0.0.1:{env['WHATSUP_WEB_PORT']}"
+    worker = _start_worker(env)
+    try:
+        _wait_healthy(url)
+        endpoint = f"{url}/webhooks/whatsapp"
+        run = secrets.token_hex(4)  # fresh message ids: a rerun against the same Redis is not all duplicates
+        asyncio.run(_open_loop(endpoint, _bodies(f"warm{run}-", 200, drivers, app_secret), 100.0))
+        count = int(rate * seconds)
+        bodies = _bodies(f"run{run}-", count, drivers, app_secret)
+        latencies, errors, elapsed = asyncio.run(_open_loop(endpoint, bodies, rate))
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+
+    load = f"{count:,} signed webhooks at {rate:.0f}/s, open loop"
+    return [
+        Result("webhook requests sent per second", count / elapsed, "req/s", load),
+        Result("webhook answers other than 200", errors, "requests", "target 0"),
+        Result("webhook p50 latency", pct(0.50), "ms", ""),
+        Result("webhook p99 latency", pct(0.99), "ms", "target under 50 ms at 500 req/s"),
+        Result("webhook max latency", ordered[-1] * 1000, "ms", ""),
+    ]
+
+
+def webhook_suite() -> Suite:
+    """Return the ``webhooks`` suite for ``whatsup bench``."""
+    return Suite(
+        "webhooks",
+        "WhatsApp webhooks",
+        lambda settings, quick: bench_webhooks(settings, seconds=3.0 if quick else 20.0),
+        NOTES,
+    )
