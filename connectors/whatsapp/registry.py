@@ -159,6 +159,15 @@ class Registry:
         """Return the driver whose phone hashes to ``phone_hash``."""
         return self.as_driver(await self.client.get(f"{self.prefix}driver:{phone_hash}"))
 
+    async def drivers_by_hash(self, phone_hashes: list[str]) -> list[Driver | None]:
+        """Return the driver of each phone hash, in one round trip."""
+        if not phone_hashes:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for phone_hash in phone_hashes:
+            self.queue_driver_lookup(pipe, phone_hash)
+        return [self.as_driver(raw) for raw in await pipe.execute()]
+
     async def driver_by_id(self, driver_id: str) -> Driver | None:
         """Return the driver ``driver_id``."""
         phone_hash = await self.client.get(f"{self.prefix}driver_id:{driver_id}")

@@ -6,7 +6,6 @@ import logging
 
 import faust
 import httpx
-from redis.exceptions import RedisError
 
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import load_catalogue
@@ -61,21 +60,14 @@ def conversation() -> Conversation:
 async def converse_with_drivers(stream: faust.StreamT[bytes]) -> None:
     """Answer each driver message and turn quick replies and locations into pipeline records.
 
-    A record that cannot be handled is counted and skipped; records that cannot be delivered to Kafka stop
-    the worker (the source record is then replayed, and every output id is derived from it).
+    A record that cannot be handled is counted and skipped; when Redis or Kafka fail the worker stops (the
+    batch is then replayed, and every output id is derived from its source record).
     """
     async for values in stream.take(BATCH_SIZE, within=BATCH_WITHIN_S):
         if not settings.phone_hash_key:
             metrics.CONVERSATION_ERRORS.labels("no_phone_hash_key").inc(len(values))
             continue
-        records = []
-        for value in values:
-            try:
-                records += await conversation().handle(value)
-            except RedisError:
-                raise  # the registry is unreachable: stop rather than skip every driver's message
-            except Exception:
-                log.exception("conversation: could not handle one event; skipped")
-                metrics.CONVERSATION_ERRORS.labels("handler_error").inc()
+        # A RedisError escapes: with the registry unreachable, stopping beats skipping every message.
+        records = await conversation().handle(values)
         # One acknowledged delivery per batch: the batch's offsets are committed only after it.
         await outbox.deliver(records)

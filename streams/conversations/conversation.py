@@ -35,7 +35,7 @@ Record = tuple[str, bytes, bytes]
 class Conversation:
     """Everything the agent needs: who is who, the drivers' state, the wording, where records go."""
 
-    registry: Any  # connectors.whatsapp.registry.Registry, or anything with ``driver_by_hash``
+    registry: Any  # connectors.whatsapp.registry.Registry, or anything with ``drivers_by_hash``
     read_state: DriverStateReader
     catalogue: Catalogue
     topic_prefix: str = ""
@@ -45,20 +45,35 @@ class Conversation:
     def _topic(self, name: str) -> str:
         return topics.qualified(name, self.topic_prefix)
 
-    async def handle(self, raw: bytes) -> list[Record]:
-        """Return the records one raw ``whatsapp.events.raw`` value causes (none for statuses, strangers)."""
-        try:
-            event = _event_codec.decode(raw)
-        except SchemaError:
-            metrics.CONVERSATION_ERRORS.labels("undecodable").inc()
-            return []
-        if event["type"] not in CONVERSED:
-            return []
-        driver = await self.registry.driver_by_hash(event["from_hash"])
-        if admission(driver) != "admit":
-            metrics.CONVERSATION_ERRORS.labels("not_admitted").inc()
-            return []
-        assert driver is not None
+    async def handle(self, raws: list[bytes]) -> list[Record]:
+        """Return the records a batch of raw ``whatsapp.events.raw`` values causes.
+
+        Statuses and reactions cause nothing, nor do numbers that are not active drivers (the webhook
+        already refused them, once a day). The senders are looked up in one Redis round trip.
+        """
+        events = []
+        for raw in raws:
+            try:
+                event = _event_codec.decode(raw)
+            except SchemaError:
+                metrics.CONVERSATION_ERRORS.labels("undecodable").inc()
+                continue
+            if event["type"] in CONVERSED:
+                events.append(event)
+        drivers = await self.registry.drivers_by_hash([e["from_hash"] for e in events])
+        records: list[Record] = []
+        for event, driver in zip(events, drivers, strict=True):
+            if admission(driver) != "admit" or driver is None:
+                metrics.CONVERSATION_ERRORS.labels("not_admitted").inc()
+                continue
+            try:
+                records += await self._converse(event, driver)
+            except Exception:
+                log.exception("conversation: could not handle one event; skipped")
+                metrics.CONVERSATION_ERRORS.labels("handler_error").inc()
+        return records
+
+    async def _converse(self, event: dict[str, Any], driver: Driver) -> list[Record]:
         intent = await self._intent(event, driver)
         state = await self.read_state(driver.driver_id) if intent.kind in NEEDS_STATE else None
         reaction = respond(intent, event, state, Context(driver, self.catalogue, self.utc_offset_h))

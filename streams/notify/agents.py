@@ -104,10 +104,13 @@ _event_codec = codec("WhatsAppEvent")
 @app.agent(whatsapp_events_raw_topic, concurrency=1)
 async def track_reply_windows(stream: faust.StreamT[bytes]) -> None:
     """Record each number's last inbound message: its 24-hour free-form window."""
-    async for value in stream:
-        try:
-            event = _event_codec.decode(value)
-        except SchemaError:
-            continue  # counted by the conversation agent, which reads the same records
-        if event["type"] != "status":
-            await notifier().store.touch_window(event["from_hash"], event["ts"])
+    async for values in stream.take(500, within=0.1):
+        latest: dict[str, int] = {}
+        for value in values:
+            try:
+                event = _event_codec.decode(value)
+            except SchemaError:
+                continue  # counted by the conversation agent, which reads the same records
+            if event["type"] != "status":
+                latest[event["from_hash"]] = max(event["ts"], latest.get(event["from_hash"], 0))
+        await notifier().store.touch_windows(latest)

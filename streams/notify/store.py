@@ -46,11 +46,15 @@ class NotifyStore:
         raw = await self.client.get(f"{self.prefix}inbound:{phone_hash}")
         return int(raw) if raw else None
 
-    async def touch_window(self, phone_hash: str, ts: int) -> None:
-        """Record an inbound message at ``ts``; an older, late-arriving message never moves it back."""
-        key = f"{self.prefix}inbound:{phone_hash}"
-        # Compare-and-set in one step: keep the newer time (Redis runs the script atomically).
-        await self.client.eval(_KEEP_MAX, 1, key, ts, DAY_MS)
+    async def touch_windows(self, latest: dict[str, int]) -> None:
+        """Record each number's newest inbound message time; an older, late message never moves it back."""
+        if not latest:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for phone_hash, ts in latest.items():
+            # Compare-and-set in one step: keep the newer time (Redis runs the script atomically).
+            pipe.eval(_KEEP_MAX, 1, f"{self.prefix}inbound:{phone_hash}", ts, DAY_MS)
+        await pipe.execute()
 
 
 _KEEP_MAX = """
