@@ -1,4 +1,8 @@
-"""The conversation agent: drivers' WhatsApp messages in; replies, delivery events, alert notes, pings out."""
+"""The conversation agent: drivers' WhatsApp messages in; replies, delivery events, alert notes, pings out.
+
+It is the one reader of ``whatsapp.events.raw`` and also records each number's 24-hour window (when it last
+wrote to us) for the notify agents.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ from connectors.whatsapp.outbox import Outbox
 from connectors.whatsapp.redis_pool import shared_redis
 from connectors.whatsapp.registry import Registry
 from streams.app import app, settings, whatsapp_events_raw_topic
-from streams.conversations.conversation import Conversation
+from streams.conversations.conversation import Conversation, latest_inbound
 from streams.conversations.dispatcher import DispatcherClient, internal_api_key
 from streams.conversations.llm import IntentClassifier
+from streams.notify.agents import notifier
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +68,13 @@ async def converse_with_drivers(stream: faust.StreamT[bytes]) -> None:
     A record that cannot be handled is counted and skipped; when Redis or Kafka fail the worker stops (the
     batch is then replayed, and every output id is derived from its source record).
     """
-    async for values in stream.take(BATCH_SIZE, within=BATCH_WITHIN_S):
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
         if not settings.phone_hash_key:
-            metrics.CONVERSATION_ERRORS.labels("no_phone_hash_key").inc(len(values))
+            metrics.CONVERSATION_ERRORS.labels("no_phone_hash_key").inc(len(events))
             continue
+        values = [event.value for event in events]
         # A RedisError escapes: with the registry unreachable, stopping beats skipping every message.
         records = await conversation().handle(values)
         # One acknowledged delivery per batch: the batch's offsets are committed only after it.
         await outbox.deliver(records)
+        await notifier().store.touch_windows(latest_inbound(values))

@@ -31,6 +31,19 @@ _encoders = {name: codec(name) for name in ("OutboundMessage", "DeliveryEvent", 
 Record = tuple[str, bytes, bytes]
 
 
+def latest_inbound(raws: list[bytes]) -> dict[str, int]:
+    """Return, per phone hash, the newest message time in a batch (statuses are not messages)."""
+    latest: dict[str, int] = {}
+    for raw in raws:
+        try:
+            event = _event_codec.decode(raw)
+        except SchemaError:
+            continue
+        if event["type"] != "status":
+            latest[event["from_hash"]] = max(event["ts"], latest.get(event["from_hash"], 0))
+    return latest
+
+
 @dataclass
 class Conversation:
     """Everything the agent needs: who is who, the drivers' state, the wording, where records go."""

@@ -2,7 +2,8 @@
 
 Each agent decodes its own records (a bad one is counted and skipped), asks the Notifier, delivers the
 messages to ``whatsapp.outbound`` (acknowledged by the broker) and only then keeps the customer memory.
-``track_reply_windows`` records when each number last wrote to us: its 24-hour window.
+Each number's 24-hour window (when it last wrote to us) is recorded by the conversation agent, the one
+reader of ``whatsapp.events.raw``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from streams.app import (
     notify_delivery_events_topic,
     notify_eta_topic,
     settings,
-    whatsapp_events_raw_topic,
 )
 from streams.exceptions import SchemaError
 from streams.notify.notifier import Notifier, Outcome
@@ -96,21 +96,3 @@ async def notify_deliveries(stream: faust.StreamT[bytes]) -> None:
     """Learn each delivery's customer and tell them when it is delivered."""
     async for value in stream:
         await _notify("DeliveryEvent", value, notifier().on_delivery_event)
-
-
-_event_codec = codec("WhatsAppEvent")
-
-
-@app.agent(whatsapp_events_raw_topic, concurrency=1)
-async def track_reply_windows(stream: faust.StreamT[bytes]) -> None:
-    """Record each number's last inbound message: its 24-hour free-form window."""
-    async for values in stream.take(500, within=0.1):
-        latest: dict[str, int] = {}
-        for value in values:
-            try:
-                event = _event_codec.decode(value)
-            except SchemaError:
-                continue  # counted by the conversation agent, which reads the same records
-            if event["type"] != "status":
-                latest[event["from_hash"]] = max(event["ts"], latest.get(event["from_hash"], 0))
-        await notifier().store.touch_windows(latest)
