@@ -19,6 +19,7 @@ import httpx
 from connectors.simulator.model import SimConfig, simulate
 from connectors.simulator.run import post_through_api, write_truth
 from connectors.simulator.verify import collect_verdicts, compare
+from connectors.whatsapp.demo import show as show_whatsapp
 from streams.settings import Settings
 from streams.web.tokens import issue_driver_token
 
@@ -80,4 +81,5 @@ def run_demo(settings: Settings, *, drivers: int, minutes: float, timeout_s: flo
         print(f"\n{len(problems)} driver/verdict counts differ, first: {problems[:3]}")
         return 1
     print(f"\nevery one of the {drivers} drivers got exactly its expected verdicts")
-    return 0 if refusals_ok else 1
+    whatsapp_ok = show_whatsapp(settings)
+    return 0 if refusals_ok and whatsapp_ok else 1
