@@ -155,7 +155,7 @@ class WebhookIntake:
                 counted.append("status")
         try:
             await self.send(records)
-        except Exception:
+        except BaseException:  # also a cancelled request: the provider will retry, so must be able to
             await self.deduper.release(fresh_ids)
             raise
         for kind in counted:

@@ -1,27 +1,29 @@
 """``GET/POST /webhooks/whatsapp`` (Meta) and ``POST /webhooks/twilio``: thin views over WebhookIntake.
 
-The records go out through the ingest API's producer (acks=all, idempotent), so a 200 means the events are
+The records go out through a librdkafka producer (acks=all, idempotent), so a 200 means the events are
 durably on Kafka; a Kafka or Redis failure answers 503 and the provider retries.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable
 from urllib.parse import parse_qsl
 
-from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaException
 from faust.web import Request, Response, View
+from mode import Service
 from redis.exceptions import RedisError
 
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.dedupe import WebhookDeduper
+from connectors.whatsapp.producer import AsyncProducer
 from connectors.whatsapp.redis_pool import shared_redis
 from connectors.whatsapp.registry import Registry
 from connectors.whatsapp.webhook import Answer, IntakeConfig, WebhookIntake, verify_challenge
 from streams.app import app, settings
-from streams.web.pings import ingest_producer
 
 META_ROUTE = "/webhooks/whatsapp"
 TWILIO_ROUTE = "/webhooks/twilio"
@@ -33,7 +35,16 @@ config = IntakeConfig(
     twilio_auth_token=settings.twilio_auth_token,
     topic_prefix=settings.topic_prefix,
 )
+producer = AsyncProducer(settings)
 _intake: WebhookIntake | None = None
+
+
+@app.service
+class WebhookProducerService(Service):
+    """Tie the webhook producer's life to the worker's: queued records are delivered on shutdown."""
+
+    async def on_stop(self) -> None:
+        await asyncio.to_thread(producer.stop)
 
 
 def intake() -> WebhookIntake:
@@ -47,7 +58,7 @@ def intake() -> WebhookIntake:
             else None
         )
         deduper = WebhookDeduper(client, settings.topic_prefix)
-        _intake = WebhookIntake(config, deduper, registry, ingest_producer.send_all, load_catalogue())
+        _intake = WebhookIntake(config, deduper, registry, producer.send_all, load_catalogue())
     return _intake
 
 
@@ -61,8 +72,8 @@ async def _guarded(work: Awaitable[Answer]) -> Answer:
     """Await the intake; a Kafka or Redis failure is a 503 the provider retries."""
     try:
         return await work
-    except KafkaError as exc:
-        return Answer(503, {"error": "unavailable", "message": f"Kafka: {exc}"}, "kafka_unavailable")
+    except (KafkaException, TimeoutError) as exc:
+        return Answer(503, {"error": "unavailable", "message": f"Kafka: {exc!r}"}, "kafka_unavailable")
     except RedisError as exc:
         return Answer(503, {"error": "unavailable", "message": f"Redis: {exc}"}, "redis_unavailable")
 
