@@ -154,7 +154,8 @@ class WebhookIntake:
                 )
                 counted.append("status")
         try:
-            await self.send(records)
+            if records:
+                await self.send(records)
         except BaseException:  # also a cancelled request: the provider will retry, so must be able to
             await self.deduper.release(fresh_ids)
             raise
