@@ -24,6 +24,7 @@ from connectors.whatsapp.catalogue import Catalogue, meta_language
 from connectors.whatsapp.dedupe import WebhookDeduper
 from connectors.whatsapp.normalize import Inbound, Normalized, PayloadError, normalize_meta, normalize_twilio
 from connectors.whatsapp.phones import language_for_phone
+from connectors.whatsapp.redis_pool import Commands, RedisBatcher
 from connectors.whatsapp.registry import Driver, Registry, admission
 from connectors.whatsapp.signatures import SignatureError, verify_meta, verify_twilio
 from schemas.codecs import codec
@@ -85,6 +86,7 @@ class WebhookIntake:
         self.registry = registry
         self.send = send
         self.catalogue = catalogue
+        self.batcher = RedisBatcher(deduper.client)
         self.events_topic = topics.qualified(topics.WHATSAPP_EVENTS_RAW, config.topic_prefix)
         self.status_topic = topics.qualified(topics.WHATSAPP_STATUS, config.topic_prefix)
         self.outbound_topic = topics.qualified(topics.WHATSAPP_OUTBOUND, config.topic_prefix)
@@ -167,15 +169,18 @@ class WebhookIntake:
         return Answer(200, {"received": len(fresh_ids), "duplicates": duplicates})
 
     async def _lookup(self, ids: list[str], inbound: list[Inbound]) -> tuple[list[bool], list[Driver | None]]:
-        """Claim the ids and look the senders up in the registry, in one Redis round trip."""
+        """Claim the ids and look the senders up in the registry, in one Redis round trip.
+
+        The round trip is shared with every other request of the same event-loop turn (RedisBatcher).
+        """
         if not ids:
             return [], []
-        pipe = self.deduper.client.pipeline(transaction=False)
-        self.deduper.queue_claims(pipe, ids)
+        commands = Commands()
+        self.deduper.queue_claims(commands, ids)
         if self.registry is not None:
             for message in inbound:
-                self.registry.queue_driver_lookup(pipe, message.record["from_hash"])
-        replies = await pipe.execute()
+                self.registry.queue_driver_lookup(commands, message.record["from_hash"])
+        replies = await self.batcher.execute(commands)
         claimed = [bool(ok) for ok in replies[: len(ids)]]
         if self.registry is None:  # no registry: everyone is let through to the conversation agent
             return claimed, [ADMITTED] * len(inbound)
