@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.dedupe import WebhookDeduper
 from connectors.whatsapp.phones import hash_phone
+from connectors.whatsapp.redis_pool import Commands, RedisBatcher
 from connectors.whatsapp.registry import Customer, Driver, Registry
 from connectors.whatsapp.signatures import meta_signature
 from connectors.whatsapp.webhook import IntakeConfig, WebhookIntake
@@ -113,6 +114,40 @@ def test_notify_memory_and_reply_windows(stack_env: dict[str, str]) -> None:
             assert await store.last_inbound("h") == 2_000
             await store.touch_windows({"h": 3_000})
             assert await store.last_inbound("h") == 3_000
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+def test_concurrent_requests_share_pipelines_and_each_gets_its_own_replies(stack_env: dict[str, str]) -> None:
+    prefix = stack_env["WHATSUP_TOPIC_PREFIX"]
+
+    async def run() -> None:
+        client = aioredis.from_url(stack_env["WHATSUP_REDIS_URL"])
+        pipelines = 0
+        real_pipeline = client.pipeline
+
+        def counting_pipeline(*args: object, **kwargs: object) -> object:
+            nonlocal pipelines
+            pipelines += 1
+            return real_pipeline(*args, **kwargs)  # type: ignore[arg-type]
+
+        client.pipeline = counting_pipeline  # type: ignore[method-assign]
+        try:
+            await client.set(f"{prefix}k7", b"seven")
+            batcher = RedisBatcher(client)
+
+            async def request(i: int) -> list[object]:
+                commands = Commands()
+                commands.set(f"{prefix}claim{i % 25}", b"1", ex=60, nx=True)
+                commands.get(f"{prefix}k{i}")
+                return await batcher.execute(commands)
+
+            replies = await asyncio.gather(*(request(i) for i in range(50)))
+            assert [bool(r[0]) for r in replies] == [True] * 25 + [False] * 25  # each claim once
+            assert [r[1] for r in replies] == [b"seven" if i == 7 else None for i in range(50)]
+            assert pipelines < 50  # requests of the same loop turn shared a pipeline
         finally:
             await client.aclose()
 
