@@ -82,6 +82,14 @@ if [[ -z "${WHATSUP_WHATSAPP_TOKEN:-}" ]]; then
   wait_healthy "$sandbox_pid" "$WHATSUP_WHATSAPP_API_URL/health" sandbox
 fi
 
+# Throw-away WhatsApp secrets, and a service-to-service key the conversation agent reads the dispatcher
+# API with (appended to any keys set above); real deployments set their own.
+new_secret() { "$python" -c 'import secrets; print(secrets.token_hex(16))'; }
+export WHATSUP_PHONE_HASH_KEY="${WHATSUP_PHONE_HASH_KEY:-$(new_secret)}"
+export WHATSUP_WHATSAPP_APP_SECRET="${WHATSUP_WHATSAPP_APP_SECRET:-$(new_secret)}"
+export WHATSUP_WHATSAPP_VERIFY_TOKEN="${WHATSUP_WHATSAPP_VERIFY_TOKEN:-$(new_secret)}"
+export WHATSUP_API_KEYS="${WHATSUP_API_KEYS:+$WHATSUP_API_KEYS,}$(new_secret):internal"
+
 echo "== starting a worker (log: var/demo/worker.log)"
 "$python" -m streams worker >"$log_dir/worker.log" 2>&1 &
 worker_pid=$!

@@ -20,7 +20,14 @@ from streams.telemetry.logs import logging_config, secret_values
 settings = get_settings()
 register_faust_codecs()
 
-AGENT_PACKAGES = ["streams.pings", "streams.deliveries", "streams.web", "streams.telemetry"]
+AGENT_PACKAGES = [
+    "streams.pings",
+    "streams.deliveries",
+    "streams.conversations",
+    "streams.notify",
+    "streams.web",
+    "streams.telemetry",
+]
 
 app = faust.App(
     settings.app_id,
@@ -77,6 +84,11 @@ deliveries_rejected_topic = _avro_topic(topics.DELIVERIES_REJECTED)
 deliveries_eta_topic = _avro_topic(topics.DELIVERIES_ETA)
 alerts_topic = _avro_topic(topics.ALERTS)
 api_access_topic = _avro_topic(topics.API_ACCESS)
+# The conversation and notify agents decode their records themselves: a bad record is counted, not fatal.
+whatsapp_events_raw_topic = _avro_topic(topics.WHATSAPP_EVENTS_RAW, raw_values=True)
+notify_alerts_topic = _avro_topic(topics.ALERTS, raw_values=True)
+notify_eta_topic = _avro_topic(topics.DELIVERIES_ETA, raw_values=True)
+notify_delivery_events_topic = _avro_topic(topics.DELIVERIES_EVENTS, raw_values=True)
 
 
 @app.page("/metrics")

@@ -81,6 +81,24 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_load(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from connectors.whatsapp.registry import RegistryError, load_registry_file
+
+    settings = get_settings()
+    if settings.phone_hash_key is None:
+        raise SettingsError("WHATSUP_PHONE_HASH_KEY must be set to load the registry")
+    try:
+        drivers, customers = asyncio.run(load_registry_file(settings, Path(args.file)))
+    except (RegistryError, OSError) as exc:
+        print(f"whatsup registry load: {exc}; nothing loaded", file=sys.stderr)
+        return 65  # EX_DATAERR
+    print(f"loaded {drivers} driver(s) and {customers} customer(s) from {args.file}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from streams.bench import run_benchmarks
 
@@ -192,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--lost", type=float, default=0.0, help="share of backlog pings a phone never sends")
     sim.add_argument("--out", help="ground-truth directory (default: var/simulator)")
     sim.set_defaults(run=_simulate)
+    registry = commands.add_parser("registry", help="the WhatsApp driver registry and customer directory")
+    registry_commands = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    load = registry_commands.add_parser("load", help="upsert drivers and customers from a CSV or JSON file")
+    load.add_argument("file")
+    load.set_defaults(run=_registry_load)
     bench = commands.add_parser("bench", help="benchmarks on the local stack, written to docs/BENCHMARKS.md")
     bench.add_argument("--quick", action="store_true", help="small sizes, print only")
     bench.add_argument("--only", nargs="+", metavar="SUITE", help="run only these suites (default: all)")

@@ -20,7 +20,8 @@ import httpx
 from connectors.simulator.model import SimConfig, simulate
 from connectors.simulator.run import post_through_api, write_truth
 from connectors.simulator.verify import collect_verdicts, compare
-from connectors.whatsapp import demo as whatsapp_demo
+from connectors.whatsapp import sender_demo as whatsapp_demo
+from connectors.whatsapp.inbound_demo import show as show_whatsapp
 from sinks.demo import show as show_sink
 from streams.deliveries.demo import show as show_deliveries
 from streams.settings import Settings
@@ -89,6 +90,7 @@ def run_demo(settings: Settings, *, drivers: int, minutes: float, timeout_s: flo
     checks = [
         refusals_ok,
         deliveries_ok,
+        show_whatsapp(settings),
         whatsapp_demo.show(settings),
         telemetry_demo.show(settings),
         show_sink(settings, f"{prefix}-", got),

@@ -231,6 +231,13 @@ class Settings:
     routing_url: str | None = _setting(_parse_url(("http", "https")), None)
     routing_timeout_s: float = _setting(_parse_float, 2.0)
 
+    twilio_webhook_url: str | None = _setting(_parse_url(("http", "https")), None)
+    dispatcher_api_url: str | None = _setting(_parse_url(("http", "https")), None)
+    conversation_llm_enabled: bool = _setting(_parse_bool, False)
+    notify_eta_threshold_s: float = _setting(_parse_float, 300.0)
+    notify_customer_interval_s: float = _setting(_parse_float, 900.0)
+    display_utc_offset_h: float = _setting(_parse_float, -3.0)
+
     def __post_init__(self) -> None:
         positive = (
             "partitions",
@@ -282,6 +289,8 @@ class Settings:
             "sender_claim_ttl_hours",
             "sender_confirm_wait_s",
             "sandbox_rate_per_s",
+            "notify_eta_threshold_s",
+            "notify_customer_interval_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
@@ -312,6 +321,8 @@ class Settings:
             raise SettingsError(
                 f"{PREFIX}ETA_DETOUR_FACTOR must be at least 1, got {self.eta_detour_factor!r}"
             )
+        if not -14 <= self.display_utc_offset_h <= 14:
+            raise SettingsError(f"{PREFIX}DISPLAY_UTC_OFFSET_H must be within -14..14 hours")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         if self.log_format not in ("json", "text"):

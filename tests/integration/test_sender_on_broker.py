@@ -15,7 +15,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from connectors.whatsapp import demo as whatsapp_demo
+from connectors.whatsapp import sender_demo as whatsapp_demo
 from connectors.whatsapp.confirm import find_confirmation
 from connectors.whatsapp.ratelimit import RedisTokenBucket
 from connectors.whatsapp.route import status_record
