@@ -86,11 +86,6 @@ def test_the_command_stops_with_the_variables_name(
     assert "WHATSUP_PARTITIONS='lots' is malformed" in capsys.readouterr().err
 
 
-def test_commands_of_later_releases_say_so_plainly(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["migrate"]) == 2
-    assert "not part of this release yet" in capsys.readouterr().err
-
-
 def test_the_sender_without_credentials_names_them(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
