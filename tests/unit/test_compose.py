@@ -118,9 +118,22 @@ def bind_mounts(service: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             yield source, rest.split(":")[0]
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode) and key.value != "<<"]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate keys {duplicates}", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path) -> Any:
     with path.open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        return yaml.load(handle, Loader=_UniqueKeyLoader)
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +170,13 @@ def test_interpolate_follows_compose_rules() -> None:
 
 
 # --- services ---
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yml"
+    path.write_text("services:\n  sink: {image: a}\n  sink: {image: b}\n")
+    with pytest.raises(yaml.constructor.ConstructorError, match="sink"):
+        load_yaml(path)
 
 
 def test_compose_has_every_service(compose: dict[str, Any], services: dict[str, Any]) -> None:
