@@ -14,7 +14,9 @@ from sinks.clickhouse import ClickHouseSink
 from sinks.engine import is_embedded, make_client
 from sinks.runner import SinkRunner
 from sinks.server import QueryServer
+from streams import metrics
 from streams.settings import Settings
+from streams.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ def _open(settings: Settings, max_backoff_s: float = 30.0) -> tuple[Client, list
 
 def run_sink(settings: Settings) -> int:
     """Run the sink until SIGTERM or SIGINT; return the exit status."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
+    metrics.mark_up("sink")
     writer, applied = _open(settings)
     sink = ClickHouseSink(writer, settings)
     log.info("ClickHouse at %s; migrations applied: %s", settings.clickhouse_url, applied or "none pending")

@@ -65,13 +65,6 @@ UP = Gauge("whatsup_up", "1 while this process runs its role", ["role"])
 BUILD = Info("whatsup_build", "Version of the pipeline and of its main components")
 
 
-# Known label values start at zero, so rates and "nothing received" alerts have a series before traffic.
-for _stage in ("edge", "clean"):
-    PINGS_RECEIVED.labels(_stage)
-for _late in ("false", "true"):
-    PINGS_ACCEPTED.labels(_late)
-
-
 def observe_event_latency(stage: str, now_s: float, event_ts_ms: Iterable[int]) -> None:
     """Record how old each event (by its epoch-ms event time) was when ``stage`` processed it."""
     STAGE_LATENCY.observe_many(stage, (max(0.0, now_s - ts / 1000.0) for ts in event_ts_ms))
@@ -87,6 +80,15 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def start_worker_series() -> None:
+    """Create the worker's known series at zero, so rates and "nothing received" alerts have a series
+    before the first ping (other processes import this module too, and must not export them)."""
+    for stage in ("edge", "clean"):
+        PINGS_RECEIVED.labels(stage)
+    for late in ("false", "true"):
+        PINGS_ACCEPTED.labels(late)
 
 
 def mark_up(role: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from connectors.sandbox.meta import MetaSandbox, MetaSandboxConfig
 from connectors.sandbox.twilio import TwilioSandbox, TwilioSandboxConfig
 from streams.exceptions import SettingsError
 from streams.settings import Settings
+from streams.telemetry.logs import configure_logging
 
 
 @dataclass
@@ -81,7 +81,7 @@ async def running_sandboxes(
 
 def run_sandboxes(settings: Settings) -> int:
     """Serve both sandboxes on their configured ports until SIGTERM or SIGINT."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     meta_config, twilio_config = configs(settings)
 
     async def main() -> None:

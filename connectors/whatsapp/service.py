@@ -34,9 +34,10 @@ from connectors.whatsapp.route import STATUS, Policy, Route
 from connectors.whatsapp.sender import Sender
 from connectors.whatsapp.twilio import TwilioClient
 from schemas.codecs import codec
-from streams import topics
+from streams import metrics, topics
 from streams.exceptions import SettingsError
 from streams.settings import Settings
+from streams.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,8 @@ async def serve_metrics(settings: Settings, service: SenderService) -> web.AppRu
 
 def run_sender(settings: Settings) -> int:
     """Run the sender until SIGTERM or SIGINT; serve metrics on WHATSUP_SENDER_METRICS_PORT."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
+    metrics.mark_up("sender")
     # httpx logs every request at INFO: one line per message is noise, the metrics count them.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     service = SenderService(settings)

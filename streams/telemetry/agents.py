@@ -71,6 +71,7 @@ class WorkerTelemetry(Service):
     """Say the worker is up (with its build) while it runs."""
 
     async def on_start(self) -> None:
+        metrics.start_worker_series()
         metrics.mark_up(ROLE)
         logger.info("worker up", extra={"stage": "worker"})
 
