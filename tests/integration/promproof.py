@@ -19,6 +19,7 @@ from typing import IO, Any, NamedTuple
 import httpx
 import yaml
 
+from streams.settings import Settings
 from tests.integration.stack import ROOT, free_port
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -177,8 +178,10 @@ class Prometheus:
         return self.api("query", query=expr)
 
     def metric_names(self) -> set[str]:
-        """Return every metric name Prometheus holds a series of."""
-        return set(self.api("label/__name__/values")["data"])
+        """Return every metric name Prometheus holds a series of (over the last hour)."""
+        now = time.time()
+        answer = self.api("label/__name__/values", start=str(now - 3600), end=str(now + 60))
+        return set(answer["data"])
 
     def wait_for(self, expr: str, timeout_s: float = 90.0) -> list[dict[str, Any]]:
         """Poll until ``expr`` returns a non-empty result; return it."""
@@ -218,3 +221,27 @@ def iter_rules(prometheus: Prometheus) -> Iterator[dict[str, Any]]:
     """Yield every rule Prometheus has loaded, with its health and last error."""
     for group in prometheus.api("rules")["data"]["groups"]:
         yield from group["rules"]
+
+
+def grafana_to_clickhouse(sql: str, days: int = 30) -> str:
+    """Replace the ClickHouse datasource's time macro with the last ``days`` days, as Grafana would."""
+    return re.sub(
+        r"\$__timeFilter\((\w+)\)",
+        lambda m: (
+            f"{m.group(1)} >= now64(3) - INTERVAL {days} DAY AND {m.group(1)} <= now64(3) + INTERVAL 1 DAY"
+        ),
+        sql,
+    )
+
+
+def check_sql(settings: Settings, queries: Iterable[Query]) -> list[str]:
+    """Run each ClickHouse panel's SQL through the sink's read-only endpoint; return the errors."""
+    from sinks.query import QueryError, run_query
+
+    problems = []
+    for query in queries:
+        try:
+            run_query(settings, grafana_to_clickhouse(query.text))
+        except QueryError as exc:
+            problems.append(f"{query.where}: {exc}")
+    return problems

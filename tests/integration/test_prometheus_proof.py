@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from connectors.simulator.deliveries import DeliverySimConfig, simulate_deliveries
+from connectors.simulator.deliveries_run import play
 from connectors.simulator.model import SimConfig, simulate
 from connectors.simulator.run import post_through_api
 from streams import topics
@@ -31,28 +35,76 @@ from tests.integration.promproof import (
     Prometheus,
     Query,
     check_promql,
+    check_sql,
     dashboard_queries,
     iter_rules,
     promtool,
     rule_queries,
 )
-from tests.integration.stack import WorkerProcess
+from tests.integration.sender_stack import ServiceProcess, outbound, produce_outbound, sender_env
+from tests.integration.sink_stack import SinkProcess
+from tests.integration.stack import WorkerProcess, free_port
 
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 DASHBOARDS = sorted(DASHBOARDS_DIR.glob("*.json"))
 
 
-@pytest.fixture()
-def stack_env(stack_env: dict[str, str]) -> dict[str, str]:
-    """The test's environment, with gauges sampled every second and JSON logs."""
-    return {**stack_env, "WHATSUP_METRICS_SAMPLE_S": "1", "WHATSUP_LOG_FORMAT": "json"}
+INGEST_KEY = "ingest-" + "k" * 16
+# Movement rules shrunk so a one-minute fleet stalls, goes offline and completes deliveries.
+FAST_RULES = {
+    "WHATSUP_API_KEYS": f"{INGEST_KEY}:ingest",
+    "WHATSUP_STALL_MINUTES": "0.2",
+    "WHATSUP_STALL_STEP_S": "2",
+    "WHATSUP_STALL_GRACE_S": "1",
+    "WHATSUP_STALL_HORIZON_MINUTES": "0.5",
+    "WHATSUP_OFFLINE_MINUTES": "0.15",
+    "WHATSUP_TICK_INTERVAL_S": "0.5",
+}
 
 
 @pytest.fixture()
-def prometheus(worker: WorkerProcess, tmp_path: Path) -> Iterator[Prometheus]:
-    """A real Prometheus scraping this test's worker every second, with the project's alert rules."""
-    server = Prometheus(tmp_path / "prometheus", {"whatsup-worker": [worker.url.removeprefix("http://")]})
+def stack_env(stack_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """One environment for every process of the stack: gauges sampled every second, JSON logs, fast
+    movement rules, an embedded ClickHouse, the Meta sandbox calling back the worker's webhook."""
+    worker_webhook = f"http://127.0.0.1:{stack_env['WHATSUP_WEB_PORT']}/webhooks/whatsapp"
+    return sender_env(
+        {**stack_env, **FAST_RULES},
+        WHATSUP_METRICS_SAMPLE_S="1",
+        WHATSUP_LOG_FORMAT="json",
+        WHATSUP_LOG_LEVEL="INFO",
+        WHATSUP_SANDBOX_CALLBACK_URL=worker_webhook,
+        WHATSUP_PHONE_HASH_KEY=secrets.token_hex(16),
+        WHATSUP_CLICKHOUSE_URL=f"chdb://{tmp_path / 'clickhouse'}",
+        WHATSUP_SINK_PORT=str(free_port()),
+    )
+
+
+@pytest.fixture()
+def services(stack_env: dict[str, str], worker: WorkerProcess, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The sink, the Meta sandbox and the sender next to the worker; yields each job's scrape target."""
+    sink = SinkProcess(stack_env, tmp_path / "sink.log")
+    sandbox = ServiceProcess(stack_env, tmp_path / "sandbox.log", "sandbox", "WHATSUP_SANDBOX_META_PORT")
+    sender = ServiceProcess(stack_env, tmp_path / "sender.log", "sender", "WHATSUP_SENDER_METRICS_PORT")
+    started: list[WorkerProcess] = []
+    try:
+        for process in (sink, sandbox, sender):
+            process.start()
+            started.append(process)
+        yield {
+            "whatsup-worker": worker.url.removeprefix("http://"),
+            "whatsup-sink": sink.url.removeprefix("http://"),
+            "whatsup-sender": sender.url.removeprefix("http://"),
+        }
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+@pytest.fixture()
+def prometheus(services: dict[str, str], tmp_path: Path) -> Iterator[Prometheus]:
+    """A real Prometheus scraping the stack every second, with the project's alert rules."""
+    server = Prometheus(tmp_path / "prometheus", {job: [target] for job, target in services.items()})
     server.workdir.mkdir()
     server.start()
     try:
@@ -95,17 +147,71 @@ def _post_fleet(settings: Settings, url: str, errors: list[BaseException]) -> No
         errors.append(exc)
 
 
+def _play_delivery_fleet(settings: Settings, errors: list[BaseException]) -> None:
+    """A minute of drivers doing short deliveries, in real time: stalls, ETAs, arrivals."""
+    config = DeliverySimConfig(
+        drivers=8,
+        minutes=1.0,
+        interval_s=2.0,
+        start_ms=int(time.time() * 1000),
+        pickup_m=(40.0, 80.0),
+        dropoff_m=(40.0, 80.0),
+        inject_after_m=(20.0, 30.0),
+        stall_minutes=0.2,
+        offline_minutes=0.15,
+        light_s=(2.0, 4.0),
+        frozen_s=(8.0, 12.0),
+        radius_m=2000.0,
+        weights=(0.5, 0.5, 0, 0, 0, 0, 0, 0),
+        driver_prefix="obsd",
+    )
+    try:
+        play(simulate_deliveries(config), settings)
+    except BaseException as exc:  # surfaced by the test thread
+        errors.append(exc)
+
+
+def _send_whatsapp_and_a_delivery_event(settings: Settings, url: str) -> None:
+    """Messages for the sender, and a delivery event through the API (its routes have metrics too)."""
+    produce_outbound(settings, [outbound(f"obs-msg-{i}", f"+55119{i:08d}") for i in range(30)])
+    body = {
+        "event_id": "obs-api-1",
+        "delivery_id": "obs-api-d1",
+        "driver_id": "obs-api-driver",
+        "type": "assigned",
+        "ts": int(time.time() * 1000),
+        "pickup_lat": -23.55,
+        "pickup_lon": -46.63,
+        "dropoff_lat": -23.56,
+        "dropoff_lon": -46.64,
+    }
+    headers = {"X-API-Key": INGEST_KEY}
+    answer = httpx.post(f"{url}/v1/deliveries/events", json=body, headers=headers, timeout=10)
+    assert answer.status_code == 202, answer.text
+
+
 def test_every_panel_and_alert_rule_evaluates_on_a_real_prometheus(
     stack_settings: Settings, worker: WorkerProcess, prometheus: Prometheus
 ) -> None:
     errors: list[BaseException] = []
-    traffic = threading.Thread(target=_post_fleet, args=(stack_settings, worker.url, errors))
-    traffic.start()
+    traffic = [
+        threading.Thread(target=_post_fleet, args=(stack_settings, worker.url, errors)),
+        threading.Thread(target=_play_delivery_fleet, args=(stack_settings, errors)),
+    ]
+    for thread in traffic:
+        thread.start()
+    _send_whatsapp_and_a_delivery_event(stack_settings, worker.url)
     # Data while the traffic flows: clean pings judged, latency observed, lag sampled, tables sized.
     prometheus.wait_for('whatsup_pings_received_total{stage="clean"} > 0')
     prometheus.wait_for('whatsup_consumer_lag_messages{topic="gps.pings.raw"}')
-    traffic.join(timeout=120)
-    assert not traffic.is_alive() and errors == []
+    for thread in traffic:
+        thread.join(timeout=150)
+    assert not any(thread.is_alive() for thread in traffic) and errors == []
+    # The stack has done its work: deliveries arrived, messages sent, rows written.
+    prometheus.wait_for("whatsup_eta_error_seconds_count > 0")
+    prometheus.wait_for('whatsup_whatsapp_sends_total{outcome="sent"} > 0')
+    prometheus.wait_for("whatsup_sink_rows_total > 0")
+    prometheus.wait_for("whatsup_alerts_raised_total > 0", timeout_s=60)
     # A few more scrapes, so every rate has points on both sides of the traffic.
     prometheus.wait_for('count_over_time(up{job="whatsup-worker"}[1m]) > 5')
 
@@ -113,11 +219,13 @@ def test_every_panel_and_alert_rule_evaluates_on_a_real_prometheus(
     promql_panels = [q for q in panels if q.datasource == PROMETHEUS_DATASOURCE]
     assert {q.datasource for q in panels} <= {PROMETHEUS_DATASOURCE, CLICKHOUSE_DATASOURCE}
     assert len(promql_panels) >= 15 and all(q.text for q in panels)
-    assert check_promql(prometheus, promql_panels, need_data=True) == []
+    problems = check_promql(prometheus, promql_panels, need_data=True)
+    assert problems == [], "\n".join(problems)
 
     rules = rule_queries(RULE_FILES)
     assert len(rules) >= 6
-    assert check_promql(prometheus, rules, need_data=False) == []
+    problems = check_promql(prometheus, rules, need_data=False)
+    assert problems == [], "\n".join(problems)
     # Prometheus itself evaluates the rules from the same files: each is loaded and healthy.
     loaded = {rule["name"]: rule for rule in iter_rules(prometheus)}
     assert set(loaded) == {q.where.split(": ", 1)[1] for q in rules}
@@ -129,6 +237,16 @@ def test_every_panel_and_alert_rule_evaluates_on_a_real_prometheus(
     assert {name: rule["health"] for name, rule in loaded.items() if rule["health"] != "ok"} == {}
     # Healthy traffic pages nobody.
     assert prometheus.query('ALERTS{alertstate="firing",severity="page"}')["data"]["result"] == []
+
+    # The business dashboard's SQL runs on the sink's embedded ClickHouse, against the migrated schema.
+    sql_panels = [q for q in panels if q.datasource == CLICKHOUSE_DATASOURCE]
+    assert len(sql_panels) >= 3
+    problems = check_sql(stack_settings, sql_panels)
+    assert problems == [], "\n".join(problems)
+    bad_sql = [
+        Query("bogus: no such column", CLICKHOUSE_DATASOURCE, "SELECT teleported FROM delivery_events")
+    ]
+    assert "teleported" in check_sql(stack_settings, bad_sql)[0]
 
     # Negative controls: a panel on a metric the code does not export, and one that does not parse, fail.
     bogus = [
