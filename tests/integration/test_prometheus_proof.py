@@ -45,22 +45,13 @@ from tests.integration.sender_stack import ServiceProcess, outbound, produce_out
 from tests.integration.sink_stack import SinkProcess
 from tests.integration.stack import WorkerProcess, free_port
 
+# Movement rules shrunk so a one-minute fleet stalls and completes deliveries; API keys with an ingest key.
+from tests.integration.test_deliveries_on_broker import FAST_RULES
+from tests.integration.test_deliveries_on_broker import INGEST as INGEST_KEY
+
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 DASHBOARDS = sorted(DASHBOARDS_DIR.glob("*.json"))
-
-
-INGEST_KEY = "ingest-" + "k" * 16
-# Movement rules shrunk so a one-minute fleet stalls, goes offline and completes deliveries.
-FAST_RULES = {
-    "WHATSUP_API_KEYS": f"{INGEST_KEY}:ingest",
-    "WHATSUP_STALL_MINUTES": "0.2",
-    "WHATSUP_STALL_STEP_S": "2",
-    "WHATSUP_STALL_GRACE_S": "1",
-    "WHATSUP_STALL_HORIZON_MINUTES": "0.5",
-    "WHATSUP_OFFLINE_MINUTES": "0.15",
-    "WHATSUP_TICK_INTERVAL_S": "0.5",
-}
 
 
 @pytest.fixture()
