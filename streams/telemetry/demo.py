@@ -40,7 +40,7 @@ def quantile(
 
 
 def show(settings: Settings, timeout_s: float = 30.0) -> bool:
-    """Print the worker's own account of the run; True if every judged ping is counted once, lag drained."""
+    """Print the worker's own account of the run; True if every ping is judged and counted once, lag 0."""
     url = f"http://127.0.0.1:{settings.web_port}/metrics"
     deadline = time.monotonic() + timeout_s
     samples = scrape(url)
@@ -63,6 +63,7 @@ def show(settings: Settings, timeout_s: float = 30.0) -> bool:
     print(f"  table keys: {', '.join(f'{t}={v:.0f}' for t, v in sorted(tables.items()))}")
     line = "sending to whatsapp:+5511912345678 with Authorization: Bearer eyJhbGciOi.eyJzdWIi.c2ln"
     print(f"  a log line as written: {redact(line)}")
-    consistent = judged == accepted + rejected and judged == edge and lag == 0
-    print(f"  every ping the API took was judged and counted once: {'yes' if consistent else 'NO'}")
+    # The clean stage also judges pings that did not come through the API (WhatsApp location shares).
+    consistent = judged == accepted + rejected and judged >= edge and lag == 0
+    print(f"  every ping the API took was judged, each counted once: {'yes' if consistent else 'NO'}")
     return consistent
