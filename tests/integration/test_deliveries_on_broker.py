@@ -280,6 +280,8 @@ def test_a_scripted_day_yields_exactly_the_expected_alerts_across_a_kill_9_in_a_
             time.sleep(3)
             phone.mode = "moving"
             alerts_until("stall_resolved", 2)
+            # Delivered while still sending: a phone that then goes quiet is nobody's concern.
+            assert post(worker, INGEST, event(driver, "d2", "delivered", 20)).status_code == 202
             time.sleep(4)  # anything wrongly raised after the resolution has time to show up
         final = alerts_until("stall_resolved", 2, timeout_s=5)
     finally:
