@@ -11,17 +11,32 @@ log_dir="$root/var/demo"
 source "$here/lib.sh"
 mkdir -p "$log_dir"
 worker_pid=""
+sink_pid=""
+sender_pid=""
+sandbox_pid=""
 
 cleanup() {
   local status=$?
+  if [[ -n "$sender_pid" ]] && alive "$sender_pid"; then
+    echo "== stopping the WhatsApp sender"
+    stop_process "$sender_pid" 30
+  fi
+  if [[ -n "$sandbox_pid" ]] && alive "$sandbox_pid"; then
+    echo "== stopping the WhatsApp sandboxes"
+    stop_process "$sandbox_pid" 10
+  fi
   if [[ -n "$worker_pid" ]] && alive "$worker_pid"; then
     echo "== stopping the worker"
     stop_process "$worker_pid" 30
   fi
+  if [[ -n "$sink_pid" ]] && alive "$sink_pid"; then
+    echo "== stopping the ClickHouse sink"
+    stop_process "$sink_pid" 30
+  fi
   echo "== stopping the local stack"
   "$here/stack.sh" down || true
   if [[ $status -ne 0 ]]; then
-    echo "demo failed (exit $status); worker log: $log_dir/worker.log" >&2
+    echo "demo failed (exit $status); logs: $log_dir/worker.log, $log_dir/sink.log" >&2
   fi
   exit "$status"
 }
@@ -39,6 +54,41 @@ if [[ -z "${WHATSUP_API_KEYS:-}" ]]; then
   key() { "$python" -c 'import secrets; print(secrets.token_hex(16))'; }
   export WHATSUP_API_KEYS="$(key):ingest,$(key):dispatcher,$(key):partner"
 fi
+
+# wait_healthy PID URL NAME: wait until URL answers 200 while PID lives.
+wait_healthy() {
+  local pid=$1 url=$2 name=$3
+  for _ in $(seq 1 300); do
+    alive "$pid" || { tail -n 40 "$log_dir/$name.log" >&2; return 1; }
+    if "$python" -c "import httpx, sys; sys.exit(httpx.get('$url', timeout=1).status_code != 200)" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "the $name did not become healthy" >&2
+  return 1
+}
+
+# Without real Meta credentials the sender talks to the local sandboxes, with throw-away credentials that the
+# sandbox, the sender and the worker's webhook (status callbacks are signed with the app secret) all share.
+if [[ -z "${WHATSUP_WHATSAPP_TOKEN:-}" ]]; then
+  secret() { "$python" -c 'import secrets; print(secrets.token_hex(24))'; }
+  export WHATSUP_WHATSAPP_TOKEN="$(secret)" WHATSUP_WHATSAPP_APP_SECRET="$(secret)"
+  export WHATSUP_WHATSAPP_PHONE_NUMBER_ID="${WHATSUP_WHATSAPP_PHONE_NUMBER_ID:-100000000000001}"
+  export WHATSUP_WHATSAPP_API_URL="http://127.0.0.1:${WHATSUP_SANDBOX_META_PORT:-6070}"
+  echo "== no WhatsApp credentials: starting the Meta and Twilio sandboxes (log: var/demo/sandbox.log)"
+  "$python" -m streams sandbox >"$log_dir/sandbox.log" 2>&1 &
+  sandbox_pid=$!
+  wait_healthy "$sandbox_pid" "$WHATSUP_WHATSAPP_API_URL/health" sandbox
+fi
+
+# Throw-away WhatsApp secrets, and a service-to-service key the conversation agent reads the dispatcher
+# API with (appended to any keys set above); real deployments set their own.
+new_secret() { "$python" -c 'import secrets; print(secrets.token_hex(16))'; }
+export WHATSUP_PHONE_HASH_KEY="${WHATSUP_PHONE_HASH_KEY:-$(new_secret)}"
+export WHATSUP_WHATSAPP_APP_SECRET="${WHATSUP_WHATSAPP_APP_SECRET:-$(new_secret)}"
+export WHATSUP_WHATSAPP_VERIFY_TOKEN="${WHATSUP_WHATSAPP_VERIFY_TOKEN:-$(new_secret)}"
+export WHATSUP_API_KEYS="${WHATSUP_API_KEYS:+$WHATSUP_API_KEYS,}$(new_secret):internal"
 
 echo "== starting a worker (log: var/demo/worker.log)"
 "$python" -m streams worker >"$log_dir/worker.log" 2>&1 &
@@ -66,6 +116,34 @@ PY
   sleep 0.2
 done
 [[ -n "$healthy" ]] || { echo "the worker did not become healthy" >&2; exit 1; }
+
+echo "== starting the ClickHouse sink (embedded chDB; log: var/demo/sink.log)"
+"$python" -m streams sink >"$log_dir/sink.log" 2>&1 &
+sink_pid=$!
+healthy=""
+for _ in $(seq 1 300); do
+  if ! alive "$sink_pid"; then
+    tail -n 40 "$log_dir/sink.log" >&2
+    exit 1
+  fi
+  if "$python" - <<'PY'
+import sys, httpx
+from streams.settings import get_settings
+try:
+    answer = httpx.get(f"http://127.0.0.1:{get_settings().sink_port}/health", timeout=1)
+except httpx.HTTPError:
+    sys.exit(1)
+sys.exit(0 if answer.status_code == 200 else 1)
+PY
+  then healthy=1; break; fi
+  sleep 0.2
+done
+[[ -n "$healthy" ]] || { echo "the sink did not become healthy" >&2; exit 1; }
+
+echo "== starting the WhatsApp sender (log: var/demo/sender.log)"
+"$python" -m streams sender >"$log_dir/sender.log" 2>&1 &
+sender_pid=$!
+wait_healthy "$sender_pid" "http://127.0.0.1:${WHATSUP_SENDER_METRICS_PORT:-6068}/health" sender
 
 echo "== the pipeline at work"
 "$python" -m streams demo

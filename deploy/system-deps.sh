@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages the local stack needs, when missing: Java 17+ and Maven (the Kafka broker),
-# redis-server. As root they are installed; otherwise this says exactly what to install.
+# redis-server, prometheus (the server and promtool: the tests prove the alert rules and dashboards on them).
+# As root they are installed; otherwise this says exactly what to install.
 set -euo pipefail
 
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v redis-server >/dev/null || missing+=(redis-server)
+{ command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ "$(id -u)" != 0 ]]; then
@@ -14,7 +16,7 @@ if [[ "$(id -u)" != 0 ]]; then
   exit 1
 fi
 echo "installing Debian packages: ${missing[*]}"
-# policy-rc.d 101: installing redis-server must not start a system Redis as a side effect.
+# policy-rc.d 101: installing redis-server or prometheus must not start a system service as a side effect.
 policy=/usr/sbin/policy-rc.d
 created=""
 if [[ ! -e "$policy" ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created=1; fi

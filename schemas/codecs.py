@@ -39,6 +39,7 @@ SCHEMA_FILES = {
     "OutboundMessage": "outbound_message.avsc",
     "MessageStatus": "message_status.avsc",
     "ApiAccess": "api_access.avsc",
+    "SinkDeadLetter": "sink_dead_letter.avsc",
     "RejectedDeliveryEvent": "rejected_delivery_event.avsc",
 }
 SCHEMA_NAMES: tuple[str, ...] = tuple(SCHEMA_FILES)

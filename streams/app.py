@@ -15,11 +15,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from schemas.codecs import faust_codec_name, register_faust_codecs
 from streams import topics
 from streams.settings import get_settings
+from streams.telemetry.logs import logging_config, secret_values
 
 settings = get_settings()
 register_faust_codecs()
 
-AGENT_PACKAGES = ["streams.pings", "streams.deliveries", "streams.web"]
+AGENT_PACKAGES = [
+    "streams.pings",
+    "streams.deliveries",
+    "streams.conversations",
+    "streams.notify",
+    "streams.web",
+    "streams.telemetry",
+]
 
 app = faust.App(
     settings.app_id,
@@ -49,6 +57,8 @@ app = faust.App(
     # A crashed agent takes the worker down: restarted in-process it would resume past batches it never
     # made durable, while a new process resumes from the committed offsets and the changelog.
     agent_supervisor=mode.CrashingSupervisor,
+    # JSON lines or text, phone numbers and secrets masked (streams/telemetry/logs.py).
+    logging_config=logging_config(settings.log_level, settings.log_format, secret_values(settings)),
 )
 
 
@@ -74,6 +84,11 @@ deliveries_rejected_topic = _avro_topic(topics.DELIVERIES_REJECTED)
 deliveries_eta_topic = _avro_topic(topics.DELIVERIES_ETA)
 alerts_topic = _avro_topic(topics.ALERTS)
 api_access_topic = _avro_topic(topics.API_ACCESS)
+# The conversation and notify agents decode their records themselves: a bad record is counted, not fatal.
+whatsapp_events_raw_topic = _avro_topic(topics.WHATSAPP_EVENTS_RAW, raw_values=True)
+notify_alerts_topic = _avro_topic(topics.ALERTS, raw_values=True)
+notify_eta_topic = _avro_topic(topics.DELIVERIES_ETA, raw_values=True)
+notify_delivery_events_topic = _avro_topic(topics.DELIVERIES_EVENTS, raw_values=True)
 
 
 @app.page("/metrics")

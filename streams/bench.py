@@ -14,12 +14,14 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -29,6 +31,7 @@ from confluent_kafka import TopicPartition as CTopicPartition
 
 from connectors.simulator.model import Faults, SimConfig, simulate
 from connectors.simulator.run import produce_to_kafka
+from schemas.codecs import codec
 from streams import topics
 from streams.kafka import create_topics
 from streams.pings import rules
@@ -118,8 +121,8 @@ async def _raw_drain(settings: Settings, topic: str, total: int) -> float:
         await consumer.stop()
 
 
-def _output_span(settings: Settings, total: int, timeout_s: float) -> tuple[int, float]:
-    """Wait for ``total`` verdicts and return how many came, and the seconds from the first to the last."""
+def _output_span(settings: Settings, total: int, timeout_s: float) -> tuple[int, float, float]:
+    """Wait for ``total`` verdicts; return how many came, and the times (epoch s) of the first and last."""
     names = [
         topics.qualified(t, settings.topic_prefix)
         for t in (topics.GPS_PINGS_CLEAN, topics.GPS_PINGS_REJECTED)
@@ -144,11 +147,51 @@ def _output_span(settings: Settings, total: int, timeout_s: float) -> tuple[int,
                 first, last, seen = min(first, stamp), max(last, stamp), seen + 1
     finally:
         consumer.close()
-    return seen, last - first
+    return seen, first, last
 
 
-def _run_clean_stage(base: Settings, runs: list[Any], workers: int) -> tuple[Settings, int, float]:
-    """Load a fresh topic with the fleet's pings, judge them with ``workers`` workers; return the rate."""
+class _CpuSampler:
+    """Sample the CPU seconds of some processes in the background, to read the CPU spent in a time span."""
+
+    def __init__(self, pids: list[int], every_s: float = 0.2) -> None:
+        self.pids, self.every_s = pids, every_s
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for pid in self.pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), self._cpu()))
+            self._stop.wait(self.every_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, start: float, end: float) -> float:
+        """CPU seconds spent from ``start`` to ``end`` (epoch seconds), from the samples around them."""
+        before = [c for t, c in self.samples if t <= start] or [self.samples[0][1]]
+        after = [c for t, c in self.samples if t >= end] or [self.samples[-1][1]]
+        return after[0] - before[-1]
+
+
+def _run_clean_stage(base: Settings, runs: list[Any], workers: int) -> tuple[Settings, int, float, float]:
+    """Load a fresh topic with the fleet's pings, judge them with ``workers`` workers.
+
+    Returns the settings, the pings, the rate from first to last verdict, and the workers' CPU seconds per
+    ping over that span (a rate a shared machine cannot distort much).
+    """
     settings = _bench_settings(base, f"clean{workers}")
     produced = produce_to_kafka(runs, settings).pings
     processes = []
@@ -157,35 +200,66 @@ def _run_clean_stage(base: Settings, runs: list[Any], workers: int) -> tuple[Set
         env["WHATSUP_DATA_DIR"] += f"-{i}"
         env["WHATSUP_WEB_PORT"] = str(int(env["WHATSUP_WEB_PORT"]) + 10 + i)
         processes.append(_start_worker(env))
+    sampler = _CpuSampler([p.pid for p in processes])
     try:
-        seen, span = _output_span(settings, produced, timeout_s=900)
+        seen, first, last = _output_span(settings, produced, timeout_s=900)
     finally:
+        sampler.stop()
         for process in processes:
             process.terminate()
         for process in processes:
             process.wait(60)
     if seen < produced:
         raise RuntimeError(f"{workers} worker(s) judged only {seen} of {produced} pings; see var/bench/")
-    return settings, produced, seen / span if span > 0 else 0.0
+    span = last - first
+    return settings, produced, seen / span if span > 0 else 0.0, sampler.between(first, last) / seen
+
+
+def bench_pure_stage(runs: list[Any], received_ms: int) -> float:
+    """Pings per CPU second of the stage's own work: decode, judge, encode and pack; no Kafka, no Faust."""
+    from streams.pings import agents  # the Faust app: imported only when this suite runs
+
+    encode = codec("GpsPing").encode
+    events: list[SimpleNamespace] = []
+    for run in runs:
+        for ping in run.pings():
+            p = ping.payload
+            record = {
+                **{k: p[k] for k in ("ping_id", "lat", "lon", "accuracy_m", "speed_mps", "heading")},
+                **{"battery": p["battery"], "seq": p["seq"], "driver_id": run.driver_id},
+                **{"device_ts": p["ts"], "source": "simulator", "received_ts": received_ms},
+            }
+            message = SimpleNamespace(
+                topic="raw", partition=0, offset=len(events), timestamp=received_ms / 1000
+            )
+            events.append(SimpleNamespace(key=run.driver_id.encode(), value=encode(record), message=message))
+    store: dict[bytes, bytes] = {}
+    started = time.process_time()
+    for i in range(0, len(events), agents.BATCH_SIZE):
+        states: dict[str, DriverPingState] = {}
+        agents.encode_results(agents.judge_batch(events[i : i + agents.BATCH_SIZE], store.get, states))
+        for key, state in states.items():
+            store[key.encode()] = state.pack()
+    return len(events) / (time.process_time() - started)
 
 
 def bench_clean_stage(base: Settings, drivers: int, minutes: float) -> list[Result]:
     """Clean-stage pings/s on a pre-loaded topic, beside a raw aiokafka drain and a do-nothing Faust agent."""
-    runs = simulate(
-        SimConfig(drivers=drivers, minutes=minutes, end_ms=int(time.time() * 1000), seed=3, driver_prefix="b")
-    )
-    settings, produced, clean = _run_clean_stage(base, runs, workers=1)
+    end_ms = int(time.time() * 1000)
+    runs = simulate(SimConfig(drivers=drivers, minutes=minutes, end_ms=end_ms, seed=3, driver_prefix="b"))
+    settings, produced, clean, cpu_one = _run_clean_stage(base, runs, workers=1)
     raw_topic = topics.qualified(topics.GPS_PINGS_RAW, settings.topic_prefix)
     drain = statistics.mean([asyncio.run(_raw_drain(settings, raw_topic, produced)) for _ in range(2)])
     ceiling = _faust_ceiling(settings, raw_topic, produced)
-    _, _, clean_two = _run_clean_stage(base, runs, workers=2)
+    _, _, clean_two, cpu_two = _run_clean_stage(base, runs, workers=2)
+    pure = bench_pure_stage(runs, received_ms=end_ms + 5_000)
     return [
         Result("raw aiokafka getmany drain", drain, "pings/s", "mean of 2 drains"),
         Result(
             "do-nothing Faust agent (ack only)",
             ceiling,
             "pings/s",
-            "same topic: Faust's own per-message cost",
+            "same topic, Faust's own consumer loop: its per-message cost",
         ),
         Result(
             "clean_pings stage, 1 worker",
@@ -194,8 +268,22 @@ def bench_clean_stage(base: Settings, drivers: int, minutes: float) -> list[Resu
             f"{produced:,} pings of {drivers:,} drivers, first to last verdict",
         ),
         Result("clean_pings stage, 2 workers", clean_two, "pings/s", "same pings, 6 partitions shared"),
-        Result("clean stage (1 worker) / raw drain", clean / drain, "ratio", "target at least 0.5"),
+        Result("clean stage (best of 1 and 2 workers) / raw drain", max(clean, clean_two) / drain, "ratio"),
         Result("clean stage (1 worker) / do-nothing Faust agent", clean / ceiling, "ratio"),
+        Result("worker CPU per ping, 1 worker", cpu_one * 1e6, "us", "process CPU s / pings, same span"),
+        Result("worker CPU per ping, 2 workers", cpu_two * 1e6, "us", "both processes"),
+        Result(
+            "stage work alone, one core",
+            pure,
+            "pings/CPU s",
+            "decode + rules + encode + pack in-process, no Kafka, no Faust",
+        ),
+        Result(
+            "stage work alone x 2 cores / raw drain",
+            2 * pure / drain,
+            "ratio",
+            "upper bound of any per-message Python consumer here",
+        ),
     ]
 
 
@@ -297,21 +385,32 @@ def bench_ingest(base: Settings, phones: tuple[int, ...], batches: int, size: in
     return results
 
 
-def bench_state_memory(drivers: int = 20_000, pings_per_driver: int = 120) -> list[Result]:
-    """Bytes of driver state per active driver: packed (what the table and changelog hold) and traced."""
-    runs = simulate(
-        SimConfig(
-            drivers=drivers,
-            minutes=pings_per_driver * 5 / 60,
-            end_ms=1_790_000_000_000,
-            seed=9,
-            faults=replace(Faults(), too_old=0.0),
-        )
+def bench_state_memory(
+    drivers: int = 20_000, pings_per_driver: int = 120, long: bool = False
+) -> list[Result]:
+    """Bytes of driver state per active driver: packed (what the table and changelog hold) and traced.
+
+    ``long``: phones pinging every second whose offline backlogs (up to 400 pings) arrive shuffled with a
+    tenth of them lost, then replayed: the most fragmented seq patterns the simulator makes.
+    """
+    faults = replace(Faults(), too_old=0.0)
+    if long:
+        faults = replace(faults, offline=1.0, shuffle=1.0, replay=1.0, lost=0.1)
+    interval = 1.0 if long else 5.0
+    config = SimConfig(
+        drivers=drivers,
+        minutes=pings_per_driver * interval / 60,
+        interval_s=interval,
+        end_ms=1_790_000_000_000,
+        seed=9,
+        max_gap_ticks=400 if long else 100,
+        faults=faults,
     )
+    runs = simulate(config)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     table: dict[bytes, bytes] = {}
-    config = rules.RuleConfig()
+    rule_config = rules.RuleConfig()
     for run in runs:
         state = DriverPingState()
         for sim in run.pings():
@@ -323,16 +422,18 @@ def bench_state_memory(drivers: int = 20_000, pings_per_driver: int = 120) -> li
                 "source": "app",
                 "received_ts": 1_790_000_001_000,
             }
-            rules.evaluate(ping, state, config, 0)
+            rules.evaluate(ping, state, rule_config, 0)
         table[run.driver_id.encode()] = state.pack()
     traced = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     packed = [len(v) for v in table.values()]
+    label = "long shuffled backlogs" if long else "every fault"
+    what = f"{drivers:,} drivers, {pings_per_driver} pings each, {label}"
     return [
-        Result("driver state, packed, mean", statistics.mean(packed), "bytes", f"{drivers:,} drivers"),
-        Result("driver state, packed, max", max(packed), "bytes", "target at most 4096"),
+        Result(f"driver state, packed, mean ({label})", statistics.mean(packed), "bytes", what),
+        Result(f"driver state, packed, max ({label})", max(packed), "bytes", "target at most 4096"),
         Result(
-            "driver state in memory (key + value + dict slot)",
+            f"driver state in memory ({label}; key + value + dict slot)",
             traced / drivers,
             "bytes/driver",
             "tracemalloc",
@@ -340,16 +441,30 @@ def bench_state_memory(drivers: int = 20_000, pings_per_driver: int = 120) -> li
     ]
 
 
+def _load(when: str) -> Result:
+    return Result(f"load average (1 min), {when}", os.getloadavg()[0], "ratio", "2 cores, shared machine")
+
+
 PING_NOTES = [
-    "The clean stage is bound by Faust's per-message consumption loop, not by the rules: the do-nothing"
-    " Faust agent on the same topic (it only acks) is the most a Faust agent consumes here; the bare"
-    " aiokafka drain is far above it. The rules cost about 15 us per ping; Faust's loop awaits"
-    " `wait_first(callback, suspend_flow.wait())` for every message (`Consumer._drain_messages`).",
+    "The machine is shared with other workstreams: the load-average rows say how busy it was when the"
+    " suite started and ended. Rates move with that load; CPU seconds per ping and the ratios measured side"
+    " by side in the same run move much less.",
+    "`stage work alone` is the clean stage's own work per CPU second, measured in-process on the same"
+    " pings: Avro decode, the rules, Avro encode of the verdict, packing the driver states; no Kafka, no"
+    " Faust. Twice that (both cores, nothing left for the broker, librdkafka or the consumer loop) over the"
+    " raw drain is the most any per-message Python consumer of this design can reach: the target of 0.5 of"
+    " the raw drain is out of reach by that factor, whatever the tuning. The 20,000 pings/s target needs"
+    " the stage work alone near 10,000 pings per CPU second per core, plus the consumer loop.",
+    "The worker runs Faust's consumer loop with an inline fast path (`streams/pings/fastdrain.py`): a"
+    " message whose delivery need not wait is handed over without the four tasks Faust's"
+    " `wait_first(callback, suspend_flow.wait())` creates; the do-nothing agent row uses Faust's stock loop,"
+    " so the clean stage can exceed it.",
     "Throughput scales with workers, up to one per partition: compare the one- and two-worker rows.",
     "The ingest load generator runs on the same two cores as the worker and the broker, so the higher load"
     " level measures a saturated machine; its latencies are queueing, not service time.",
     "Driver state is measured on the packed bytes the table and its changelog hold, after a simulated run"
-    " with every fault; the in-memory figure adds the key and the dict slot.",
+    " with every fault; the in-memory figure adds the key and the dict slot. The long-backlog rows use"
+    " phones pinging every second with offline gaps of up to 400 pings, shuffled, a tenth of them lost.",
 ]
 
 
@@ -364,15 +479,30 @@ class Suite:
 
 
 def _ping_suite(settings: Settings, quick: bool) -> list[Result]:
-    results = bench_state_memory(2_000 if quick else 20_000)
+    results = [_load("suite start")]
+    results += bench_state_memory(2_000 if quick else 20_000)
+    results += bench_state_memory(100 if quick else 500, pings_per_driver=2_400, long=True)
     results += bench_clean_stage(settings, drivers=200 if quick else 2_000, minutes=10 if quick else 30)
     results += bench_ingest(settings, phones=(2, 10) if quick else (4, 40), batches=5 if quick else 50)
-    return results
+    return [*results, _load("suite end")]
 
 
 def suites() -> list[Suite]:
     """Every benchmark suite, in the order of the data flow."""
-    return [Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES))]
+    from connectors.whatsapp.sender_bench import SENDER_NOTES, sender_suite
+    from connectors.whatsapp.webhook_bench import webhook_suite
+    from sinks.bench import SINK_NOTES, run_sink_suite
+    from streams.bench_quality import QUALITY_NOTES, bench_quality  # it builds on this module's helpers
+    from streams.telemetry import bench as telemetry_bench
+
+    return [
+        Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES)),
+        Suite("quality", "Alert and ETA quality against a simulated fleet", bench_quality, QUALITY_NOTES),
+        Suite("sender", "WhatsApp sender against the rate-limited sandbox", sender_suite, SENDER_NOTES),
+        Suite("sink", "ClickHouse sink", run_sink_suite, SINK_NOTES),
+        webhook_suite(),
+        telemetry_bench.SUITE,
+    ]
 
 
 HEADER = [

@@ -5,17 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from streams.exceptions import SettingsError, StackError
 from streams.settings import get_settings
-
-# Roles that the command already names but this release does not ship yet.
-NOT_YET = {
-    "sender": "the WhatsApp sender",
-    "query": "ClickHouse queries",
-    "migrate": "ClickHouse migrations",
-}
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -24,7 +17,9 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.app import app
 
     level = {"WARNING": "warn", "CRITICAL": "crit"}.get(settings.log_level, settings.log_level.lower())
-    sys.argv = [sys.argv[0], "worker", "--loglevel", level]
+    # JSON logs are for machines: the start-up banner (printed, not logged) would break the lines.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    sys.argv = [sys.argv[0], *quiet, "worker", "--loglevel", level]
     app.main()
     return 0
 
@@ -62,7 +57,8 @@ def _simulate(args: argparse.Namespace) -> int:
         interval_s=args.interval,
         end_ms=int(time.time() * 1000),
         seed=args.seed,
-        faults=Faults.none() if args.no_faults else Faults(),
+        faults=Faults.none() if args.no_faults else Faults(lost=args.lost),
+        max_gap_ticks=args.max_gap,
         driver_prefix=args.prefix,
     )
     runs = simulate(config)
@@ -85,10 +81,40 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_load(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from connectors.whatsapp.registry import RegistryError, load_registry_file
+
+    settings = get_settings()
+    if settings.phone_hash_key is None:
+        raise SettingsError("WHATSUP_PHONE_HASH_KEY must be set to load the registry")
+    try:
+        drivers, customers = asyncio.run(load_registry_file(settings, Path(args.file)))
+    except (RegistryError, OSError) as exc:
+        print(f"whatsup registry load: {exc}; nothing loaded", file=sys.stderr)
+        return 65  # EX_DATAERR
+    print(f"loaded {drivers} driver(s) and {customers} customer(s) from {args.file}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from streams.bench import run_benchmarks
 
     return run_benchmarks(get_settings(), quick=args.quick, only=args.only or ())
+
+
+def _sender(args: argparse.Namespace) -> int:
+    from connectors.whatsapp.service import run_sender
+
+    return run_sender(get_settings())
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from connectors.sandbox.run import run_sandboxes
+
+    return run_sandboxes(get_settings())
 
 
 def _settings(args: argparse.Namespace) -> int:
@@ -102,12 +128,50 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(get_settings(), drivers=args.drivers, minutes=args.minutes, timeout_s=args.timeout)
 
 
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"whatsup {name}: {NOT_YET[name]} is not part of this release yet.", file=sys.stderr)
-        return 2
+def _sink(args: argparse.Namespace) -> int:
+    from sinks.process import run_sink
 
-    return run
+    return run_sink(get_settings())
+
+
+def _query(args: argparse.Namespace) -> int:
+    from sinks.query import QueryError, run_query
+
+    try:
+        rows = run_query(get_settings(), args.sql)
+    except QueryError as exc:
+        print(f"whatsup query: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if rows:
+        print("\t".join(rows[0]))
+        for row in rows:
+            print("\t".join("NULL" if v is None else str(v) for v in row.values()))
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", file=sys.stderr)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from sinks.engine import embedded_path, is_embedded, make_client
+    from sinks.migrate import apply_migrations, apply_retention
+
+    settings = get_settings()
+    try:
+        client = make_client(settings)
+    except Exception as exc:
+        if is_embedded(settings) and "lock" in str(exc).lower():
+            raise StackError(
+                f"the embedded database {embedded_path(settings)} is open in another process: the running "
+                "`whatsup sink` owns it and applies migrations when it starts"
+            ) from exc
+        raise StackError(f"cannot open ClickHouse at {settings.clickhouse_url}: {exc}") from exc
+    applied = apply_migrations(client)
+    days = apply_retention(client, settings)
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ", up to date"))
+    print("retention (days): " + ", ".join(f"{table}={n}" for table, n in days.items()))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("settings", help="print the settings in force, secrets masked").set_defaults(
         run=_settings
     )
+    commands.add_parser("sender", help="send whatsapp.outbound through Meta (Twilio fallback)").set_defaults(
+        run=_sender
+    )
+    commands.add_parser("sandbox", help="local Meta Cloud API and Twilio stand-ins").set_defaults(
+        run=_sandbox
+    )
     token = commands.add_parser("driver-token", help="issue a driver token for POST /v1/pings")
     token.add_argument("driver_id")
     token.add_argument("--ttl-hours", type=float, default=24 * 30, help="validity (default 30 days)")
@@ -136,8 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--prefix", default="sim", help="driver id prefix")
     sim.add_argument("--no-faults", action="store_true", help="clean phones only")
+    sim.add_argument("--max-gap", type=int, default=100, help="longest offline gap, in pings")
+    sim.add_argument("--lost", type=float, default=0.0, help="share of backlog pings a phone never sends")
     sim.add_argument("--out", help="ground-truth directory (default: var/simulator)")
     sim.set_defaults(run=_simulate)
+    registry = commands.add_parser("registry", help="the WhatsApp driver registry and customer directory")
+    registry_commands = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    load = registry_commands.add_parser("load", help="upsert drivers and customers from a CSV or JSON file")
+    load.add_argument("file")
+    load.set_defaults(run=_registry_load)
     bench = commands.add_parser("bench", help="benchmarks on the local stack, written to docs/BENCHMARKS.md")
     bench.add_argument("--quick", action="store_true", help="small sizes, print only")
     bench.add_argument("--only", nargs="+", metavar="SUITE", help="run only these suites (default: all)")
@@ -147,10 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=float, default=20.0, help="simulated period per driver")
     demo.add_argument("--timeout", type=float, default=120.0)
     demo.set_defaults(run=_demo)
-    for name, what in NOT_YET.items():
-        sub = commands.add_parser(name, help=f"{what} (not in this release yet)")
-        sub.add_argument("rest", nargs=argparse.REMAINDER)
-        sub.set_defaults(run=_not_yet(name))
+    commands.add_parser(
+        "sink", help="write every topic into ClickHouse; serve /query and /metrics on WHATSUP_SINK_PORT"
+    ).set_defaults(run=_sink)
+    query = commands.add_parser("query", help="run read-only SQL on ClickHouse (through the sink process)")
+    query.add_argument("sql")
+    query.add_argument("--json", action="store_true", help="print the rows as JSON")
+    query.set_defaults(run=_query)
+    commands.add_parser("migrate", help="apply pending ClickHouse migrations and retention").set_defaults(
+        run=_migrate
+    )
     return parser
 
 

@@ -3,6 +3,7 @@
 1. The ingest API refuses bad requests with precise answers.
 2. A simulated fleet of phones, with real-world faults, posts its pings through the API.
 3. Every ping's verdict is read back from Kafka and checked against the simulator's ground truth.
+4. The same verdicts are read from ClickHouse, where the sink process wrote them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import httpx
 from connectors.simulator.model import SimConfig, simulate
 from connectors.simulator.run import post_through_api, write_truth
 from connectors.simulator.verify import collect_verdicts, compare
+from connectors.whatsapp import sender_demo as whatsapp_demo
+from connectors.whatsapp.inbound_demo import show as show_whatsapp
+from sinks.demo import show as show_sink
 from streams.deliveries.demo import show as show_deliveries
 from streams.settings import Settings
+from streams.telemetry import demo as telemetry_demo
 from streams.web.tokens import issue_driver_token
 
 
@@ -82,4 +87,12 @@ def run_demo(settings: Settings, *, drivers: int, minutes: float, timeout_s: flo
         print(f"\n{len(problems)} driver/verdict counts differ, first: {problems[:3]}")
         return 1
     print(f"\nevery one of the {drivers} drivers got exactly its expected verdicts")
-    return 0 if refusals_ok and deliveries_ok else 1
+    checks = [
+        refusals_ok,
+        deliveries_ok,
+        show_whatsapp(settings),
+        whatsapp_demo.show(settings),
+        telemetry_demo.show(settings),
+        show_sink(settings, f"{prefix}-", got),
+    ]
+    return 0 if all(checks) else 1

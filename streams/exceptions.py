@@ -4,7 +4,8 @@ WhatsUpError                  base; ``retriable`` alone decides retry versus dea
 ├── SettingsError             a missing or malformed WHATSUP_* variable (start-up stops)
 ├── SchemaError               a record that does not fit its Avro schema, or bytes that do not decode
 ├── StackError                the local stack (broker, Redis) could not be started or reached
-└── TransientError            a dependency is briefly unavailable; retriable
+├── TransientError            a dependency is briefly unavailable; retriable
+└── SendError                 a WhatsApp provider refused or failed a send (connectors/whatsapp/errors.py)
 """
 
 from __future__ import annotations

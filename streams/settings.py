@@ -93,6 +93,41 @@ def _parse_api_keys(raw: str) -> dict[str, frozenset[str]]:
     return keys
 
 
+def _parse_retention(raw: str) -> dict[str, int]:
+    """Parse ``table=days,table=days`` into per-table retention overrides."""
+    days: dict[str, int] = {}
+    for entry in raw.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        table, sep, value = entry.partition("=")
+        if not sep or not table.strip().isidentifier() or not value.strip().isdigit() or int(value) <= 0:
+            raise ValueError("expected table=days[,table=days] with positive whole days")
+        days[table.strip()] = int(value)
+    return days
+
+
+def _parse_optional_url(raw: str) -> str | None:
+    url = raw.strip()
+    if url and urlparse(url).scheme not in ("http", "https"):
+        raise ValueError("scheme must be http or https")
+    return url or None
+
+
+def _parse_content_sids(raw: str) -> dict[str, str]:
+    """Parse ``template[:language]=HX...,...`` into template (and language) -> Twilio content sid."""
+    sids: dict[str, str] = {}
+    for entry in raw.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        name, sep, sid = entry.partition("=")
+        if not sep or not name.strip() or not sid.strip().startswith("HX"):
+            raise ValueError("expected template[:language]=HX... entries")
+        sids[name.strip()] = sid.strip()
+    return sids
+
+
 def _setting(
     parse: Callable[[str], Any], default: Any = None, *, factory: Any = None, secret: bool = False
 ) -> Any:
@@ -119,6 +154,7 @@ class Settings:
     web_port: int = _setting(_parse_int, 6066)
     data_dir: Path = _setting(lambda raw: Path(raw.strip()), factory=_default_var_dir)
     log_level: str = _setting(lambda raw: raw.strip().upper(), "INFO")
+    log_format: str = _setting(lambda raw: raw.strip().lower(), "text")
 
     token_secret: str | None = _setting(_parse_long_secret, None, secret=True)
     phone_hash_key: str | None = _setting(_parse_secret, None, secret=True)
@@ -133,6 +169,31 @@ class Settings:
     twilio_account_sid: str | None = _setting(_parse_secret, None)
     twilio_auth_token: str | None = _setting(_parse_secret, None, secret=True)
     twilio_api_url: str = _setting(_parse_url(("http", "https")), "https://api.twilio.com")
+    twilio_from: str | None = _setting(_parse_secret, None)
+    twilio_content_sids: dict[str, str] = _setting(_parse_content_sids, factory=dict)
+    twilio_status_callback_url: str | None = _setting(_parse_optional_url, None)
+
+    sender_metrics_port: int = _setting(_parse_int, 6068)
+    sender_concurrency: int = _setting(_parse_int, 16)
+    sender_batch_size: int = _setting(_parse_int, 500)
+    sender_rate_per_s: float = _setting(_parse_float, 80.0)
+    sender_burst: int = _setting(_parse_int, 20)
+    sender_max_attempts: int = _setting(_parse_int, 6)
+    sender_backoff_base_s: float = _setting(_parse_float, 0.5)
+    sender_backoff_max_s: float = _setting(_parse_float, 30.0)
+    sender_timeout_s: float = _setting(_parse_float, 10.0)
+    sender_breaker_failures: int = _setting(_parse_int, 5)
+    sender_breaker_reset_s: float = _setting(_parse_float, 30.0)
+    sender_claim_ttl_hours: float = _setting(_parse_float, 168.0)
+    sender_confirm_wait_s: float = _setting(_parse_float, 30.0)
+    sender_fallback_template: str | None = _setting(_parse_secret, "whatsup_update")
+
+    sandbox_host: str = _setting(_parse_str, "127.0.0.1")
+    sandbox_meta_port: int = _setting(_parse_int, 6070)
+    sandbox_twilio_port: int = _setting(_parse_int, 6071)
+    sandbox_rate_per_s: float = _setting(_parse_float, 80.0)
+    sandbox_callback_url: str | None = _setting(_parse_optional_url, None)
+    sandbox_callbacks: bool = _setting(_parse_bool, True)
 
     stall_radius_m: float = _setting(_parse_float, 100.0)
     stall_minutes: float = _setting(_parse_float, 5.0)
@@ -140,7 +201,10 @@ class Settings:
     retention_days: int = _setting(_parse_int, 90)
     sink_batch_size: int = _setting(_parse_int, 10_000)
     sink_flush_interval_s: float = _setting(_parse_float, 1.0)
+    sink_port: int = _setting(_parse_int, 6067)
+    sink_retention: dict[str, int] = _setting(_parse_retention, factory=dict)
     metrics_enabled: bool = _setting(_parse_bool, True)
+    metrics_sample_s: float = _setting(_parse_float, 5.0)
 
     ping_max_accuracy_m: float = _setting(_parse_float, 100.0)
     ping_max_speed_mps: float = _setting(_parse_float, 50.0)
@@ -167,16 +231,32 @@ class Settings:
     routing_url: str | None = _setting(_parse_url(("http", "https")), None)
     routing_timeout_s: float = _setting(_parse_float, 2.0)
 
+    twilio_webhook_url: str | None = _setting(_parse_url(("http", "https")), None)
+    dispatcher_api_url: str | None = _setting(_parse_url(("http", "https")), None)
+    conversation_llm_enabled: bool = _setting(_parse_bool, False)
+    notify_eta_threshold_s: float = _setting(_parse_float, 300.0)
+    notify_customer_interval_s: float = _setting(_parse_float, 900.0)
+    display_utc_offset_h: float = _setting(_parse_float, -3.0)
+
     def __post_init__(self) -> None:
         positive = (
             "partitions",
             "replication_factor",
             "web_port",
+            "sink_port",
             "retention_days",
             "sink_batch_size",
             "ingest_burst",
             "ingest_max_batch",
             "deliveries_max_batch",
+            "sender_metrics_port",
+            "sender_concurrency",
+            "sender_batch_size",
+            "sender_burst",
+            "sender_max_attempts",
+            "sender_breaker_failures",
+            "sandbox_meta_port",
+            "sandbox_twilio_port",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -191,6 +271,7 @@ class Settings:
             "ping_max_future_s",
             "ping_horizon_hours",
             "ingest_rate_per_s",
+            "metrics_sample_s",
             "stall_step_s",
             "stall_horizon_minutes",
             "stall_grace_s",
@@ -200,9 +281,34 @@ class Settings:
             "eta_max_interval_s",
             "eta_default_speed_mps",
             "routing_timeout_s",
+            "sender_rate_per_s",
+            "sender_backoff_base_s",
+            "sender_backoff_max_s",
+            "sender_timeout_s",
+            "sender_breaker_reset_s",
+            "sender_claim_ttl_hours",
+            "sender_confirm_wait_s",
+            "sandbox_rate_per_s",
+            "notify_eta_threshold_s",
+            "notify_customer_interval_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
+        if self.sender_confirm_wait_s <= self.sender_timeout_s:
+            # A live send must never look abandoned: the wait has to outlast the slowest request.
+            raise SettingsError(
+                f"{PREFIX}SENDER_CONFIRM_WAIT_S ({self.sender_confirm_wait_s:g}) must exceed "
+                f"{PREFIX}SENDER_TIMEOUT_S ({self.sender_timeout_s:g})"
+            )
+        for name in (
+            "web_port",
+            "sink_port",
+            "sender_metrics_port",
+            "sandbox_meta_port",
+            "sandbox_twilio_port",
+        ):
+            if getattr(self, name) >= 65536:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be below 65536, got {getattr(self, name)}")
         if self.stall_step_s > self.stall_minutes * 60:
             raise SettingsError(f"{PREFIX}STALL_STEP_S must not exceed {PREFIX}STALL_MINUTES")
         if self.depots_geojson is not None and not self.depots_geojson.is_file():
@@ -215,10 +321,12 @@ class Settings:
             raise SettingsError(
                 f"{PREFIX}ETA_DETOUR_FACTOR must be at least 1, got {self.eta_detour_factor!r}"
             )
-        if self.web_port >= 65536:
-            raise SettingsError(f"{PREFIX}WEB_PORT must be below 65536, got {self.web_port}")
+        if not -14 <= self.display_utc_offset_h <= 14:
+            raise SettingsError(f"{PREFIX}DISPLAY_UTC_OFFSET_H must be within -14..14 hours")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        if self.log_format not in ("json", "text"):
+            raise SettingsError(f"{PREFIX}LOG_FORMAT must be json or text, got {self.log_format!r}")
 
     @classmethod
     def env_names(cls) -> frozenset[str]:

@@ -18,7 +18,9 @@ ALERTS = "alerts"
 WHATSAPP_EVENTS_RAW = "whatsapp.events.raw"
 WHATSAPP_OUTBOUND = "whatsapp.outbound"
 WHATSAPP_STATUS = "whatsapp.status"
+WHATSAPP_OUTBOUND_DEAD = "whatsapp.outbound.dead"
 API_ACCESS = "api.access"
+SINK_DEADLETTER = "sink.deadletter"
 DELIVERIES_REJECTED = "deliveries.rejected"
 
 
@@ -44,8 +46,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(WHATSAPP_EVENTS_RAW, "WhatsAppEvent", "from_hash", False),
     TopicSpec(WHATSAPP_OUTBOUND, "OutboundMessage", "to_hash", False),
     TopicSpec(WHATSAPP_STATUS, "MessageStatus", "message_key", False),
+    # Messages the sender gave up on: their final MessageStatus, with the provider's error code.
+    TopicSpec(WHATSAPP_OUTBOUND_DEAD, "MessageStatus", "message_key", False),
     # The audit trail of the HTTP API: every authenticated read of a driver's data, keyed by principal.
     TopicSpec(API_ACCESS, "ApiAccess", "principal", False),
+    # Records the ClickHouse sink could not write, with the error; keyed by their source topic.
+    TopicSpec(SINK_DEADLETTER, "SinkDeadLetter", "source_topic", False),
 )
 
 TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}

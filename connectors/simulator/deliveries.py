@@ -47,8 +47,14 @@ class DeliverySimConfig:
     radius_m: float = 7_000.0
     pickup_m: tuple[float, float] = (700.0, 1_400.0)
     dropoff_m: tuple[float, float] = (1_800.0, 3_200.0)
+    # How far into the drop-off leg an episode starts: clear of both geofences.
+    inject_after_m: tuple[float, float] = (500.0, 800.0)
     stall_minutes: float = 5.0
     offline_minutes: float = 3.0
+    # Durations that do not scale with the stall time; a fleet for a shrunken stall time shrinks them too.
+    light_s: tuple[float, float] = (15.0, 40.0)
+    frozen_s: tuple[float, float] = (80.0, 110.0)
+    jam_mps: tuple[float, float] = (1.3, 1.8)
     weights: tuple[float, ...] = DEFAULT_WEIGHTS
     driver_prefix: str = "dsim"
 
@@ -241,7 +247,7 @@ class _DriverSim:
                 return
             dt = self._tick()
             if lights and self.light_s <= 0 and self.rng.random() < 0.012:
-                self.light_s = self.rng.uniform(15, 40)  # a red light: stopped, far shorter than a stall
+                self.light_s = self.rng.uniform(*self.config.light_s)  # a red light: far shorter than a stall
             if self.light_s > 0:
                 self.light_s -= dt
                 self._ping(speed=0.0)
@@ -309,7 +315,7 @@ class _DriverSim:
             self._event(d, "en_route")
         self._go(d.dropoff)
         if kind in ("stall", "jam", "offline", "late_batch", "frozen"):
-            self._ride(until_m=rng.uniform(500, 800))
+            self._ride(until_m=rng.uniform(*cfg.inject_after_m))
             if self.now >= self.end or self.rider.arrived():
                 return
             self._inject(kind, d, n_s, m_s)
@@ -340,9 +346,10 @@ class _DriverSim:
             self._stay(rng.uniform(1.5, 1.9) * n_s, radius_m=8)
             start = self.day.pings[first]["device_ts"]  # the first fix at the stop
         elif kind == "jam":
+            crawl = rng.uniform(*self.config.jam_mps)
             self._ride(
-                until_m=self.rider.travelled_m + rng.uniform(1.7, 2.1) * n_s * 1.55,
-                speed=rng.uniform(1.3, 1.8),
+                until_m=self.rider.travelled_m + rng.uniform(1.5, 1.9) * n_s * crawl,
+                speed=crawl,
                 lights=False,
             )
         elif kind == "offline":
@@ -360,7 +367,7 @@ class _DriverSim:
         elif kind == "frozen":
             first = len(self.day.pings)
             fix = self.rider.pos
-            until = self.now + int(rng.uniform(80, 110) * 1000)
+            until = self.now + int(rng.uniform(*self.config.frozen_s) * 1000)
             while self.now < until and not self.rider.arrived():
                 dt = self._tick()
                 self._advance(dt, 1.2)

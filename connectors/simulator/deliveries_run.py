@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import heapq
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connectors.simulator.deliveries import DriverDay
 from schemas.codecs import codec
@@ -88,3 +91,38 @@ def play(
         raise RuntimeError("records left undelivered after 60 s")
     report.seconds = time.perf_counter() - started
     return report
+
+
+def collect(settings: Settings, topic: str, schema: str, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    """Read a topic from the beginning up to its current end, decoding each value with ``schema``."""
+    decode = codec(schema).decode
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"collect-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        values: list[dict[str, Any]] = []
+        done = {p for p, end in ends.items() if end == 0}
+        deadline = time.monotonic() + timeout_s
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=0.5):
+                raw = message.value()
+                if message.error() or raw is None:
+                    continue
+                values.append(decode(raw))
+                partition, offset = message.partition(), message.offset()
+                if partition is not None and offset is not None and offset + 1 >= ends[partition]:
+                    done.add(partition)
+        if len(done) < len(ends):
+            raise RuntimeError(f"{topic}: not read to its end within {timeout_s} s")
+        return values
+    finally:
+        consumer.close()

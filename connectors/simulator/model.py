@@ -39,10 +39,11 @@ class Faults:
     replay: float = 0.3  # per backlog: one of its batches uploaded again at the end
     relocation: float = 0.1  # per driver: carried far with the phone off
     too_old: float = 0.1  # per driver: a few pings from more than a day ago
+    lost: float = 0.0  # per ping of a backlog: never uploaded, leaving a hole in the seq numbers
 
     @classmethod
     def none(cls) -> Faults:
-        return cls(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        return cls(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class SimConfig:
     radius_m: float = 12_000.0
     batch_size: int = 12
     backlog_batch_size: int = 100
+    max_gap_ticks: int = 100  # the longest offline gap, in pings (also at most a quarter of the run)
     seed: int = 1
     faults: Faults = field(default_factory=Faults)
     driver_prefix: str = "sim"
@@ -179,7 +181,7 @@ def simulate_driver(config: SimConfig, index: int) -> DriverRun:
     gap: tuple[int, int] | None = None
     if ticks > 60 and rng.random() < faults.offline:
         g0 = rng.randint(ticks // 5, ticks // 2)
-        gap = (g0, g0 + rng.randint(20, min(100, ticks // 4)))
+        gap = (g0, g0 + rng.randint(20, min(config.max_gap_ticks, ticks // 4)))
     relocation_at = rng.randint(10, ticks - 5) if ticks > 30 and rng.random() < faults.relocation else -1
     if gap and gap[0] - 12 <= relocation_at <= gap[1] + 40:
         relocation_at = -1  # keep a relocation clear of the offline episode
@@ -199,6 +201,8 @@ def simulate_driver(config: SimConfig, index: int) -> DriverRun:
         payload = _fix(rng, rider, ts, seq, driver_id)
         seq += 1
         in_gap = gap is not None and gap[0] <= tick < gap[1]
+        if in_gap and faults.lost and rng.random() < faults.lost:
+            continue  # the phone dropped it: its seq stays a hole for good
         sim = SimPing(payload, "clean")
         if quiet == 2:
             sim.expected, sim.fault = "implausible_speed", "relocation"

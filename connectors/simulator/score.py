@@ -15,12 +15,21 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.simulator.deliveries import DriverDay, Episode
-from streams.deliveries.eta import straight_line_eta
+from streams.deliveries.cell_speeds import speed_along
+from streams.deliveries.eta import (
+    EtaConfig,
+    EtaEstimate,
+    RecentSpeed,
+    estimate_eta,
+    should_emit,
+    straight_line_eta,
+    update_recent_speed,
+)
 from streams.pings.rules import haversine_m
 
 # How far before a true start an alert's started_at may lie and still be that episode (window step, noise).
@@ -88,10 +97,20 @@ def _matches(alert: dict[str, Any], ep: Episode, after_ms: int) -> bool:
 
 
 def score_alerts(
-    days: Iterable[DriverDay], alerts: list[dict[str, Any]], offline_ms: int
+    days: Iterable[DriverDay],
+    alerts: list[dict[str, Any]],
+    offline_ms: int,
+    *,
+    stall_ms: int,
+    end_ms: int,
 ) -> tuple[dict[str, KindScore], int, int, list[dict[str, Any]], list[Episode]]:
-    """Match alerts to episodes; return per-kind scores, late-batch alerts, resent records, false, missed."""
+    """Match alerts to episodes; return per-kind scores, late-batch alerts, resent records, false, missed.
+
+    When the run ends every phone falls silent; alerts for silences and stops that began too close to the
+    end for any complete episode to have raised them are artifacts of the ending and left out.
+    """
     days = list(days)
+    cutoff = {"stall": end_ms - stall_ms, "offline": end_ms - offline_ms, "frozen_gps": end_ms}
     drivers = {d.driver_id for d in days}
     episodes = [e for d in days for e in d.episodes]
     seen: set[str] = set()
@@ -107,7 +126,7 @@ def score_alerts(
     late_batch = 0
     for alert in distinct:
         kind = alert["kind"]
-        if kind not in kinds:
+        if kind not in kinds or alert["started_at"] > cutoff[kind]:
             continue
         score = kinds[kind]
         score.alerts += 1
@@ -170,6 +189,8 @@ def score_etas(days: Iterable[DriverDay], etas: list[dict[str, Any]]) -> tuple[i
     naive: list[float] = []
     for update in etas:
         found = deliveries.get(update["delivery_id"])
+        if update.get("method") == "actual":
+            continue  # the arrival itself, recorded by the tracking agent: not an estimate
         if found is None:
             continue
         day, d = found
@@ -194,9 +215,62 @@ def score_etas(days: Iterable[DriverDay], etas: list[dict[str, Any]]) -> tuple[i
 
 
 def score_run(
-    days: list[DriverDay], alerts: list[dict[str, Any]], etas: list[dict[str, Any]], offline_ms: int
+    days: list[DriverDay],
+    alerts: list[dict[str, Any]],
+    etas: list[dict[str, Any]],
+    *,
+    offline_ms: int,
+    stall_ms: int,
+    end_ms: int,
 ) -> QualityReport:
-    """Score a whole run."""
-    kinds, late_batch, resent, false_alerts, missed = score_alerts(days, alerts, offline_ms)
+    """Score a whole run that ended at ``end_ms``."""
+    kinds, late_batch, resent, false_alerts, missed = score_alerts(
+        days, alerts, offline_ms, stall_ms=stall_ms, end_ms=end_ms
+    )
     n, ours, naive, speed = score_etas(days, etas)
     return QualityReport(kinds, late_batch, resent, n, ours, naive, speed, false_alerts, missed)
+
+
+def replay_etas(
+    days: Iterable[DriverDay], cell_speed: Callable[[int, int], float | None], config: EtaConfig
+) -> list[dict[str, Any]]:
+    """Run the ETA core over each driver's fixes as the pipeline receives them; return what it would publish.
+
+    Fixes are taken in upload order, skipping those older than the newest seen (late), with the driver's
+    in-transit delivery from its events; ``cell_speed(h3_r7, ts_ms)`` gives the learned speed of a cell,
+    averaged along the way as the tracking agent does (``speeds.lookup_route_speed``).
+    """
+    published: list[dict[str, Any]] = []
+    for day in days:
+        events = sorted(day.events, key=lambda e: e["upload_at"])
+        drops = {d.delivery_id: d.dropoff for d in day.deliveries}
+        carrying: str | None = None
+        recent = RecentSpeed()
+        last: EtaEstimate | None = None
+        prev: dict[str, Any] | None = None
+        i = 0
+        for fix in day.pings:
+            while i < len(events) and events[i]["upload_at"] <= fix["upload_at"]:
+                kind = events[i]["type"]
+                if kind == "picked_up":
+                    carrying, last = events[i]["delivery_id"], None
+                elif kind in ("arrived", "delivered", "failed", "cancelled"):
+                    carrying = None
+                i += 1
+            if prev is not None and fix["device_ts"] <= prev["device_ts"]:
+                continue
+            step = haversine_m(prev["lat"], prev["lon"], fix["lat"], fix["lon"]) if prev else 0.0
+            recent = update_recent_speed(recent, step, fix["device_ts"], config)
+            prev = fix
+            if carrying is None:
+                continue
+            ts = fix["device_ts"]
+            along = speed_along(cell_speed, fix["lat"], fix["lon"], *drops[carrying], ts)
+            estimate = estimate_eta(
+                fix["lat"], fix["lon"], *drops[carrying], ts, recent.speed_mps, along, config,
+                recent_evidence_s=recent.evidence_s,
+            )  # fmt: skip
+            if should_emit(last, estimate, config):
+                last = estimate
+                published.append({"delivery_id": carrying, "eta": estimate.eta_ms, "computed_at": ts})
+    return published

@@ -44,9 +44,19 @@ def _identity(topic_kind: str, value: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def collect_verdicts(
-    settings: Settings, driver_prefix: str, expected_total: int, timeout_s: float = 120.0
+    settings: Settings,
+    driver_prefix: str,
+    expected_total: int,
+    timeout_s: float = 120.0,
+    settle_s: float = 3.0,
 ) -> Verdicts:
-    """Read the clean and rejected topics until ``expected_total`` distinct verdicts of the drivers arrive."""
+    """Read the clean and rejected topics to their end once ``expected_total`` distinct verdicts arrived.
+
+    Reaching the expected count is not the end: a verdict the pipeline writes twice may still be on its
+    way. The read goes on until every partition has been read up to its high watermark and no watermark
+    has moved for ``settle_s`` seconds (or ``timeout_s`` passes), so an extra verdict is seen and counted.
+    ``settle_s=0`` stops at the expected count (to watch progress).
+    """
     names = {
         topics.qualified(topics.GPS_PINGS_CLEAN, settings.topic_prefix): ("clean", codec("CleanPing")),
         topics.qualified(topics.GPS_PINGS_REJECTED, settings.topic_prefix): (
@@ -71,27 +81,49 @@ def collect_verdicts(
     seen: dict[tuple[Any, ...], bytes] = {}
     verdicts = Verdicts()
     deadline = time.monotonic() + timeout_s
+    ends: list[int] = []
+    settled_at = 0.0
     try:
-        while verdicts.total() < expected_total and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             for message in consumer.consume(2000, timeout=0.2):
                 key, raw = message.key(), message.value()
                 if message.error() or raw is None or key is None or not key.startswith(prefix):
                     continue
                 kind, decoder = names[str(message.topic())]
-                value = decoder.decode(raw)
-                identity = _identity(kind, value)
-                if identity in seen:
-                    if seen[identity] == raw:
-                        verdicts.exact_replays += 1
-                    else:
-                        verdicts.conflicts.append(f"{identity} emitted twice with different content")
-                    continue
-                seen[identity] = raw
-                verdict = "clean" if kind == "clean" else value["reason"]
-                verdicts.per_driver.setdefault(key.decode(), Counter())[verdict] += 1
+                _record(verdicts, seen, kind, decoder.decode(raw), raw, key.decode())
+            if verdicts.total() < expected_total:
+                continue
+            if settle_s <= 0:
+                break
+            now_ends = [consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1] for tp in assignment]
+            positions = [max(tp.offset, 0) for tp in consumer.position(assignment)]
+            if now_ends != ends or any(p < end for p, end in zip(positions, now_ends, strict=True)):
+                ends, settled_at = now_ends, time.monotonic()
+            elif time.monotonic() - settled_at >= settle_s:
+                break
     finally:
         consumer.close()
     return verdicts
+
+
+def _record(
+    verdicts: Verdicts,
+    seen: dict[tuple[Any, ...], bytes],
+    kind: str,
+    value: dict[str, Any],
+    raw: bytes,
+    driver: str,
+) -> None:
+    identity = _identity(kind, value)
+    if identity in seen:
+        if seen[identity] == raw:
+            verdicts.exact_replays += 1
+        else:
+            verdicts.conflicts.append(f"{identity} emitted twice with different content")
+        return
+    seen[identity] = raw
+    verdict = "clean" if kind == "clean" else value["reason"]
+    verdicts.per_driver.setdefault(driver, Counter())[verdict] += 1
 
 
 def compare(expected: dict[str, dict[str, int]], verdicts: Verdicts) -> list[str]:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from h3.api import basic_int as h3
+
+from streams.pings.rules import haversine_m
 
 HOUR_MS = 3_600_000
 WEEK_HOURS = 168
@@ -35,7 +39,7 @@ class SpeedConfig:
     min_weight: float = 5.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CellSpeed:
     """A decayed mean speed, the decayed number of samples behind it, and the newest sample's time."""
 
@@ -111,3 +115,30 @@ def lookup(speeds: Mapping[str, CellSpeed], h3_r7: int, ts_ms: int, config: Spee
         if found is not None and found.weight >= config.min_weight:
             return found.speed_mps
     return None
+
+
+def speed_along(
+    cell_speed: Callable[[int, int], float | None],
+    lat: float,
+    lon: float,
+    dropoff_lat: float,
+    dropoff_lon: float,
+    ts_ms: int,
+    step_m: float = 250.0,
+) -> float | None:
+    """Return the harmonic mean of the learned speeds of the cells on the straight line to the drop-off.
+
+    A trip crosses several res-7 cells (about 1.2 km across); the one the driver is in says little about the
+    rest of the way. The harmonic mean is the speed that gives the summed travel time over equal stretches.
+    """
+    distance = haversine_m(lat, lon, dropoff_lat, dropoff_lon)
+    stretches = max(1, int(distance // step_m))
+    inverse, known = 0.0, 0
+    for i in range(stretches + 1):
+        f = i / stretches
+        cell = h3.latlng_to_cell(lat + (dropoff_lat - lat) * f, lon + (dropoff_lon - lon) * f, 7)
+        speed = cell_speed(cell, ts_ms)
+        if speed:
+            inverse += 1.0 / speed
+            known += 1
+    return known / inverse if known else None

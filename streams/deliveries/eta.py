@@ -52,6 +52,8 @@ class EtaConfig:
     arrival_radius_m: float = 50.0
     # Time constant of the driver's recent-speed average.
     recent_tau_s: float = 180.0
+    # Slower than this between two fixes, the driver is parked, not riding (as for the learned speeds).
+    min_moving_mps: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("detour_factor", "default_speed_mps", "min_speed_mps", "max_speed_mps", "recent_tau_s"):
@@ -97,12 +99,18 @@ class RecentSpeed:
 
 
 def update_recent_speed(prev: RecentSpeed, step_m: float, ts_ms: int, config: EtaConfig) -> RecentSpeed:
-    """Fold one accepted fix (distance from the previous one, event time) into the recent speed."""
+    """Fold one accepted fix (distance from the previous one, event time) into the recent speed.
+
+    Time spent parked (a step slower than ``min_moving_mps``: a restaurant, a customer's door, a stall) is
+    not riding: it neither lowers the speed nor adds evidence, so the driver's pace survives the stop.
+    """
     if prev.last_ts is None or ts_ms <= prev.last_ts:
         # A first fix, or a late one: it says nothing about the speed now.
         return RecentSpeed(prev.speed_mps, prev.evidence_s, ts_ms if prev.last_ts is None else prev.last_ts)
     dt_s = (ts_ms - prev.last_ts) / 1000.0
     step_speed = min(max(step_m, 0.0) / dt_s, config.max_speed_mps)
+    if step_speed < config.min_moving_mps:
+        return RecentSpeed(prev.speed_mps, prev.evidence_s, ts_ms)
     # Old evidence fades with elapsed time; a long gap leaves little of it.
     keep = math.exp(-dt_s / config.recent_tau_s)
     kept_s = prev.evidence_s * keep

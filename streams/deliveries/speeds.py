@@ -25,7 +25,15 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.app import app, gps_pings_clean_topic, settings
-from streams.deliveries.cell_speeds import CellSpeed, SpeedConfig, fold, lookup, sample_of, summarize
+from streams.deliveries.cell_speeds import (
+    CellSpeed,
+    SpeedConfig,
+    fold,
+    lookup,
+    sample_of,
+    speed_along,
+    summarize,
+)
 from streams.pings import agents as ping_agents
 
 log = logging.getLogger(__name__)
@@ -130,6 +138,13 @@ replica = CellSpeedReplica()
 def lookup_cell_speed(h3_r7: int, ts_ms: int) -> float | None:
     """Return the learned speed of a res-7 cell at the hour of week of ``ts_ms``, or None if unknown."""
     return replica.lookup(h3_r7, ts_ms)
+
+
+def lookup_route_speed(
+    lat: float, lon: float, dropoff_lat: float, dropoff_lon: float, ts_ms: int
+) -> float | None:
+    """Return the learned speed along the straight line to the drop-off (the ETA's ``cell_speed_mps``)."""
+    return speed_along(lookup_cell_speed, lat, lon, dropoff_lat, dropoff_lon, ts_ms)
 
 
 async def tail_changelog(

@@ -21,6 +21,8 @@ record per driver per batch instead of one per ping. Records are produced with l
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -32,8 +34,13 @@ from streams import metrics
 from streams.app import app, gps_pings_clean_topic, gps_pings_raw_topic, gps_pings_rejected_topic, settings
 from streams.exceptions import SchemaError
 from streams.kafka import DeliveringProducer
-from streams.pings import rules
+from streams.pings import fastdrain, rules
 from streams.pings.state import DriverPingState
+from streams.pings.store import DriverStateTable
+from streams.telemetry.logs import record_context
+
+logger = logging.getLogger(__name__)
+fastdrain.install()
 
 BATCH_SIZE = 5_000
 BATCH_WITHIN_S = 0.1
@@ -45,8 +52,10 @@ RULES = rules.RuleConfig(
     max_speed_mps=settings.ping_max_speed_mps,
 )
 
-driver_ping_state = app.Table(
-    "driver_ping_state",
+driver_ping_state = DriverStateTable(
+    app,
+    name="driver_ping_state",
+    beacon=app.tables.beacon,
     # bytes keys and values are stored and logged raw; the state is already compactly packed.
     key_type=bytes,
     value_type=bytes,
@@ -56,6 +65,7 @@ driver_ping_state = app.Table(
     # the partition must still come from the key, as a batch mixes partitions.
     use_partitioner=True,
 )
+app.tables.add(driver_ping_state)
 
 _gps_ping = codec("GpsPing")
 _clean_ping = codec("CleanPing")
@@ -139,6 +149,23 @@ async def persist_states(states: dict[str, DriverPingState]) -> None:
         store[key_bytes] = packed
 
 
+def log_rejections(results: list[tuple[str, str | None, dict[str, Any]]]) -> None:
+    """Log each rejection with its source record; only undecodable records are worth a warning."""
+    for outcome, _, record in results:
+        if outcome != "rejected":
+            continue
+        level = logging.WARNING if record["reason"] == rules.Reason.MALFORMED else logging.DEBUG
+        if logger.isEnabledFor(level):
+            context = record_context(
+                stage="clean",
+                topic=record["source_topic"],
+                partition=record["source_partition"],
+                offset=record["source_offset"],
+                reason=record["reason"],
+            )
+            logger.log(level, "ping rejected: %s", record["detail"], extra=context)
+
+
 def encode_results(results: list[tuple[str, str | None, dict[str, Any]]]) -> tuple[list[Any], Counter[Any]]:
     """Avro-encode the verdicts for their topics and count them by outcome."""
     outputs = []
@@ -167,6 +194,12 @@ async def clean_pings(stream: faust.StreamT[bytes]) -> None:
         outputs, outcomes = encode_results(results)
         await deliver_records(outputs)
         await persist_states(states)
+        log_rejections(results)
+        now = time.time()
+        metrics.observe_processing_latency("clean", now, (event.message.timestamp for event in events))
+        metrics.observe_event_latency(
+            "clean", now, (record["device_ts"] for outcome, _, record in results if outcome == "clean")
+        )
         metrics.PINGS_RECEIVED.labels("clean").inc(len(events))
         for (outcome, label), count in outcomes.items():
             if outcome == "clean":

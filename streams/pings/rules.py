@@ -14,7 +14,7 @@ from typing import Any
 
 from h3.api import basic_int as h3
 
-from streams.pings.state import DriverPingState, Fix
+from streams.pings.state import DriverPingState, Fix, Seen
 
 H3_MOVEMENT_RES = 9
 H3_AGGREGATE_RES = 7
@@ -37,6 +37,8 @@ class Reason(StrEnum):
     TOO_OLD = "too_old"
     GPS_WEEK_ROLLOVER = "gps_week_rollover"
     DUPLICATE = "duplicate"
+    # More seqs in the horizon than the dedupe budget holds exactly: it may be a replay, so never clean.
+    POSSIBLE_DUPLICATE = "possible_duplicate"
     IMPLAUSIBLE_SPEED = "implausible_speed"
     UNKNOWN_DRIVER = "unknown_driver"
     RATE_LIMITED = "rate_limited"
@@ -145,15 +147,21 @@ def evaluate(
     """Judge one decoded GpsPing against its driver's state; update the state; return CleanPing or why not."""
     ts = ping["device_ts"]
     received = ping["received_ts"]
-    # Every ping is remembered, rejected or not, so seq ranges stay contiguous; a clock that is off is
-    # clamped into the horizon so it cannot stretch a range's time span.
+    # Every ping is remembered, rejected or not, so seq blocks stay whole; a clock outside the horizon
+    # is clamped into it and does not shape any block's time span.
     seen_ts = min(max(ts, received - config.horizon_ms), received + config.max_future_ms)
-    is_new = state.remember(ping["ping_id"], ping.get("seq"), seen_ts, received - config.horizon_ms)
+    seen = state.remember(
+        ping["ping_id"], ping.get("seq"), seen_ts, received - config.horizon_ms, clock_ok=seen_ts == ts
+    )
     rejection = check_stateless(ping, config)
     if rejection is not None:  # a replay of a bad ping gets the same answer as the original
         return rejection
-    if not is_new:
+    if seen is Seen.DUPLICATE:
         return Rejection(Reason.DUPLICATE, f"ping {ping['ping_id']} already seen")
+    if seen is Seen.UNCERTAIN:
+        return Rejection(
+            Reason.POSSIBLE_DUPLICATE, f"seq {ping['seq']} lies in this driver's compacted dedupe span"
+        )
     fix = Fix(ts, ping["lat"], ping["lon"])
     rejection = _check_jump(fix, state, config)
     if rejection is not None:

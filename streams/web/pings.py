@@ -143,5 +143,11 @@ class PingsView(View):
                 self, 503, "unavailable", f"could not hand the pings to Kafka: {exc}", **{"Retry-After": "5"}
             )
         metrics.PINGS_RECEIVED.labels("edge").inc(len(intake.pings))
+        flagged = {index for index, _ in intake.rejected}
+        metrics.observe_event_latency(
+            "ingest",
+            received_ts / 1000,
+            (ping["device_ts"] for index, ping in enumerate(intake.pings) if index not in flagged),
+        )
         metrics.HTTP_REQUESTS.labels(ROUTE, "202").inc()
         return self.json({"accepted": len(intake.pings) - len(answer), "rejected": answer}, status=202)

@@ -90,7 +90,7 @@ def test_state_goes_to_the_changelog_with_the_offset_it_has_applied(sent: Any) -
     state = DriverPingState.unpack(packed)
     assert key == b"driver-7"
     assert state.last_offset == 2 and len(state.fixes) == 3
-    assert state.seq_ranges == [[0, 2, 1_790_000_000_000, 1_790_000_000_000]]
+    assert state.seq_blocks == [[0, 2, 1_790_000_000_000, 1_790_000_000_000, None]]
 
 
 def test_records_a_recovered_state_has_already_applied_are_not_judged_again(sent: Any) -> None:

@@ -10,19 +10,34 @@ from pathlib import Path
 
 import httpx
 
-from connectors.simulator.model import SimConfig, simulate
+from connectors.simulator.model import Faults, SimConfig, simulate
 from connectors.simulator.run import post_through_api, produce_to_kafka, write_truth
 from connectors.simulator.verify import collect_verdicts, compare
 from streams.settings import Settings
 from tests.integration.stack import WorkerProcess
 
 
+def _long_backlogs(drivers: int, minutes: float, end_ms: int, prefix: str) -> SimConfig:
+    """Phones pinging every second, offline for up to 400 pings, backlog shuffled, lost pings, replays."""
+    faults = Faults(offline=1.0, shuffle=1.0, replay=1.0, lost=0.1)
+    return SimConfig(
+        drivers=drivers,
+        minutes=minutes,
+        interval_s=1.0,
+        end_ms=end_ms,
+        seed=13,
+        max_gap_ticks=400,
+        faults=faults,
+        driver_prefix=prefix,
+    )
+
+
 def test_a_simulated_fleet_through_the_api_matches_its_ground_truth(
     stack_settings: Settings, worker: WorkerProcess, tmp_path: Path
 ) -> None:
-    runs = simulate(
-        SimConfig(drivers=30, minutes=20, end_ms=int(time.time() * 1000), seed=11, driver_prefix="api")
-    )
+    end_ms = int(time.time() * 1000)
+    runs = simulate(SimConfig(drivers=30, minutes=20, end_ms=end_ms, seed=11, driver_prefix="api"))
+    runs += simulate(_long_backlogs(drivers=4, minutes=20, end_ms=end_ms, prefix="api-long"))
     truth = write_truth(runs, tmp_path / "truth")
     assert stack_settings.token_secret is not None
     report = asyncio.run(post_through_api(runs, worker.url, stack_settings.token_secret))
@@ -54,7 +69,9 @@ def test_a_simulated_fleet_through_the_api_matches_its_ground_truth(
 def _wait_for_progress(settings: Settings, prefix: str, at_least: int, timeout_s: float = 120) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        seen = collect_verdicts(settings, prefix, at_least, timeout_s=2).total()
+        # One read from the start until the count is reached: tens of thousands of verdicts take seconds.
+        remaining = max(1.0, deadline - time.monotonic())
+        seen = collect_verdicts(settings, prefix, at_least, timeout_s=remaining, settle_s=0).total()
         if seen >= at_least:
             return seen
     raise AssertionError(f"fewer than {at_least} verdicts within {timeout_s}s")
@@ -63,9 +80,9 @@ def _wait_for_progress(settings: Settings, prefix: str, at_least: int, timeout_s
 def test_kill_9_mid_stream_loses_nothing_and_judges_nothing_twice(
     stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path
 ) -> None:
-    runs = simulate(
-        SimConfig(drivers=200, minutes=30, end_ms=int(time.time() * 1000), seed=5, driver_prefix="k9")
-    )
+    end_ms = int(time.time() * 1000)
+    runs = simulate(SimConfig(drivers=200, minutes=30, end_ms=end_ms, seed=5, driver_prefix="k9"))
+    runs += simulate(_long_backlogs(drivers=5, minutes=20, end_ms=end_ms, prefix="k9-long"))
     truth = write_truth(runs, tmp_path / "truth")
     expected_total = sum(truth["expected"].values())
     produce_to_kafka(runs, stack_settings)

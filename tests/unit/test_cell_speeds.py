@@ -102,3 +102,18 @@ def test_lookup_needs_enough_samples_and_falls_back_to_neighbouring_hours() -> N
     assert lookup(speeds, CELL, MONDAY_0830, CONFIG) == 4.0
     assert lookup(speeds, CELL, MONDAY_0830 + 5 * HOUR_MS, CONFIG) is None
     assert lookup(speeds, CELL + 1, MONDAY_0830, CONFIG) is None
+
+
+def test_speed_along_the_way_is_the_harmonic_mean_of_the_cells_crossed() -> None:
+    from h3.api import basic_int as h3
+
+    from streams.deliveries.cell_speeds import speed_along
+
+    start, end = (-23.5614, -46.6559), (-23.5130, -46.6100)  # about 7 km: several res-7 cells
+    fast = h3.latlng_to_cell(*start, 7)
+    slow_speed = {fast: 12.0}
+    speed = speed_along(lambda c, ts: slow_speed.get(c, 4.0), *start, *end, MONDAY_0830)
+    assert speed is not None and 4.0 < speed < 6.0  # mostly slow cells: close to the slow speed
+    assert speed_along(lambda c, ts: 9.0, *start, *end, MONDAY_0830) == pytest.approx(9.0)
+    assert speed_along(lambda c, ts: None, *start, *end, MONDAY_0830) is None
+    assert speed_along(lambda c, ts: 9.0, *start, *start, MONDAY_0830) == pytest.approx(9.0)

@@ -21,7 +21,7 @@ GRAFANA_PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 
 INFRA_SERVICES = {"kafka", "clickhouse", "redis", "prometheus", "grafana"}
 ONE_SHOT_SERVICES = {"topics", "migrate"}
-APP_SERVICES = {"topics", "migrate", "worker", "sender"}
+APP_SERVICES = {"topics", "migrate", "worker", "sink", "sender"}
 EXPECTED_SERVICES = INFRA_SERVICES | APP_SERVICES
 
 # What an operator would put in `.env`; anything else required gets a generic placeholder.
@@ -174,6 +174,7 @@ def test_app_services_run_the_project_image(services: dict[str, Any]) -> None:
     assert commands == {
         "topics": "create-topics",
         "migrate": "migrate",
+        "sink": "sink",
         "worker": "worker",
         "sender": "sender",
     }

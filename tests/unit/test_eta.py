@@ -162,9 +162,23 @@ def test_recent_speed_tracks_steady_riding_and_decays_after_a_gap() -> None:
         state = update_recent_speed(state, 80.0, NOW + i * 10_000, CONFIG)
     assert state.speed_mps == pytest.approx(8.0)
     assert 0.95 * CONFIG.recent_tau_s <= state.evidence_s <= CONFIG.recent_tau_s
-    # Ten minutes of silence: what came before hardly counts any more.
-    after_gap = update_recent_speed(state, 0.0, NOW + 1_200_000, CONFIG)
-    assert after_gap.speed_mps < 1.0
+    # Ten minutes without a fix, then a slow step: what came before hardly counts any more.
+    after_gap = update_recent_speed(state, 1300.0, NOW + 1_200_000, CONFIG)
+    assert after_gap.speed_mps < 2.5
+
+
+def test_parked_time_neither_lowers_the_pace_nor_adds_evidence() -> None:
+    state = update_recent_speed(RecentSpeed(), 0.0, NOW, CONFIG)
+    for i in range(1, 31):
+        state = update_recent_speed(state, 80.0, NOW + i * 10_000, CONFIG)
+    riding = state
+    for i in range(31, 61):  # five minutes at a customer's door
+        state = update_recent_speed(state, 3.0, NOW + i * 10_000, CONFIG)
+    assert (state.speed_mps, state.evidence_s, state.last_ts) == (
+        riding.speed_mps,
+        riding.evidence_s,
+        NOW + 600_000,
+    )
 
 
 def test_late_fixes_do_not_move_the_recent_speed() -> None:

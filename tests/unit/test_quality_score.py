@@ -8,7 +8,10 @@ import pytest
 
 from connectors.simulator.deliveries import Episode
 from connectors.simulator.score import score_run
-from tests.unit.test_delivery_simulator import M_MS, days
+from tests.unit.test_delivery_simulator import CONFIG, M_MS, N_MS, days
+
+END = CONFIG.start_ms + int(CONFIG.minutes * 60_000)
+LIMITS = {"offline_ms": int(M_MS), "stall_ms": int(N_MS), "end_ms": END}
 
 
 def _alert(ep: Episode, kind: str, n: int = 0, delay_s: float = 320.0) -> dict[str, Any]:
@@ -38,7 +41,7 @@ def _perfect_etas() -> list[dict[str, Any]]:
 
 
 def test_perfect_answers_score_perfectly() -> None:
-    report = score_run(list(days()), _perfect_alerts(), _perfect_etas(), int(M_MS))
+    report = score_run(list(days()), _perfect_alerts(), _perfect_etas(), **LIMITS)
     for kind in ("stall", "offline", "frozen_gps"):
         score = report.kinds[kind]
         assert score.expected > 0
@@ -60,7 +63,11 @@ def test_mistakes_are_counted() -> None:
     alerts = [a for a in alerts if not (a["driver_id"] == missed.driver_id and a["kind"] == "stall")]
     alerts += [_alert(stalls[1], "stall", n=1), _alert(waits[0], "stall"), _alert(late[0], "stall")]
     alerts.append(dict(alerts[0]))  # the same alert id resent
-    report = score_run(list(days()), alerts, [], int(M_MS))
+    # Phones falling silent as the run ends: not held against anyone.
+    last = days()[0]
+    alerts.append({**_alert(last.episodes[0], "offline"), "alert_id": "end", "started_at": END - 5000})
+    alerts.append({**_alert(last.episodes[0], "stall"), "alert_id": "end2", "started_at": END - 100_000})
+    report = score_run(list(days()), alerts, [], **LIMITS)
     stall = report.kinds["stall"]
     assert stall.recall == pytest.approx((stall.expected - 1) / stall.expected)
     assert stall.duplicates == 1

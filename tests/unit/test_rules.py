@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from streams.pings import rules
 from streams.pings.rules import Reason, RuleConfig
-from streams.pings.state import MAX_PACKED_BYTES, DriverPingState, Fix
+from streams.pings.state import MAX_PACKED_BYTES, DriverPingState, Fix, Seen
 
 CONFIG = RuleConfig()
 T0 = 1_790_000_000_000  # epoch ms
@@ -140,7 +140,7 @@ def test_a_batch_replayed_hours_later_is_caught() -> None:
     hours_later = T0 + 20 * 3_600_000
     replay = [{**p, "received_ts": hours_later} for p in batch]
     assert {reason(judge(state, p)) for p in replay} == {"duplicate"}
-    assert len(state.seq_ranges) == 1  # a whole run of pings is one range
+    assert len(state.seq_blocks) == 1  # a whole run of pings is one block
 
 
 def test_a_phone_whose_counter_restarted_is_not_taken_for_a_replay() -> None:
@@ -151,12 +151,12 @@ def test_a_phone_whose_counter_restarted_is_not_taken_for_a_replay() -> None:
     assert reason(judge(state, restarted)) == "clean"
 
 
-def test_out_of_order_pings_fill_gaps_and_ranges_merge() -> None:
+def test_out_of_order_pings_fill_gaps_and_blocks_merge() -> None:
     state = DriverPingState()
     order = [0, 1, 2, 6, 7, 3, 5, 4, 8]
     results = [reason(judge(state, ping(s, T0 + s * 5000, north(s * 40)))) for s in order]
     assert results == ["clean"] * len(order)
-    assert state.seq_ranges == [[0, 8, T0, T0 + 8 * 5000]]
+    assert state.seq_blocks == [[0, 8, T0, T0 + 8 * 5000, None]]
     assert reason(judge(state, ping(5, T0 + 5 * 5000, north(200)))) == "duplicate"
 
 
@@ -172,10 +172,10 @@ def test_a_replay_of_a_bad_ping_gets_the_same_reason_as_the_original() -> None:
     bad = ping(1, T0, accuracy=500.0)
     assert reason(judge(state, bad)) == "low_accuracy"
     assert reason(judge(state, bad)) == "low_accuracy"
-    # The bad ping's seq still counts as seen, so the range around it stays whole.
+    # The bad ping's seq still counts as seen, so the block around it stays whole.
     judge(state, ping(0, T0 - 5000))
     judge(state, ping(2, T0 + 5000))
-    assert state.seq_ranges == [[0, 2, T0 - 5000, T0 + 5000]]
+    assert state.seq_blocks == [[0, 2, T0 - 5000, T0 + 5000, None]]
 
 
 # --- jumps and lateness ----------------------------------------------------------------------------
@@ -245,21 +245,113 @@ def test_step_distance_and_speed_come_from_the_previous_fix_in_event_time() -> N
 fixes = st.builds(Fix, st.integers(0, 2**62), st.floats(-90, 90), st.floats(-180, 180))
 
 
+def _states_after(arrivals: list[tuple[int, int]]) -> DriverPingState:
+    state = DriverPingState()
+    for seq, ts in arrivals:
+        state.remember(f"d1:{seq}", seq, ts, T0 - CONFIG.horizon_ms)
+    return state
+
+
 @settings(max_examples=200)
 @given(
     st.lists(fixes, max_size=16),
-    st.lists(st.lists(st.integers(0, 2**62), min_size=4, max_size=4), max_size=48),
+    st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 10)), max_size=200),
     st.lists(st.integers(0, 2**64 - 1), max_size=64),
     st.none() | fixes,
     st.integers(-1, 2**62),
+    st.none() | st.lists(st.integers(-(2**62), 2**62), min_size=4, max_size=4),
 )
 def test_state_packs_and_unpacks_exactly_within_its_bound(
-    f: list[Fix], r: list[list[int]], h: list[int], c: Fix | None, offset: int
+    f: list[Fix],
+    arrivals: list[tuple[int, int]],
+    h: list[int],
+    c: Fix | None,
+    offset: int,
+    compacted: list[int] | None,
 ) -> None:
-    state = DriverPingState(sorted(f), r, h, c, offset)
+    state = _states_after([(seq, T0 + seq * 1000 + jitter) for seq, jitter in arrivals])
+    state.fixes, state.id_hashes, state.candidate, state.last_offset = sorted(f), h, c, offset
+    state.compacted = compacted
     packed = state.pack()
     assert len(packed) <= MAX_PACKED_BYTES <= 4096
     assert DriverPingState.unpack(packed) == state
+
+
+def test_a_state_in_the_previous_format_still_unpacks() -> None:
+    import struct
+
+    v1 = struct.pack("<BBBBBq", 1, 0, 1, 0, 0, 7) + struct.pack("<qqqq", 0, 9, T0, T0 + 9000)
+    state = DriverPingState.unpack(v1)
+    assert state.seq_blocks == [[0, 9, T0, T0 + 9000, None]] and state.last_offset == 7
+    assert state.remember("d1:4", 4, T0 + 4000, T0 - 1) is Seen.DUPLICATE
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(100, 1200),
+    st.floats(0.0, 0.4),
+    st.floats(0.0, 0.5),
+    st.randoms(use_true_random=False),
+)
+def test_a_long_shuffled_backlog_with_holes_is_deduplicated_exactly(
+    length: int, lost: float, replayed: float, rng: Any
+) -> None:
+    # A live run, then a shuffled backlog with lost pings, then replays of random parts of both.
+    seqs = [s for s in range(length) if not (length // 4 <= s < length and rng.random() < lost)]
+    live = [s for s in seqs if s < length // 4]
+    backlog = [s for s in seqs if s >= length // 4]
+    rng.shuffle(backlog)
+    replays = [s for s in seqs if rng.random() < replayed]
+    rng.shuffle(replays)
+    state = DriverPingState()
+    seen: set[int] = set()
+    for seq in [*live, *backlog, *replays]:
+        got = state.remember(f"d1:{seq}", seq, T0 + seq * 1000, T0 - CONFIG.horizon_ms)
+        assert got is (Seen.DUPLICATE if seq in seen else Seen.NEW), seq
+        seen.add(seq)
+        assert DriverPingState.unpack(state.pack()) == state
+    assert len(state.pack()) <= MAX_PACKED_BYTES
+    if len(seqs) == length:  # nothing lost: the whole stretch is one block again, no bitmap
+        assert state.seq_blocks == [[0, length - 1, T0, T0 + (length - 1) * 1000, None]]
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(2, 5), st.randoms(use_true_random=False))
+def test_past_the_budget_a_replay_is_never_new(step: int, rng: Any) -> None:
+    # Every step-th ping lost over 40,000 seqs: more holes than the budget holds exactly.
+    seqs = [s for s in range(40_000) if s % step]
+    state = _states_after([(s, T0 + s * 1000) for s in seqs])
+    assert len(state.pack()) <= MAX_PACKED_BYTES
+    assert state.compacted is not None
+    for seq in rng.sample(seqs, 300):
+        assert state.remember(f"d1:{seq}", seq, T0 + seq * 1000, T0 - CONFIG.horizon_ms) is not Seen.NEW
+    recent = seqs[-2000:]  # the newest seqs are still known exactly
+    for seq in rng.sample(recent, 50):
+        assert state.remember(f"d1:{seq}", seq, T0 + seq * 1000, T0 - CONFIG.horizon_ms) is Seen.DUPLICATE
+    hole = next(s for s in range(39_000, 40_000) if s % step == 0)
+    assert state.remember(f"d1:{hole}", hole, T0 + hole * 1000, T0 - CONFIG.horizon_ms) is Seen.NEW
+
+
+def test_a_first_ping_with_a_wrong_clock_does_not_hide_the_replays_after_it() -> None:
+    state = DriverPingState()
+    assert reason(judge(state, ping(0, T0 + 3_600_000 * 5, received=T0))) == "future_timestamp"
+    batch = [ping(seq, T0 - 60_000 + seq * 5000, north(seq * 40), received=T0) for seq in range(1, 6)]
+    assert [reason(judge(state, p)) for p in batch] == ["clean"] * 5
+    assert [reason(judge(state, p)) for p in batch] == ["duplicate"] * 5
+
+
+def test_a_replay_in_the_compacted_span_is_a_possible_duplicate() -> None:
+    state = DriverPingState(compacted=[0, 99, T0, T0 + 99_000])
+    assert reason(judge(state, ping(5, T0 + 5000))) == "possible_duplicate"
+    assert reason(judge(state, ping(100, T0 + 100_000))) == "clean"
+
+
+def test_a_wrong_clock_in_a_shuffled_backlog_does_not_split_its_block() -> None:
+    state = DriverPingState()
+    for seq in (0, 1, 3, 4):
+        judge(state, ping(seq, T0 + seq * 5000, north(seq * 40)))
+    assert reason(judge(state, ping(2, T0 + 3_600_000 * 5, received=T0 + 20_000))) == "future_timestamp"
+    assert state.seq_blocks == [[0, 4, T0, T0 + 20_000, None]]
 
 
 def test_state_stays_bounded_under_any_pattern_of_gaps() -> None:

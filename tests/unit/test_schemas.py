@@ -171,6 +171,16 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "delivery_id": None,
         "location_read": True,
     },
+    "SinkDeadLetter": {
+        "reason": "refused",
+        "error": "Code: 469. Constraint `lat_in_range` for table gps_pings is violated",
+        "table": "gps_pings",
+        "source_topic": "gps.pings.clean",
+        "source_partition": 3,
+        "source_offset": 1234,
+        "value": b"\xc3\x01\x00",
+        "ts": T0,
+    },
 }
 
 EMPTY_64 = 0xC15D213AA4D7A795

@@ -86,9 +86,14 @@ def test_the_command_stops_with_the_variables_name(
     assert "WHATSUP_PARTITIONS='lots' is malformed" in capsys.readouterr().err
 
 
-def test_commands_of_later_releases_say_so_plainly(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["sender"]) == 2
-    assert "not part of this release yet" in capsys.readouterr().err
+def test_the_sender_without_credentials_names_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("WHATSUP_WHATSAPP_TOKEN", raising=False)
+    monkeypatch.setenv("WHATSUP_METRICS_ENABLED", "0")
+    monkeypatch.setattr("streams.settings._current", None)
+    assert main(["sender"]) == 78
+    assert "WHATSUP_WHATSAPP_TOKEN" in capsys.readouterr().err
 
 
 def test_passwords_inside_urls_are_masked() -> None:

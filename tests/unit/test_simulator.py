@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from connectors.simulator.model import Faults, SimConfig, simulate
+from connectors.simulator.model import Faults, SimConfig, SimPing, simulate
 from streams.pings import rules
 from streams.pings.state import DriverPingState
 
@@ -58,3 +58,33 @@ def test_a_run_without_faults_is_all_clean_and_moves_like_a_motorcycle() -> None
         ]
         assert max(speeds) < 20.0  # noise included, never faster than a motorcycle in town
         assert all(abs(p.payload["lat"] - config.center[0]) < 0.2 for p in pings)
+
+
+def _late_uploads(pings: list[SimPing]) -> int:
+    newest, late = -1, 0
+    for p in pings:
+        late += p.payload["ts"] < newest
+        newest = max(newest, p.payload["ts"])
+    return late
+
+
+LONG_BACKLOGS = Faults(offline=1.0, shuffle=1.0, replay=1.0, lost=0.1)
+
+
+def test_long_shuffled_backlogs_with_lost_pings_are_deduplicated_exactly() -> None:
+    # Offline gaps of up to 600 pings, uploaded shuffled with a tenth of them never sent, then replayed:
+    # far more seq runs than whole ranges could hold, and every replay must still be a duplicate.
+    config = SimConfig(
+        drivers=12,
+        minutes=45,
+        interval_s=1.0,
+        end_ms=END,
+        seed=7,
+        max_gap_ticks=600,
+        faults=LONG_BACKLOGS,
+    )
+    late = [_late_uploads(run.pings()) for run in simulate(config)]
+    assert min(late) > 20 and max(late) > 300
+    expected, got = _judge_in_upload_order(config)
+    assert expected == got
+    assert sum(n for (_, verdict), n in expected.items() if verdict == "duplicate") > 1000

@@ -1,0 +1,107 @@
+"""Run both sandboxes: ``whatsup sandbox`` in the foreground, or in-process for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from connectors.sandbox.meta import MetaSandbox, MetaSandboxConfig
+from connectors.sandbox.twilio import TwilioSandbox, TwilioSandboxConfig
+from streams.exceptions import SettingsError
+from streams.settings import Settings
+
+
+@dataclass
+class Sandboxes:
+    """Both running sandboxes and their base URLs."""
+
+    meta: MetaSandbox
+    twilio: TwilioSandbox
+    meta_url: str
+    twilio_url: str
+
+
+def configs(settings: Settings) -> tuple[MetaSandboxConfig, TwilioSandboxConfig]:
+    """Build the sandboxes' configuration from the same settings the sender reads."""
+    s = settings
+    if not (s.whatsapp_token and s.whatsapp_phone_number_id and s.whatsapp_app_secret):
+        raise SettingsError(
+            "the Meta sandbox needs WHATSUP_WHATSAPP_TOKEN, WHATSUP_WHATSAPP_PHONE_NUMBER_ID and "
+            "WHATSUP_WHATSAPP_APP_SECRET (deploy/demo.sh makes throw-away ones)"
+        )
+    callback: str | None = s.sandbox_callback_url or f"http://127.0.0.1:{s.web_port}/webhooks/whatsapp"
+    if not s.sandbox_callbacks:
+        callback = None
+    meta = MetaSandboxConfig(
+        token=s.whatsapp_token,
+        phone_number_id=s.whatsapp_phone_number_id,
+        app_secret=s.whatsapp_app_secret,
+        callback_url=callback,
+        rate_per_s=s.sandbox_rate_per_s,
+    )
+    twilio = TwilioSandboxConfig(
+        account_sid=s.twilio_account_sid or "AC" + "0" * 32,
+        auth_token=s.twilio_auth_token or "sandbox-twilio-token",
+        rate_per_s=s.sandbox_rate_per_s,
+    )
+    return meta, twilio
+
+
+@contextlib.asynccontextmanager
+async def running_sandboxes(
+    meta_config: MetaSandboxConfig,
+    twilio_config: TwilioSandboxConfig,
+    *,
+    host: str = "127.0.0.1",
+    meta_port: int = 0,
+    twilio_port: int = 0,
+) -> AsyncIterator[Sandboxes]:
+    """Serve both sandboxes on ``host`` (port 0: any free port) for the duration of the block."""
+    meta, twilio = MetaSandbox(meta_config), TwilioSandbox(twilio_config)
+    runners = [web.AppRunner(meta.app(), access_log=None), web.AppRunner(twilio.app(), access_log=None)]
+    urls = []
+    try:
+        for runner, port in zip(runners, (meta_port, twilio_port), strict=True):
+            await runner.setup()
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            bound = runner.addresses[0][1]
+            urls.append(f"http://{host}:{bound}")
+        yield Sandboxes(meta, twilio, urls[0], urls[1])
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+def run_sandboxes(settings: Settings) -> int:
+    """Serve both sandboxes on their configured ports until SIGTERM or SIGINT."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    meta_config, twilio_config = configs(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with running_sandboxes(
+            meta_config,
+            twilio_config,
+            host=settings.sandbox_host,
+            meta_port=settings.sandbox_meta_port,
+            twilio_port=settings.sandbox_twilio_port,
+        ) as boxes:
+            print(
+                f"Meta Cloud API sandbox on {boxes.meta_url}, callbacks to {meta_config.callback_url}",
+                flush=True,
+            )
+            print(f"Twilio sandbox on {boxes.twilio_url}", flush=True)
+            await stop.wait()
+
+    asyncio.run(main())
+    return 0

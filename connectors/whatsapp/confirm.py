@@ -1,0 +1,61 @@
+"""Find out from whatsapp.status whether a message whose send is in doubt reached the provider.
+
+Both the sender (after the provider's answer) and the webhook (from the provider's status callback, which
+carries the message key in ``biz_opaque_callback_data``) write there, keyed by message key, so one
+partition, read from shortly before the doubtful attempt, holds the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from schemas.codecs import codec
+from streams.exceptions import SchemaError
+
+CONFIRMING = frozenset({"sent", "delivered", "read"})
+# Clocks of the sender, the webhook and the broker differ a little; look back generously.
+LOOKBACK_MS = 5 * 60_000
+
+
+async def find_confirmation(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    message_key: str,
+    since_ms: int,
+    *,
+    max_records: int = 200_000,
+) -> dict[str, Any] | None:
+    """Return a status on ``topic`` showing ``message_key`` was accepted at or after ``since_ms``, or None."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        key = message_key.encode()
+        # The partition every aiokafka producer (the sender's, Faust's) picks for this key.
+        numbers = list(range(partitions))
+        tp = TopicPartition(topic, DefaultPartitioner()(key, numbers, numbers))
+        consumer.assign([tp])
+        found = await consumer.offsets_for_times({tp: max(0, since_ms - LOOKBACK_MS)})
+        end = (await consumer.end_offsets([tp]))[tp]
+        start = found[tp].offset if found.get(tp) is not None else end
+        consumer.seek(tp, start)
+        decode, seen = codec("MessageStatus").decode, 0
+        while start < end and seen < max_records:
+            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1000)
+            for record in batch.get(tp, []):
+                seen += 1
+                if record.key == key:
+                    try:
+                        status = decode(record.value)
+                    except SchemaError:
+                        continue
+                    if status["status"] in CONFIRMING:
+                        return status
+            if await consumer.position(tp) >= end:
+                break
+        return None
+    finally:
+        await consumer.stop()

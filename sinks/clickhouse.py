@@ -1,0 +1,323 @@
+"""``ClickHouseSink``: buffer each topic partition's records, write them in batches, exactly once.
+
+- ``add()`` stages a record (see ``sinks.staging``) into its partition's open batch; a batch is sealed at
+  ``WHATSUP_SINK_BATCH_SIZE`` offsets or after ``WHATSUP_SINK_FLUSH_INTERVAL_S``.
+- ``flush()`` writes the oldest sealed batch: first its offset range into ``sink_batches`` (the plan), then
+  one insert into the staging table with ``insert_deduplication_token = topic:partition:first-last``. The
+  caller commits the Kafka offset only after ``flush()`` returned.
+- After a crash the records after the committed offset come again: ``assign()`` reads the plan, so they are
+  cut into the same batches with the same tokens, and ClickHouse drops the inserts it already has (the tables
+  keep ``non_replicated_deduplication_window`` blocks' tokens; dependent views are deduplicated too).
+- A batch ClickHouse refuses for its content is split in halves (each with a token derived from its offsets)
+  until the refused records are found: they become dead letters, the rest lands. Any other failure raises
+  ``TransientError`` and keeps the batch for a retry.
+- ``gps.pings.clean`` may carry byte-identical replays of a ping after a worker crash: the sink remembers the
+  last ``replay_window`` ping ids of each partition (seeded from ClickHouse on assignment) and drops replays.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError
+
+from sinks import metrics
+from sinks.migrate import apply_migrations, apply_retention
+from sinks.staging import ROUTES_BY_TOPIC, Route, container_file
+from streams.exceptions import SchemaError, TransientError
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Server error codes that mean "this data cannot go in", whatever the retry: bisect and dead-letter.
+# Anything else (connection refused, timeouts, too many parts, memory) is worth retrying as it is.
+REFUSAL_CODES = frozenset({6, 27, 33, 38, 41, 53, 69, 70, 72, 117, 321, 469, 1001})
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Tell whether ClickHouse refused an insert because of what was in it (not because it was unwell)."""
+    if isinstance(exc, DataError):
+        return True
+    if isinstance(exc, DatabaseError):
+        match = re.search(r"Code: (\d+)", str(exc))
+        return match is not None and int(match.group(1)) in REFUSAL_CODES
+    return False
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record the sink could not write, with why."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    table: str
+    reason: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Flushed:
+    """What one flush wrote: commit ``next_offset`` once the dead letters are safe."""
+
+    topic: str
+    partition: int
+    next_offset: int
+    rows: int
+    dead_letters: list[DeadLetter]
+
+
+@dataclass
+class _Batch:
+    first: int
+    started: float
+    last: int = -1
+    planned: bool = False
+    bodies: list[bytes] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+class _RecentIds:
+    """The last ``capacity`` ids seen, with O(1) membership."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
+
+    def check_and_add(self, record_id: bytes) -> bool:
+        """Return True if ``record_id`` was seen already; remember it either way."""
+        if record_id in self._ids:
+            return True
+        self._ids[record_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return False
+
+
+@dataclass
+class _Partition:
+    route: Route
+    open: _Batch | None = None
+    sealed: deque[_Batch] = field(default_factory=deque)
+    plan: deque[tuple[int, int]] = field(default_factory=deque)
+    recent: _RecentIds | None = None
+
+
+class ClickHouseSink:
+    """Write pipeline topics into ClickHouse in batches, idempotently; the caller owns the Kafka consumer."""
+
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        *,
+        replay_window: int = 50_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.batch_size = settings.sink_batch_size
+        self.flush_interval_s = settings.sink_flush_interval_s
+        self.replay_window = replay_window
+        self._clock = clock
+        self._partitions: dict[tuple[str, int], _Partition] = {}
+
+    def start(self) -> list[str]:
+        """Apply pending migrations and the retention settings; return the migrations applied."""
+        applied = apply_migrations(self.client)
+        apply_retention(self.client, self.settings)
+        return applied
+
+    def stop(self) -> None:
+        """Forget every buffered record (not committed, so Kafka will deliver it again)."""
+        self._partitions.clear()
+
+    def assign(self, topic: str, partition: int, committed: int) -> None:
+        """Take a partition that resumes at offset ``committed``: load its plan and its recent ids."""
+        part = self._new_partition(topic)
+        route = part.route
+        rows = self.client.query(
+            "SELECT DISTINCT first_offset, last_offset FROM sink_batches"
+            " WHERE topic = {t:String} AND partition = {p:UInt16} AND first_offset >= {c:UInt64}"
+            " ORDER BY first_offset",
+            parameters={"t": topic, "p": partition, "c": max(committed, 0)},
+        ).result_rows
+        part.plan.extend((int(first), int(last)) for first, last in rows)
+        if part.plan:
+            log.info(
+                "%s[%d] resumes at %d with %d batch(es) already planned: replaying them with their tokens",
+                topic,
+                partition,
+                committed,
+                len(part.plan),
+            )
+        if part.recent is not None:
+            for (record_id,) in self.client.query(
+                f"SELECT ping_id FROM {route.table} WHERE _partition = {{p:UInt16}}"
+                " AND _offset >= {lo:UInt64} AND _offset < {hi:UInt64} ORDER BY _offset",
+                parameters={"p": partition, "lo": max(committed - self.replay_window, 0), "hi": committed},
+            ).result_rows:
+                part.recent.check_and_add(record_id.encode())
+        self._partitions[(topic, partition)] = part
+
+    def revoke(self, topic: str, partition: int) -> None:
+        """Give a partition up, dropping what was buffered (its next owner reads it again)."""
+        self._partitions.pop((topic, partition), None)
+
+    def _new_partition(self, topic: str) -> _Partition:
+        route = ROUTES_BY_TOPIC[topic]
+        recent = _RecentIds(self.replay_window) if route.id_after_ints is not None else None
+        return _Partition(route, recent=recent)
+
+    def _partition(self, topic: str, partition: int) -> _Partition:
+        part = self._partitions.get((topic, partition))
+        if part is None:
+            part = self._partitions[(topic, partition)] = self._new_partition(topic)
+        return part
+
+    def add(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        """Buffer one Kafka record of ``topic`` (its logical name, without the deployment's prefix)."""
+        part = self._partition(topic, partition)
+        batch = part.open
+        if batch is None:
+            batch = part.open = _Batch(first=offset, started=self._clock())
+        batch.last = offset
+        route = part.route
+        try:
+            if value is None:
+                raise SchemaError("no value (a tombstone)", reason="undecodable")
+            body = route.stage(value, partition, offset)
+        except SchemaError as exc:
+            batch.dead.append(
+                DeadLetter(topic, partition, offset, value or b"", route.table, exc.reason, str(exc))
+            )
+        else:
+            record_id = route.record_id(body) if part.recent is not None else None
+            if record_id is not None and part.recent is not None and part.recent.check_and_add(record_id):
+                metrics.REPLAYS_DROPPED.labels(route.table).inc()
+            else:
+                batch.bodies.append(body)
+                batch.offsets.append(offset)
+                batch.values.append(value)
+        if part.plan:
+            if offset >= part.plan[0][1]:
+                part.plan.popleft()
+                batch.planned = True
+                self._seal(part)
+        elif offset - batch.first + 1 >= self.batch_size:
+            self._seal(part)
+
+    @staticmethod
+    def _seal(part: _Partition) -> None:
+        if part.open is not None:
+            part.sealed.append(part.open)
+            part.open = None
+
+    def seal_all(self) -> None:
+        """Seal every open batch that no plan holds open, so the next ``due()`` writes it (at shutdown)."""
+        for part in self._partitions.values():
+            if not part.plan:
+                self._seal(part)
+
+    def due(self) -> list[tuple[str, int]]:
+        """Seal batches older than the flush interval; return the partitions with batches to write."""
+        now = self._clock()
+        keys = []
+        for key, part in self._partitions.items():
+            batch = part.open
+            if batch is not None and not part.plan and now - batch.started >= self.flush_interval_s:
+                self._seal(part)
+            if part.sealed:
+                keys.append(key)
+        return keys
+
+    def buffered(self) -> int:
+        """Return how many records are buffered in all partitions."""
+        return sum(
+            len(b.offsets)
+            for p in self._partitions.values()
+            for b in (*p.sealed, *([p.open] if p.open else []))
+        )
+
+    def flush(self, topic: str, partition: int) -> Flushed | None:
+        """Write the partition's oldest sealed batch; TransientError (batch kept) if ClickHouse failed."""
+        part = self._partitions.get((topic, partition))
+        if part is None or not part.sealed:
+            return None
+        batch = part.sealed[0]
+        route = part.route
+        started = time.perf_counter()
+        dead = list(batch.dead)
+        if batch.bodies:
+            token = f"{topic}:{partition}:{batch.first}-{batch.last}"
+            try:
+                if not batch.planned:
+                    self.client.insert(
+                        "sink_batches",
+                        [[topic, partition, batch.first, batch.last]],
+                        column_names=["topic", "partition", "first_offset", "last_offset"],
+                        settings={"insert_deduplication_token": token},
+                    )
+                    batch.planned = True  # a retry of this batch must not move its boundaries either
+                dead += self._insert(route, partition, batch.bodies, batch.offsets, batch.values, token)
+            except TransientError:
+                metrics.INSERT_FAILURES.labels(route.table).inc()
+                raise
+            except Exception as exc:  # the ledger insert, or anything unforeseen: retry, never drop
+                metrics.INSERT_FAILURES.labels(route.table).inc()
+                raise TransientError(f"ClickHouse write to {route.table} failed: {exc}") from exc
+        part.sealed.popleft()
+        rows = len(batch.bodies) - sum(1 for d in dead if d.reason == "refused")
+        metrics.ROWS.labels(route.table).inc(rows)
+        metrics.FLUSH_SECONDS.labels(route.table).observe(time.perf_counter() - started)
+        for letter in dead:
+            metrics.DEAD_LETTERS.labels(route.table, letter.reason).inc()
+        return Flushed(topic, partition, batch.last + 1, rows, dead)
+
+    def _insert(
+        self,
+        route: Route,
+        partition: int,
+        bodies: list[bytes],
+        offsets: list[int],
+        values: list[bytes],
+        token: str,
+    ) -> list[DeadLetter]:
+        settings: dict[str, Any] = {
+            "insert_deduplicate": 1,
+            "insert_deduplication_token": token,
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
+            # Folding replays inside one block costs a merge per insert; the sink already dropped them.
+            "optimize_on_insert": 0,
+        }
+        try:
+            self.client.raw_insert(
+                route.staging, None, container_file(route.file_schema, bodies), fmt="Avro", settings=settings
+            )
+        except Exception as exc:
+            if not is_refusal(exc):
+                raise TransientError(f"insert into {route.staging} failed: {exc}") from exc
+            if len(bodies) == 1:
+                error = str(exc).split("\n")[0][:500]
+                log.warning("ClickHouse refused %s offset %d: %s", route.topic, offsets[0], error)
+                return [
+                    DeadLetter(route.topic, partition, offsets[0], values[0], route.table, "refused", error)
+                ]
+            mid = len(bodies) // 2
+            left = f"{token}/{offsets[0]}-{offsets[mid - 1]}"
+            right = f"{token}/{offsets[mid]}-{offsets[-1]}"
+            return self._insert(
+                route, partition, bodies[:mid], offsets[:mid], values[:mid], left
+            ) + self._insert(route, partition, bodies[mid:], offsets[mid:], values[mid:], right)
+        metrics.INSERT_ROWS.labels(route.table).observe(len(bodies))
+        return []

@@ -1,0 +1,62 @@
+"""The ``whatsup sink`` process: migrations, the query endpoint, then the consume-write-commit loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from types import FrameType
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
+
+from sinks.clickhouse import ClickHouseSink
+from sinks.engine import is_embedded, make_client
+from sinks.runner import SinkRunner
+from sinks.server import QueryServer
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _open(settings: Settings, max_backoff_s: float = 30.0) -> tuple[Client, list[str]]:
+    """Connect and migrate, waiting out a ClickHouse server that is not up yet."""
+    delay = 0.5
+    while True:
+        try:
+            client = make_client(settings)
+            return client, ClickHouseSink(client, settings).start()
+        except (OperationalError, OSError) as exc:
+            if is_embedded(settings):
+                raise  # a local directory that cannot be opened will not open by waiting
+            log.warning(
+                "ClickHouse at %s unavailable, retrying in %.1f s: %s", settings.clickhouse_url, delay, exc
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, max_backoff_s)
+
+
+def run_sink(settings: Settings) -> int:
+    """Run the sink until SIGTERM or SIGINT; return the exit status."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    writer, applied = _open(settings)
+    sink = ClickHouseSink(writer, settings)
+    log.info("ClickHouse at %s; migrations applied: %s", settings.clickhouse_url, applied or "none pending")
+    runner = SinkRunner(settings, sink)
+    server = QueryServer(
+        settings.web_host, settings.sink_port, make_client(settings, readonly=True), runner.ready.is_set
+    )
+    server.start()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: writing what is buffered, then stopping", signum)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        runner.run()
+    finally:
+        server.stop()
+        writer.close()
+    return 0

@@ -1,0 +1,80 @@
+"""The conversation agent: drivers' WhatsApp messages in; replies, delivery events, alert notes, pings out.
+
+It is the one reader of ``whatsapp.events.raw`` and also records each number's 24-hour window (when it last
+wrote to us) for the notify agents.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+import httpx
+
+from connectors.whatsapp import metrics
+from connectors.whatsapp.catalogue import load_catalogue
+from connectors.whatsapp.outbox import Outbox
+from connectors.whatsapp.redis_pool import shared_redis
+from connectors.whatsapp.registry import Registry
+from streams.app import app, settings, whatsapp_events_raw_topic
+from streams.conversations.conversation import Conversation, latest_inbound
+from streams.conversations.dispatcher import DispatcherClient, internal_api_key
+from streams.conversations.llm import IntentClassifier
+from streams.notify.agents import notifier
+
+log = logging.getLogger(__name__)
+
+# A deployment that turns WHATSUP_CONVERSATION_LLM_ENABLED on sets its classifier here before the worker runs.
+LLM_CLASSIFIER: IntentClassifier | None = None
+
+BATCH_SIZE = 200
+BATCH_WITHIN_S = 0.05
+outbox = Outbox(settings)
+_conversation: Conversation | None = None
+
+
+async def _no_state(driver_id: str) -> None:
+    return None
+
+
+def conversation() -> Conversation:
+    """Return the worker's Conversation, built on first use (its clients bind to the running loop)."""
+    global _conversation
+    if _conversation is None:
+        key = internal_api_key(settings.api_keys)
+        base = settings.dispatcher_api_url or f"http://127.0.0.1:{settings.web_port}"
+        if key is None:
+            log.warning("no WHATSUP_API_KEYS key has the internal role: drivers' orders cannot be read")
+        reader = DispatcherClient(base, key, httpx.AsyncClient()) if key else _no_state
+        if settings.conversation_llm_enabled and LLM_CLASSIFIER is None:
+            log.warning("WHATSUP_CONVERSATION_LLM_ENABLED is on but no classifier is registered: rules only")
+        _conversation = Conversation(
+            registry=Registry(
+                shared_redis(settings.redis_url), settings.phone_hash_key or "", settings.topic_prefix
+            ),
+            read_state=reader,
+            catalogue=load_catalogue(),
+            topic_prefix=settings.topic_prefix,
+            utc_offset_h=settings.display_utc_offset_h,
+            llm=LLM_CLASSIFIER if settings.conversation_llm_enabled else None,
+        )
+    return _conversation
+
+
+@app.agent(whatsapp_events_raw_topic, concurrency=1)
+async def converse_with_drivers(stream: faust.StreamT[bytes]) -> None:
+    """Answer each driver message and turn quick replies and locations into pipeline records.
+
+    A record that cannot be handled is counted and skipped; when Redis or Kafka fail the worker stops (the
+    batch is then replayed, and every output id is derived from its source record).
+    """
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
+        if not settings.phone_hash_key:
+            metrics.CONVERSATION_ERRORS.labels("no_phone_hash_key").inc(len(events))
+            continue
+        values = [event.value for event in events]
+        # A RedisError escapes: with the registry unreachable, stopping beats skipping every message.
+        records = await conversation().handle(values)
+        # One acknowledged delivery per batch: the batch's offsets are committed only after it.
+        await outbox.deliver(records)
+        await notifier().store.touch_windows(latest_inbound(values))

@@ -1,0 +1,131 @@
+"""One inbound WhatsApp event in, the records it causes out: the conversation agent's work, testable alone.
+
+Only active drivers are talked to (the webhook already refused everyone else, once a day). The reply is
+free text: the driver just wrote, so their 24-hour window is open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.whatsapp import metrics
+from connectors.whatsapp.catalogue import Catalogue, meta_language
+from connectors.whatsapp.registry import Driver, admission
+from schemas.codecs import codec
+from streams import topics
+from streams.conversations.answers import NEEDS_STATE, Context, Reaction, respond
+from streams.conversations.dispatcher import DriverStateReader
+from streams.conversations.intents import Intent, IntentKind
+from streams.conversations.llm import IntentClassifier, classify_guarded
+from streams.exceptions import SchemaError
+
+log = logging.getLogger(__name__)
+CONVERSED = ("text", "button", "interactive", "location")
+
+_event_codec = codec("WhatsAppEvent")
+_encoders = {name: codec(name) for name in ("OutboundMessage", "DeliveryEvent", "Alert", "GpsPing")}
+
+Record = tuple[str, bytes, bytes]
+
+
+def latest_inbound(raws: list[bytes]) -> dict[str, int]:
+    """Return, per phone hash, the newest message time in a batch (statuses are not messages)."""
+    latest: dict[str, int] = {}
+    for raw in raws:
+        try:
+            event = _event_codec.decode(raw)
+        except SchemaError:
+            continue
+        if event["type"] != "status":
+            latest[event["from_hash"]] = max(event["ts"], latest.get(event["from_hash"], 0))
+    return latest
+
+
+@dataclass
+class Conversation:
+    """Everything the agent needs: who is who, the drivers' state, the wording, where records go."""
+
+    registry: Any  # connectors.whatsapp.registry.Registry, or anything with ``drivers_by_hash``
+    read_state: DriverStateReader
+    catalogue: Catalogue
+    topic_prefix: str = ""
+    utc_offset_h: float = -3.0
+    llm: IntentClassifier | None = None
+
+    def _topic(self, name: str) -> str:
+        return topics.qualified(name, self.topic_prefix)
+
+    async def handle(self, raws: list[bytes]) -> list[Record]:
+        """Return the records a batch of raw ``whatsapp.events.raw`` values causes.
+
+        Statuses and reactions cause nothing, nor do numbers that are not active drivers (the webhook
+        already refused them, once a day). The senders are looked up in one Redis round trip.
+        """
+        events = []
+        for raw in raws:
+            try:
+                event = _event_codec.decode(raw)
+            except SchemaError:
+                metrics.CONVERSATION_ERRORS.labels("undecodable").inc()
+                continue
+            if event["type"] in CONVERSED:
+                events.append(event)
+        drivers = await self.registry.drivers_by_hash([e["from_hash"] for e in events])
+        records: list[Record] = []
+        for event, driver in zip(events, drivers, strict=True):
+            if admission(driver) != "admit" or driver is None:
+                metrics.CONVERSATION_ERRORS.labels("not_admitted").inc()
+                continue
+            try:
+                records += await self._converse(event, driver)
+            except Exception:
+                log.exception("conversation: could not handle one event; skipped")
+                metrics.CONVERSATION_ERRORS.labels("handler_error").inc()
+        return records
+
+    async def _converse(self, event: dict[str, Any], driver: Driver) -> list[Record]:
+        intent = await self._intent(event, driver)
+        state = await self.read_state(driver.driver_id) if intent.kind in NEEDS_STATE else None
+        reaction = respond(intent, event, state, Context(driver, self.catalogue, self.utc_offset_h))
+        metrics.CONVERSATION_EVENTS.labels(str(intent.kind), driver.language).inc()
+        return self._records(event, driver, reaction)
+
+    async def _intent(self, event: dict[str, Any], driver: Driver) -> Intent:
+        if event["type"] == "location":
+            return Intent(IntentKind.LOCATION)
+        payload = json.loads(event["payload"] or "{}")
+        button = payload.get("payload") or payload.get("id")
+        return await classify_guarded(event["text"], driver.language, button, self.llm)
+
+    def _records(self, event: dict[str, Any], driver: Driver, reaction: Reaction) -> list[Record]:
+        key = driver.driver_id.encode()
+        records: list[Record] = []
+        if reaction.ping is not None:
+            records.append(
+                (self._topic(topics.GPS_PINGS_RAW), key, _encoders["GpsPing"].encode(reaction.ping))
+            )
+        if reaction.delivery_event is not None:
+            value = _encoders["DeliveryEvent"].encode(reaction.delivery_event)
+            records.append((self._topic(topics.DELIVERIES_EVENTS), key, value))
+        if reaction.alert is not None:
+            records.append((self._topic(topics.ALERTS), key, _encoders["Alert"].encode(reaction.alert)))
+        reply = {
+            "message_key": f"reply:{event['provider']}:{event['message_id']}",
+            "to": driver.phone,
+            "to_hash": event["from_hash"],
+            "template": None,
+            "language": meta_language(driver.language),
+            "params": [],
+            "text": reaction.reply,
+            "buttons": [],
+            "reason": f"reply_{reaction.outcome}",
+            "driver_id": driver.driver_id,
+            "delivery_id": (reaction.delivery_event or {}).get("delivery_id"),
+            "created_at": event["received_ts"],
+        }
+        value = _encoders["OutboundMessage"].encode(reply)
+        records.append((self._topic(topics.WHATSAPP_OUTBOUND), event["from_hash"].encode(), value))
+        return records

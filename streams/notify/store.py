@@ -1,0 +1,66 @@
+"""What the notify agents remember, in Redis: deliveries' customers and what they were told, reply windows.
+
+Redis rather than Faust tables: the ETA, alert and delivery-event agents all need a delivery's customer and
+memory, and a recipient's window is written from ``whatsapp.events.raw`` (keyed by phone hash) but read
+from driver-keyed topics, so no single table partitioning serves them all.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from streams.notify.policy import DAY_MS, CustomerMemory
+
+DELIVERY_TTL_S = 3 * 86_400
+
+
+class NotifyStore:
+    """Delivery memories and reply windows; ``client`` is a ``redis.asyncio.Redis``."""
+
+    def __init__(self, client: Any, namespace: str = "") -> None:
+        self.client = client
+        self.prefix = f"{namespace}whatsup:notify:"
+
+    async def customer_ref(self, delivery_id: str) -> str | None:
+        """Return the customer of a delivery, as its delivery events named them."""
+        raw = await self.client.get(f"{self.prefix}customer:{delivery_id}")
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def remember_customer(self, delivery_id: str, customer_ref: str) -> None:
+        """Remember the customer of a delivery."""
+        await self.client.set(f"{self.prefix}customer:{delivery_id}", customer_ref, ex=DELIVERY_TTL_S)
+
+    async def memory(self, delivery_id: str) -> CustomerMemory:
+        """Return what the delivery's customer was last told."""
+        raw = await self.client.get(f"{self.prefix}told:{delivery_id}")
+        return CustomerMemory(**json.loads(raw)) if raw else CustomerMemory()
+
+    async def remember(self, delivery_id: str, memory: CustomerMemory) -> None:
+        """Keep what the delivery's customer was told."""
+        value = json.dumps({"last_eta": memory.last_eta, "last_sent_at": memory.last_sent_at})
+        await self.client.set(f"{self.prefix}told:{delivery_id}", value, ex=DELIVERY_TTL_S)
+
+    async def last_inbound(self, phone_hash: str) -> int | None:
+        """Return when the number last wrote to us (within the last day), epoch milliseconds."""
+        raw = await self.client.get(f"{self.prefix}inbound:{phone_hash}")
+        return int(raw) if raw else None
+
+    async def touch_windows(self, latest: dict[str, int]) -> None:
+        """Record each number's newest inbound message time; an older, late message never moves it back."""
+        if not latest:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for phone_hash, ts in latest.items():
+            # Compare-and-set in one step: keep the newer time (Redis runs the script atomically).
+            pipe.eval(_KEEP_MAX, 1, f"{self.prefix}inbound:{phone_hash}", ts, DAY_MS)
+        await pipe.execute()
+
+
+_KEEP_MAX = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 0
+"""

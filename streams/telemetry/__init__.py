@@ -1,0 +1,1 @@
+"""What the worker tells SREs about itself: sampled gauges (lag, tables), structured and redacted logs."""
