@@ -188,6 +188,10 @@ class ClickHouseSink:
     def add(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         """Buffer one Kafka record of ``topic`` (its logical name, without the deployment's prefix)."""
         part = self._partition(topic, partition)
+        if part.plan and part.open is not None and offset >= part.plan[0][0] > part.open.first:
+            # Records before a planned range that never reached the plan (all dead letters or replays):
+            # close them off, so the planned range starts where it did before.
+            self._seal(part)
         batch = part.open
         if batch is None:
             batch = part.open = _Batch(first=offset, started=self._clock())

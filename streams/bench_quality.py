@@ -12,7 +12,7 @@ import contextlib
 import subprocess
 import time
 import tracemalloc
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -128,7 +128,6 @@ def run_fleet(
     drain_s: float,
 ) -> QualityRun:
     """Play a fleet (and its history) into ``settings``' topics, wait for the worker, score the outputs."""
-    days = simulate_deliveries(config)
     history = history_pings(config, history_drivers, history_minutes)
     # History first, and cleaned before the fleet starts: a backlog in the clean stage delays live pings,
     # and the offline timer would page for drivers whose pings are only queued.
@@ -136,6 +135,9 @@ def run_fleet(
     clean = topics.qualified(topics.GPS_PINGS_CLEAN, settings.topic_prefix)
     wait_for_records(settings, clean, int(len(history) * 0.97))
     learned = snapshot_speeds(settings)
+    # The fleet starts now, however long the history took: played late, it would all arrive at once.
+    config = replace(config, start_ms=int(time.time() * 1000) + 5_000)
+    days = simulate_deliveries(config)
     played = play(days, settings)
     time.sleep(drain_s)  # the last pings and the timer's last tick
     prefix = settings.topic_prefix

@@ -185,7 +185,7 @@ def _judge_event(
 
 
 def judge_batch(
-    events: Sequence[Any], load_state: Callable[[bytes], Any], states: dict[str, DriverState]
+    events: Sequence[Any], load_state: Callable[[bytes], DriverState], states: dict[str, DriverState]
 ) -> tuple[list[tuple[str, bytes, bytes]], Counter[tuple[str, str]]]:
     """Apply a batch of pings and delivery events in order; return the records to send and the counts."""
     outputs: list[tuple[str, bytes, bytes]] = []
@@ -207,7 +207,7 @@ def judge_batch(
             continue
         state = states.get(key)
         if state is None:
-            state = states[key] = DriverState.unpack(load_state(key.encode()))
+            state = states[key] = load_state(key.encode())
         if message.offset <= state.offsets.get(tag, -1):
             continue  # applied before a crash: its outputs are already durable
         state.offsets[tag] = message.offset
@@ -260,14 +260,29 @@ def index_deliveries(driver_id: str, state: DriverState) -> None:
     _indexed.add(driver_id.encode())
 
 
+# The unpacked twin of each stored state, valid while the store still holds the very bytes it came from:
+# recovery or a rebalance replaces those bytes, and an object is reused only if they are unchanged.
+_unpacked: dict[bytes, tuple[bytes, DriverState]] = {}
+
+
+def load_state(key_bytes: bytes) -> DriverState:
+    """Return a driver's state, unpacking the stored bytes only when they changed since the last write."""
+    packed = driver_state.data.get(key_bytes)
+    cached = _unpacked.get(key_bytes)
+    if cached is not None and cached[0] is packed:
+        return cached[1]
+    return DriverState.unpack(packed)
+
+
 async def persist_states(states: dict[str, DriverState]) -> None:
     """Write states to the changelog, wait for the broker, then to the table's store (as clean_pings does)."""
     changelog = driver_state.changelog_topic.get_topic_name()
     records = [(changelog, key.encode(), state.pack()) for key, state in states.items()]
     await deliver_records(records)
     store = driver_state.data
-    for _, key_bytes, packed in records:
+    for (_, key_bytes, packed), state in zip(records, states.values(), strict=True):
         store[key_bytes] = packed
+        _unpacked[key_bytes] = (packed, state)
     for key, state in states.items():
         index_deliveries(key, state)
 
@@ -285,9 +300,13 @@ async def track_drivers(stream: faust.StreamT[bytes]) -> None:
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
         async with state_lock:
             states: dict[str, DriverState] = {}
-            outputs, counts = judge_batch(events, driver_state.get, states)
-            await deliver_records(outputs)
-            await persist_states(states)
+            try:
+                outputs, counts = judge_batch(events, load_state, states)
+                await deliver_records(outputs)
+                await persist_states(states)
+            except BaseException:
+                _unpacked.clear()  # objects changed in place but not persisted must not be reused
+                raise
         count(counts)
 
 
@@ -318,18 +337,24 @@ async def tick(now: int, ready: Callable[[int], bool]) -> list[dict[str, Any]]:
         states: dict[str, DriverState] = {}
         raised: list[dict[str, Any]] = []
         outputs: list[tuple[str, bytes, bytes]] = []
-        for key_bytes, packed in list(driver_state.data.items()):
-            if packed is None or not ready(partition_of(key_bytes)):
-                continue
-            state = DriverState.unpack(packed)
-            key = key_bytes.decode()
-            alerts = on_tick(state, key, now, CONFIG)
-            if state.pack() != packed:
-                states[key] = state
-            raised += alerts
-            outputs += encode_alerts(key, alerts, "timer")
-        await deliver_records(outputs)
-        await persist_states(states)
+        try:
+            for key_bytes, packed in list(driver_state.data.items()):
+                if packed is None or not ready(partition_of(key_bytes)):
+                    continue
+                state, key = load_state(key_bytes), key_bytes.decode()
+                movement = state.movement
+                before = (len(movement.windows), movement.still_since, len(state.alerts))
+                alerts = on_tick(state, key, now, CONFIG)
+                # Persist only what a tick changed that matters: closed windows, the stop, the alerts.
+                if alerts or before != (len(movement.windows), movement.still_since, len(state.alerts)):
+                    states[key] = state
+                raised += alerts
+                outputs += encode_alerts(key, alerts, "timer")
+            await deliver_records(outputs)
+            await persist_states(states)
+        except BaseException:
+            _unpacked.clear()
+            raise
     return raised
 
 
@@ -343,6 +368,7 @@ async def watch_silent_drivers() -> None:
 
 def lookup(driver_id: str) -> DriverState | None:
     """Return a driver's state from this worker's store, or None if this worker holds none."""
+    # From the stored bytes, not the agent's live object: an answer never shows what is not yet durable.
     packed = driver_state.data.get(driver_id.encode())
     return DriverState.unpack(packed) if packed else None
 

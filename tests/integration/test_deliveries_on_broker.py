@@ -280,6 +280,8 @@ def test_a_scripted_day_yields_exactly_the_expected_alerts_across_a_kill_9_in_a_
             time.sleep(3)
             phone.mode = "moving"
             alerts_until("stall_resolved", 2)
+            # Delivered while still sending: a phone that then goes quiet is nobody's concern.
+            assert post(worker, INGEST, event(driver, "d2", "delivered", 20)).status_code == 202
             time.sleep(4)  # anything wrongly raised after the resolution has time to show up
         final = alerts_until("stall_resolved", 2, timeout_s=5)
     finally:
@@ -338,3 +340,42 @@ def test_with_two_workers_every_driver_and_delivery_is_answered_by_either(
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_history_comes_from_clickhouse_through_the_sink(
+    stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path
+) -> None:
+    from tests.integration.sink_stack import SinkProcess
+    from tests.integration.stack import free_port
+
+    env = {
+        **stack_env,
+        **FAST_RULES,
+        "WHATSUP_CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}",
+        "WHATSUP_SINK_PORT": str(free_port()),
+        "WHATSUP_SINK_FLUSH_INTERVAL_S": "0.2",
+    }
+    sink, worker = SinkProcess(env, tmp_path / "sink.log"), WorkerProcess(env, tmp_path / "worker.log")
+    driver = f"hist-{uuid.uuid4().hex[:6]}"
+    try:
+        sink.start()
+        worker.start()
+        with ScriptedPhone(stack_settings, driver):
+            assert post(worker, INGEST, event(driver, "h1", "assigned", 1)).status_code == 202
+            time.sleep(2)
+            assert post(worker, INGEST, event(driver, "h1", "picked_up", 2)).status_code == 202
+            time.sleep(2)
+        answer = poll(
+            lambda: get(worker, "/v1/deliveries/h1/history", DISPATCH),
+            lambda r: r.status_code == 200 and len(r.json()["events"]) == 2 and r.json()["positions"],
+            timeout_s=60,
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert [e["type"] for e in body["events"]] == ["assigned", "picked_up"]
+        assert body["driver_id"] == driver and len(body["positions"]) >= 2
+        assert get(worker, "/v1/deliveries/nope/history", DISPATCH).status_code == 404
+        assert get(worker, "/v1/deliveries/h1/history", PARTNER_B).status_code == 404  # not its delivery
+    finally:
+        worker.stop()
+        sink.stop()

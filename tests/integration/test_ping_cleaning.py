@@ -88,15 +88,15 @@ def test_kill_9_mid_stream_loses_nothing_and_judges_nothing_twice(
     produce_to_kafka(runs, stack_settings)
 
     worker = WorkerProcess(stack_env, tmp_path / "worker.log")
-    for fraction in (0.2, 0.55):
-        worker.start()
-        _wait_for_progress(stack_settings, "k9-", int(expected_total * fraction))
-        worker.kill()  # SIGKILL: no flush, no commit, no goodbye
-    worker.start()
     try:
+        for fraction in (0.2, 0.55):
+            worker.start()
+            _wait_for_progress(stack_settings, "k9-", int(expected_total * fraction))
+            worker.kill()  # SIGKILL: no flush, no commit, no goodbye
+        worker.start()
         verdicts = collect_verdicts(stack_settings, "k9-", expected_total, timeout_s=180)
     finally:
-        worker.stop()
+        worker.stop()  # also when a wait above fails: no worker outlives its test
 
     assert compare(truth["per_driver"], verdicts) == []
     assert verdicts.conflicts == []

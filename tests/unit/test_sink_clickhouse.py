@@ -143,6 +143,26 @@ def test_replay_after_a_crash_between_insert_and_commit_leaves_no_duplicate(
     assert scalar(client, "SELECT sum(pings) FROM driver_daily_stats") == 210
 
 
+def test_a_planned_range_keeps_its_start_after_records_that_wrote_nothing(
+    client: Client, settings: Settings
+) -> None:
+    values = [v for _, v in encoded_pings(2, 30)]
+    values[:5] = [b"garbage"] * 5  # a batch of dead letters only: nothing inserted, nothing planned
+    first = ClickHouseSink(client, settings)
+    first.start()
+    feed(first, values[:5])
+    drain(first)
+    feed(first, values[5:], start=5)
+    first.seal_all()
+    first.flush(CLEAN, 0)  # 5..59 inserted, then a crash before any commit
+    second = ClickHouseSink(client, settings)
+    second.assign(CLEAN, 0, committed=0)
+    feed(second, values)
+    written = drain(second)
+    assert [(f.next_offset, f.rows) for f in written] == [(5, 0), (60, 55)]
+    assert exactly_once_problems(query(client), CLEAN, {0: (5, 60)}) == []
+
+
 def test_negative_control_a_batch_written_twice_without_its_token_is_caught(
     client: Client, settings: Settings
 ) -> None:

@@ -275,16 +275,22 @@ def tick_every(state: DriverState, start: int, end: int, every: int = 5_000) -> 
 
 def test_the_timer_catches_a_driver_who_stopped_and_went_silent() -> None:
     state = carrying()
-    ride(state, moving(T0, T0 + 2 * MIN) + standing(T0 + 2 * MIN, T0 + 4 * MIN, at_m=960))
-    alerts = tick_every(state, T0 + 4 * MIN, T0 + 12 * MIN)
-    assert kinds(alerts) == ["offline", "stall"]
-    offline, stalled = alerts
-    assert offline["started_at"] == T0 + 4 * MIN - 5_000
-    assert offline["detected_at"] == offline["started_at"] + 3 * MIN
+    ride(state, moving(T0, T0 + 2 * MIN) + standing(T0 + 2 * MIN, T0 + 5 * MIN, at_m=960))
+    alerts = tick_every(state, T0 + 5 * MIN, T0 + 12 * MIN)
+    assert kinds(alerts) == ["stall", "offline"]
+    stalled, offline = alerts
     assert T0 + 2 * MIN <= stalled["started_at"] <= T0 + 2 * MIN + 30_000
     assert stalled["detected_at"] - (T0 + 2 * MIN) <= 5 * MIN + 30_000 + 15_000 + 5_000
+    assert offline["started_at"] == T0 + 5 * MIN - 5_000
+    assert offline["detected_at"] == offline["started_at"] + 3 * MIN
     assert tick_every(state, T0 + 12 * MIN, T0 + 30 * MIN) == []
     assert state.status() == "offline"
+
+
+def test_a_phone_falling_silent_a_moment_into_a_window_is_offline_not_stalled() -> None:
+    state = carrying()
+    ride(state, moving(T0, T0 + 5 * MIN) + standing(T0 + 5 * MIN, T0 + 5 * MIN + 20_000, at_m=2_400))
+    assert kinds(tick_every(state, T0 + 5 * MIN, T0 + 20 * MIN)) == ["offline"]
 
 
 def test_ticks_alone_never_make_a_moving_driver_stalled() -> None:
