@@ -4,8 +4,8 @@ A window is ``[start, start + window)``, a new one every ``step`` (hopping). Eac
 lat/lon bounding box, first and last fix time) of every window that holds its event time. A window closes
 once event time has passed its end, moved either by the driver's own pings (the newest fix time) or, for a
 driver who went silent, by the wall clock minus a grace; each window is judged once, when it closes. A
-window is *still* when its fixes fit in a circle of ``radius_m`` and cover at least half of it from its
-start. A run of still windows is a stop; a stop outside every geofence while a delivery is in transit is a
+window is *still* when its fixes fit in a circle of ``radius_m`` and cover it from its first step to its
+last. A run of still windows is a stop; a stop outside every geofence while a delivery is in transit is a
 stall.
 
 A closed window never reopens: a late fix for it is dropped from the extents, and a window that closed
@@ -145,11 +145,12 @@ def close_windows(movement: Movement, until: int, config: StallConfig) -> list[E
 
 def is_still(extent: Extent, config: StallConfig) -> bool:
     """Tell whether a closed window shows a driver who stayed put for all of it."""
-    # Fixes from the window's start over at least half of it: a phone that fell silent a moment into the
-    # window says nothing about the rest (the offline rule speaks for the silence).
+    # Fixes in its first and in its last step: a phone that fell silent before the window ended says
+    # nothing about the rest (the offline rule speaks for the silence), and the wall-clock timer closes
+    # such windows for every silent driver; a window judged still always ends with a fix near its end.
     covered = (
         extent.first_ts - extent.start < config.step_ms
-        and extent.last_ts - extent.first_ts >= config.window_ms // 2
+        and extent.start + config.window_ms - extent.last_ts <= config.step_ms
     )
     return covered and extent.radius_m() <= config.radius_m
 

@@ -179,7 +179,8 @@ def test_the_timer_pages_a_silent_driver_once_and_skips_partitions_not_caught_up
             feed = Feed(agent)
             await feed.put(EVENTS_TOPIC, delivery_event("e1", "assigned"), T0)
             await feed.put(EVENTS_TOPIC, delivery_event("e2", "picked_up"), T0)
-            for i, ts in enumerate(range(T0, T0 + 3 * MIN, 5_000)):
+            # A whole window standing still, then silence: no later fix closes that window, the timer does.
+            for i, ts in enumerate(range(T0, T0 + 5 * MIN, 5_000)):
                 await feed.put(CLEAN_TOPIC, clean_ping(i, ts, -23.55), ts + 500)
             await settle(lambda: agents.lookup(DRIVER) and agents.lookup(DRIVER).last_fix)  # type: ignore[union-attr]
             await asyncio.sleep(0.2)

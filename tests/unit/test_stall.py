@@ -116,12 +116,15 @@ def test_open_windows_stay_bounded_whatever_the_order_of_fixes(offsets: list[int
         assert all(e.start + config.window_ms > movement.closed_until for e in movement.windows)
 
 
-def test_still_needs_coverage_from_the_start_and_a_small_extent() -> None:
+def test_still_needs_fixes_in_the_first_and_last_step_and_a_small_extent() -> None:
     config = StallConfig()
-    extent = stall.Extent(T0, *ORIGIN[:1] * 2, *ORIGIN[1:] * 2, T0 + 1_000, T0 + 200_000, fixes=30)
+    extent = stall.Extent(T0, *ORIGIN[:1] * 2, *ORIGIN[1:] * 2, T0 + 1_000, T0 + 270_000, fixes=30)
     assert stall.is_still(extent, config)
-    late_start = stall.Extent(T0, *ORIGIN[:1] * 2, *ORIGIN[1:] * 2, T0 + 30_000, T0 + 200_000, fixes=30)
+    late_start = stall.Extent(T0, *ORIGIN[:1] * 2, *ORIGIN[1:] * 2, T0 + 30_000, T0 + 290_000, fixes=30)
     assert not stall.is_still(late_start, config)
+    # Silent for the last minutes of the window: what the driver did then is unknown, not still.
+    early_end = stall.Extent(T0, *ORIGIN[:1] * 2, *ORIGIN[1:] * 2, T0 + 1_000, T0 + 269_999, fixes=30)
+    assert not stall.is_still(early_end, config)
     wide = stall.Extent(T0, ORIGIN[0], north(201), *ORIGIN[1:] * 2, T0, T0 + 200_000, fixes=30)
     assert not stall.is_still(wide, config)
 
@@ -273,17 +276,26 @@ def tick_every(state: DriverState, start: int, end: int, every: int = 5_000) -> 
     return alerts
 
 
-def test_the_timer_catches_a_driver_who_stopped_and_went_silent() -> None:
+def test_the_timer_catches_a_driver_who_stood_a_whole_window_and_went_silent() -> None:
     state = carrying()
-    ride(state, moving(T0, T0 + 2 * MIN) + standing(T0 + 2 * MIN, T0 + 5 * MIN, at_m=960))
-    alerts = tick_every(state, T0 + 5 * MIN, T0 + 12 * MIN)
+    ride(state, moving(T0, T0 + 2 * MIN) + standing(T0 + 2 * MIN, T0 + 7 * MIN, at_m=960))
+    # No later fix closes the window the stop filled: only the wall clock does.
+    alerts = tick_every(state, T0 + 7 * MIN, T0 + 14 * MIN)
     assert kinds(alerts) == ["stall", "offline"]
     stalled, offline = alerts
-    assert T0 + 2 * MIN <= stalled["started_at"] <= T0 + 2 * MIN + 30_000
-    assert stalled["detected_at"] - (T0 + 2 * MIN) <= 5 * MIN + 30_000 + 15_000 + 5_000
-    assert offline["started_at"] == T0 + 5 * MIN - 5_000
+    assert stalled["started_at"] == T0 + 2 * MIN
+    assert stalled["detected_at"] - stalled["started_at"] <= 5 * MIN + 15_000 + 5_000
+    assert offline["started_at"] == T0 + 7 * MIN - 5_000
     assert offline["detected_at"] == offline["started_at"] + 3 * MIN
-    assert tick_every(state, T0 + 12 * MIN, T0 + 30 * MIN) == []
+    assert tick_every(state, T0 + 14 * MIN, T0 + 30 * MIN) == []
+    assert state.status() == "offline"
+
+
+def test_a_driver_who_stopped_and_went_silent_within_a_window_is_offline_not_stalled() -> None:
+    state = carrying()
+    # Three minutes at the stop, more than half a window, then nothing: the silence is the offline rule's.
+    ride(state, moving(T0, T0 + 2 * MIN) + standing(T0 + 2 * MIN, T0 + 5 * MIN, at_m=960))
+    assert kinds(tick_every(state, T0 + 5 * MIN, T0 + 30 * MIN)) == ["offline"]
     assert state.status() == "offline"
 
 
@@ -291,6 +303,31 @@ def test_a_phone_falling_silent_a_moment_into_a_window_is_offline_not_stalled() 
     state = carrying()
     ride(state, moving(T0, T0 + 5 * MIN) + standing(T0 + 5 * MIN, T0 + 5 * MIN + 20_000, at_m=2_400))
     assert kinds(tick_every(state, T0 + 5 * MIN, T0 + 20 * MIN)) == ["offline"]
+
+
+def play(state: DriverState, uploads: list[tuple[int, int, float]], until: int) -> list[dict[str, Any]]:
+    """Feed (upload, ts, lat) pings in upload order with a tick every 5 s between them; collect the alerts."""
+    alerts, pending = [], sorted(uploads)
+    for now in range(pending[0][0], until, 5_000):
+        while pending and pending[0][0] <= now:
+            upload, ts, lat = pending.pop(0)
+            alerts += on_ping(state, DRIVER, ping(ts, lat), upload, CONFIG)
+        alerts += on_tick(state, DRIVER, now, CONFIG)
+    return alerts
+
+
+def test_a_stop_whose_end_was_uploaded_late_is_offline_then_nothing() -> None:
+    state = carrying()
+    live = moving(T0, T0 + 2 * MIN) + standing(T0 + 2 * MIN, T0 + 5 * MIN, at_m=960)
+    # The phone loses its connection three minutes into the stop; the driver rides on four minutes later
+    # and the rest of the stop goes up with the backlog, when it is old news.
+    backlog = standing(T0 + 5 * MIN, T0 + 9 * MIN, at_m=960)
+    riding = moving(T0 + 9 * MIN, T0 + 14 * MIN, from_m=960)
+    uploads = [(ts + 500, ts, lat) for ts, lat in live + riding]
+    uploads += [(T0 + 13 * MIN, ts, lat) for ts, lat in backlog]
+    alerts = play(state, uploads, T0 + 16 * MIN)
+    assert kinds(alerts) == ["offline", "offline_resolved"]
+    assert alerts[0]["started_at"] == T0 + 5 * MIN - 5_000
 
 
 def test_ticks_alone_never_make_a_moving_driver_stalled() -> None:
