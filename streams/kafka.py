@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -42,6 +43,20 @@ def _partition_mismatches(
     ]
 
 
+def _settled_metadata(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, Any]:
+    """Return the metadata of ``names`` once each shows its partitions.
+
+    A topic created a moment ago (by us or by a concurrent caller) can show no partitions until its leaders
+    are elected; judging its partition count then would report a mismatch that is not there.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        current = {name: admin.list_topics(name, timeout=timeout_s).topics[name] for name in names}
+        if all(meta.partitions for meta in current.values()) or time.monotonic() > deadline:
+            return current
+        time.sleep(0.2)
+
+
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create every pipeline topic that is missing; fail if an existing one breaks co-partitioning.
 
@@ -72,7 +87,7 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
                 raise StackError(f"cannot create topic {name}: {exc}") from exc
             raced = True  # made by someone else since we looked: check what they made
     if raced:
-        current = {name: admin.list_topics(name, timeout=timeout_s).topics[name] for name in wanted}
+        current = _settled_metadata(admin, list(wanted), timeout_s)
         mismatched = _partition_mismatches(current, wanted, settings.partitions)
         if mismatched:
             raise StackError("driver-keyed topics must be co-partitioned: " + "; ".join(mismatched))
