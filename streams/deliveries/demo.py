@@ -57,7 +57,8 @@ def _events(driver: str, delivery: str, at: int, lat: float, lon: float) -> dict
         "pickup_lon": lon,
         "dropoff_lat": lat + 0.05,
         "dropoff_lon": lon,
-        "promised_at": at + 40 * MIN,
+        # Ten minutes for about 6 km of road: a rider who stops for seven puts the promise at risk.
+        "promised_at": at + 10 * MIN,
         "customer_ref": "cust-demo",
     }
     return {"events": [assigned, {**common, "event_id": f"{delivery}-2", "type": "picked_up"}]}
