@@ -19,6 +19,7 @@ import pytest
 
 from schemas.codecs import codec
 from streams import topics
+from streams.deliveries import demo as deliveries_demo
 from streams.deliveries.stall import M_PER_DEG_LAT
 from streams.kafka import make_producer
 from streams.settings import Settings
@@ -379,3 +380,18 @@ def test_history_comes_from_clickhouse_through_the_sink(
     finally:
         worker.stop()
         sink.stop()
+
+
+def test_the_demo_step_shows_one_stall_its_late_risk_and_no_stall_from_a_late_upload(
+    stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {**stack_env, "WHATSUP_API_KEYS": API_KEYS}
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker.start()
+    try:
+        assert deliveries_demo.show(Settings.from_env(env))
+    finally:
+        worker.stop()
+    shown = capsys.readouterr().out
+    assert "('stall', " in shown and "('late_risk', " in shown and "already_assigned" in shown
+    assert INGEST not in shown and DISPATCH not in shown  # keys are never printed
