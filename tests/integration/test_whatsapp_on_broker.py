@@ -23,6 +23,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from connectors.whatsapp import inbound_demo
 from connectors.whatsapp.phones import hash_phone
 from connectors.whatsapp.signatures import meta_signature, twilio_signature
 from schemas.codecs import codec
@@ -304,3 +305,23 @@ def test_a_drivers_messages_are_answered_and_an_alert_becomes_one_message(
         assert _high_watermark(settings, topics.WHATSAPP_OUTBOUND) == before + 1
     finally:
         worker.stop()
+
+
+def test_the_demo_step_lands_signed_webhooks_once_and_refuses_the_forgery(
+    stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {
+        **stack_env,
+        "WHATSUP_API_KEYS": f"{INTERNAL_KEY}:internal",
+        "WHATSUP_PHONE_HASH_KEY": secrets.token_hex(16),
+        "WHATSUP_WHATSAPP_APP_SECRET": secrets.token_hex(16),
+    }
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker.start()
+    try:
+        assert inbound_demo.show(Settings.from_env(env))
+    finally:
+        worker.stop()
+    shown = capsys.readouterr().out
+    assert "-> 403" in shown and "every check passed" in shown
+    assert inbound_demo.DRIVER_PHONE[-8:] not in shown  # the number is shown masked only
