@@ -93,52 +93,13 @@ export WHATSUP_API_KEYS="${WHATSUP_API_KEYS:+$WHATSUP_API_KEYS,}$(new_secret):in
 echo "== starting a worker (log: var/demo/worker.log)"
 "$python" -m streams worker >"$log_dir/worker.log" 2>&1 &
 worker_pid=$!
-healthy=""
-for _ in $(seq 1 300); do
-  if ! alive "$worker_pid"; then
-    tail -n 40 "$log_dir/worker.log" >&2
-    exit 1
-  fi
-  if "$python" - <<'PY'
-
-import sys, httpx
-from streams.settings import get_settings
-s = get_settings()
-try:
-    answer = httpx.get(f"http://127.0.0.1:{s.web_port}/health", timeout=1)
-except httpx.HTTPError:
-    sys.exit(1)
-if answer.status_code != 200:
-    sys.exit(1)
-print("worker healthy:", answer.text)
-PY
-  then healthy=1; break; fi
-  sleep 0.2
-done
-[[ -n "$healthy" ]] || { echo "the worker did not become healthy" >&2; exit 1; }
+wait_healthy "$worker_pid" "http://127.0.0.1:${WHATSUP_WEB_PORT:-6066}/health" worker
+echo "worker healthy"
 
 echo "== starting the ClickHouse sink (embedded chDB; log: var/demo/sink.log)"
 "$python" -m streams sink >"$log_dir/sink.log" 2>&1 &
 sink_pid=$!
-healthy=""
-for _ in $(seq 1 300); do
-  if ! alive "$sink_pid"; then
-    tail -n 40 "$log_dir/sink.log" >&2
-    exit 1
-  fi
-  if "$python" - <<'PY'
-import sys, httpx
-from streams.settings import get_settings
-try:
-    answer = httpx.get(f"http://127.0.0.1:{get_settings().sink_port}/health", timeout=1)
-except httpx.HTTPError:
-    sys.exit(1)
-sys.exit(0 if answer.status_code == 200 else 1)
-PY
-  then healthy=1; break; fi
-  sleep 0.2
-done
-[[ -n "$healthy" ]] || { echo "the sink did not become healthy" >&2; exit 1; }
+wait_healthy "$sink_pid" "http://127.0.0.1:${WHATSUP_SINK_PORT:-6067}/health" sink
 
 echo "== starting the WhatsApp sender (log: var/demo/sender.log)"
 "$python" -m streams sender >"$log_dir/sender.log" 2>&1 &
