@@ -14,7 +14,7 @@ from connectors.simulator.model import Faults, SimConfig, simulate
 from connectors.simulator.run import post_through_api, produce_to_kafka, write_truth
 from connectors.simulator.verify import collect_verdicts, compare
 from streams.settings import Settings
-from tests.integration.stack import WorkerProcess
+from tests.integration.stack import WorkerProcess, free_port
 
 
 def _long_backlogs(drivers: int, minutes: float, end_ms: int, prefix: str) -> SimConfig:
@@ -101,3 +101,35 @@ def test_kill_9_mid_stream_loses_nothing_and_judges_nothing_twice(
     assert compare(truth["per_driver"], verdicts) == []
     assert verdicts.conflicts == []
     print(f"{expected_total} pings, {verdicts.exact_replays} exact replays after two SIGKILLs")
+
+
+def test_workers_joining_and_leaving_mid_stream_lose_nothing(
+    stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path
+) -> None:
+    """Rebalances while batches sit in stream buffers: each one skipped there must be read again."""
+    end_ms = int(time.time() * 1000)
+    runs = simulate(SimConfig(drivers=300, minutes=30, end_ms=end_ms, seed=17, driver_prefix="rb"))
+    truth = write_truth(runs, tmp_path / "truth")
+    expected_total = sum(truth["expected"].values())
+    produce_to_kafka(runs, stack_settings)
+
+    first = WorkerProcess(stack_env, tmp_path / "first.log")
+    second_env = {
+        **stack_env,
+        "WHATSUP_DATA_DIR": f"{stack_env['WHATSUP_DATA_DIR']}-second",
+        "WHATSUP_WEB_PORT": str(free_port()),
+    }
+    second = WorkerProcess(second_env, tmp_path / "second.log")
+    try:
+        first.start()  # it takes every partition and starts judging a full backlog
+        second.start()  # joins mid-batch: half the partitions move
+        _wait_for_progress(stack_settings, "rb-", int(expected_total * 0.6))
+        second.kill()  # its partitions move back mid-batch
+        verdicts = collect_verdicts(stack_settings, "rb-", expected_total, timeout_s=180)
+    finally:
+        first.stop()
+        second.stop()
+
+    assert compare(truth["per_driver"], verdicts) == []
+    assert verdicts.conflicts == []
+    print(f"{expected_total} pings, {verdicts.exact_replays} exact replays across three rebalances")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
+from faust.types import TP
 from mode import Service
 
-from streams.pings.fastdrain import deliver
+from streams.pings.fastdrain import SEEKS_BEFORE_GAP, InOrder, _in_order, deliver
 
 
 class _Consumer(Service):
@@ -75,3 +77,52 @@ def test_an_error_in_the_callback_propagates() -> None:
 
     with pytest.raises(ValueError, match="bad record"):
         asyncio.run(main())
+
+
+def test_in_order_expects_the_next_offset_after_a_delivery_and_the_read_offset_after_a_seek() -> None:
+    order, tp = InOrder(), TP("raw", 0)
+    assert order.expected(tp, None) is None  # a new group: the earliest record, asked of the broker
+    order.delivered(tp, 41)
+    assert order.expected(tp, 41) == 42  # Faust's read offset is the record it delivered last
+    assert order.expected(tp, 30) == 30  # sought back to the committed offset: that one comes next
+
+
+def test_in_order_seeks_back_before_it_takes_a_jump_for_a_hole_in_the_log() -> None:
+    order, tp = InOrder(), TP("raw", 0)
+    assert [order.should_seek(tp, 100) for _ in range(SEEKS_BEFORE_GAP)] == [True] * SEEKS_BEFORE_GAP
+    assert order.should_seek(tp, 100) is False  # the same jump every time: the records are not there
+    assert order.should_seek(tp, 120) is True  # a new expected offset starts again
+    order.delivered(tp, 120)
+    assert order.should_seek(tp, 121) is True
+
+
+def test_a_record_ahead_of_the_expected_offset_is_held_back_and_the_partition_sought() -> None:
+    class _Seeking:
+        log = logging.getLogger("test")
+
+        def __init__(self) -> None:
+            self.sought: list[tuple[TP, int]] = []
+            self.gaps: list[tuple[TP, int, int]] = []
+
+        async def seek(self, tp: TP, offset: int) -> None:
+            self.sought.append((tp, offset))
+
+        async def _add_gap(self, tp: TP, start: int, end: int) -> None:
+            self.gaps.append((tp, start, end))
+
+        async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+            return {tp: 0 for tp in tps}
+
+    async def main() -> tuple[list[bool], _Seeking]:
+        consumer, order, tp = _Seeking(), InOrder(), TP("raw", 0)
+        order.delivered(tp, 7547)
+        verdicts = [await _in_order(consumer, order, tp, 7548, 7547)]  # type: ignore[arg-type]
+        order.delivered(tp, 7548)
+        # A record fetched before the last seek comes next: 43 records ahead.
+        verdicts.append(await _in_order(consumer, order, tp, 7592, 7548))  # type: ignore[arg-type]
+        return verdicts, consumer
+
+    verdicts, consumer = asyncio.run(main())
+    assert verdicts == [True, False]
+    assert consumer.sought == [(TP("raw", 0), 7549)]  # back to the record after the last delivered
+    assert consumer.gaps == []  # nothing between was committed unread
