@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError
 
+from schemas.codecs import HEADER_SIZE
 from sinks import metrics
 from sinks.migrate import apply_migrations, apply_retention
 from sinks.staging import ROUTES_BY_TOPIC, Route, container_file
@@ -88,19 +89,21 @@ class _Batch:
 
 
 class _RecentIds:
-    """The last ``capacity`` ids seen, with O(1) membership."""
+    """At least the last ``capacity`` ids seen (at most twice as many), with O(1) membership."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._ids: OrderedDict[bytes, None] = OrderedDict()
+        # Two generations of plain sets: cheaper per id than an ordered dict, and forgetting is one swap.
+        self._new: set[bytes] = set()
+        self._old: set[bytes] = set()
 
     def check_and_add(self, record_id: bytes) -> bool:
         """Return True if ``record_id`` was seen already; remember it either way."""
-        if record_id in self._ids:
+        if record_id in self._new or record_id in self._old:
             return True
-        self._ids[record_id] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
+        self._new.add(record_id)
+        if len(self._new) >= self.capacity:
+            self._old, self._new = self._new, set()
         return False
 
 
@@ -187,7 +190,47 @@ class ClickHouseSink:
 
     def add(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         """Buffer one Kafka record of ``topic`` (its logical name, without the deployment's prefix)."""
+        self.add_many(topic, partition, [offset], [value])
+
+    def add_many(self, topic: str, partition: int, offsets: list[int], values: list[bytes | None]) -> None:
+        """Buffer consecutive Kafka records of one partition of ``topic``, in offset order."""
         part = self._partition(topic, partition)
+        route = part.route
+        # Per record this loop does only what a current-schema value needs (a slice, the Kafka position,
+        # the replay check): it runs for every row the sink writes. Everything else goes to _add_one.
+        fast_header = route.fast_header
+        position = partition.to_bytes(2, "little")
+        recent = part.recent
+        short_id = route.id_after_ints == 1
+        batch_size = self.batch_size
+        batch = part.open
+        for offset, value in zip(offsets, values, strict=True):
+            if part.plan or value is None or value[:HEADER_SIZE] != fast_header:
+                self._add_one(part, topic, partition, offset, value)
+                batch = part.open
+                continue
+            if batch is None:
+                batch = part.open = _Batch(first=offset, started=self._clock())
+            batch.last = offset
+            body = value[HEADER_SIZE:] + position + offset.to_bytes(8, "little")
+            if recent is not None and recent.check_and_add(
+                body[2 : 2 + (body[1] >> 1)]
+                if short_id and body[0] < 0x80 and body[1] < 0x80
+                else route.record_id(body) or b""
+            ):
+                metrics.REPLAYS_DROPPED.labels(route.table).inc()
+            else:
+                batch.bodies.append(body)
+                batch.offsets.append(offset)
+                batch.values.append(value)
+            if offset - batch.first + 1 >= batch_size:
+                part.sealed.append(batch)
+                batch = part.open = None
+
+    def _add_one(
+        self, part: _Partition, topic: str, partition: int, offset: int, value: bytes | None
+    ) -> None:
+        """Buffer one record the fast path does not take: an older schema, a bad value, a planned range."""
         if part.plan and part.open is not None and offset >= part.plan[0][0] > part.open.first:
             # Records before a planned range that never reached the plan (all dead letters or replays):
             # close them off, so the planned range starts where it did before.

@@ -141,6 +141,11 @@ class Route:
         base = self.flat_schema or load_schema(self.schema)
         return {**_strip(base), "fields": [*_strip(base)["fields"], *_KAFKA_FIELDS]}
 
+    @property
+    def fast_header(self) -> bytes | None:
+        """Return the header of values whose body is staged as it is (current schema, no reshaping)."""
+        return None if self.reshape is not None else codec(self.schema).header
+
     def stage(self, value: bytes, partition: int, offset: int) -> bytes:
         """Return the staged Avro body of one Kafka value; raise SchemaError if it cannot be read."""
         avro = codec(self.schema)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from clickhouse_connect.driver.client import Client
 
 from schemas.codecs import codec
 from sinks.audit import exactly_once_problems
-from sinks.clickhouse import ClickHouseSink
+from sinks.clickhouse import ClickHouseSink, _RecentIds
 from sinks.engine import make_client
 from sinks.migrate import MIGRATIONS_DIR, apply_migrations
 from sinks.staging import ROUTES_BY_TOPIC, container_file
@@ -233,3 +234,42 @@ def test_time_flush_seals_a_partial_batch(client: Client, settings: Settings) ->
     clock.now += settings.sink_flush_interval_s
     assert sink.due() == [(CLEAN, 0)]
     assert sink.flush(CLEAN, 0) is not None and sink.buffered() == 0
+
+
+def test_records_added_in_runs_land_like_records_added_one_by_one(client: Client, settings: Settings) -> None:
+    encode = codec("CleanPing").encode
+    values: list[bytes | None] = [v for _, v in encoded_pings(3, 70)]
+    values[7] = b"not avro at all"
+    values[8] = None  # a tombstone
+    values[40] = encode(clean_ping("d9", 1, lat=95.0))  # refused by ClickHouse
+    values += values[150:160]  # replays of pings already added
+    sink = ClickHouseSink(client, settings)
+    sink.start()
+    # Runs of uneven lengths across batch boundaries (batch size 100), as a consumer hands them over.
+    cuts = [0, 1, 9, 99, 100, 101, 163, len(values)]
+    for lo, hi in itertools.pairwise(cuts):
+        sink.add_many(CLEAN, 0, list(range(lo, hi)), values[lo:hi])
+    written = drain(sink)
+    assert [f.next_offset for f in written] == [100, 200, 220]
+    assert sorted((d.offset, d.reason) for f in written for d in f.dead_letters) == [
+        (7, "undecodable"),
+        (8, "undecodable"),
+        (40, "refused"),
+    ]
+    assert scalar(client, "SELECT count() FROM gps_pings") == 210 - 3
+    assert scalar(client, "SELECT countIf(_offset >= 210) FROM gps_pings") == 0  # the replays
+    assert scalar(client, "SELECT (count(), uniqExact(offset), max(offset)) FROM sink_offsets") == (
+        207,
+        207,
+        209,
+    )
+
+
+def test_replay_memory_keeps_at_least_its_capacity() -> None:
+    recent = _RecentIds(4)
+    ids = [f"p{i}".encode() for i in range(20)]
+    for seen, record_id in enumerate(ids):
+        assert not recent.check_and_add(record_id)
+        # Every one of the last `capacity` ids is still known, whatever the generation swaps did.
+        assert all(recent.check_and_add(earlier) for earlier in ids[max(0, seen - 3) : seen + 1])
+    assert not recent.check_and_add(b"p0")  # long gone: forgetting keeps the memory bounded
