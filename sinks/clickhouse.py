@@ -114,6 +114,13 @@ class _Partition:
     sealed: deque[_Batch] = field(default_factory=deque)
     plan: deque[tuple[int, int]] = field(default_factory=deque)
     recent: _RecentIds | None = None
+    # How much older than it is the partition's first batch counts, so that partitions reach the flush
+    # interval at different moments: inserts spread over the interval instead of queueing behind each other.
+    phase: float = 0.0
+
+
+# The fractional parts of k times the golden ratio spread any number of partitions evenly over [0, 1).
+_GOLDEN = (5**0.5 - 1) / 2
 
 
 class ClickHouseSink:
@@ -147,7 +154,7 @@ class ClickHouseSink:
 
     def assign(self, topic: str, partition: int, committed: int) -> None:
         """Take a partition that resumes at offset ``committed``: load its plan and its recent ids."""
-        part = self._new_partition(topic)
+        part = self._new_partition(topic, partition)
         route = part.route
         rows = self.client.query(
             "SELECT DISTINCT first_offset, last_offset FROM sink_batches"
@@ -177,15 +184,21 @@ class ClickHouseSink:
         """Give a partition up, dropping what was buffered (its next owner reads it again)."""
         self._partitions.pop((topic, partition), None)
 
-    def _new_partition(self, topic: str) -> _Partition:
+    def _new_partition(self, topic: str, partition: int) -> _Partition:
         route = ROUTES_BY_TOPIC[topic]
         recent = _RecentIds(self.replay_window) if route.id_after_ints is not None else None
-        return _Partition(route, recent=recent)
+        phase = self.flush_interval_s * (partition * _GOLDEN % 1.0)
+        return _Partition(route, recent=recent, phase=phase)
+
+    def _open(self, part: _Partition, offset: int) -> _Batch:
+        batch = part.open = _Batch(first=offset, started=self._clock() - part.phase)
+        part.phase = 0.0
+        return batch
 
     def _partition(self, topic: str, partition: int) -> _Partition:
         part = self._partitions.get((topic, partition))
         if part is None:
-            part = self._partitions[(topic, partition)] = self._new_partition(topic)
+            part = self._partitions[(topic, partition)] = self._new_partition(topic, partition)
         return part
 
     def add(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
@@ -210,7 +223,7 @@ class ClickHouseSink:
                 batch = part.open
                 continue
             if batch is None:
-                batch = part.open = _Batch(first=offset, started=self._clock())
+                batch = self._open(part, offset)
             batch.last = offset
             body = value[HEADER_SIZE:] + position + offset.to_bytes(8, "little")
             if recent is not None and recent.check_and_add(
@@ -237,7 +250,7 @@ class ClickHouseSink:
             self._seal(part)
         batch = part.open
         if batch is None:
-            batch = part.open = _Batch(first=offset, started=self._clock())
+            batch = self._open(part, offset)
         batch.last = offset
         route = part.route
         try:

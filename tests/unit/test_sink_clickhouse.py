@@ -273,3 +273,25 @@ def test_replay_memory_keeps_at_least_its_capacity() -> None:
         # Every one of the last `capacity` ids is still known, whatever the generation swaps did.
         assert all(recent.check_and_add(earlier) for earlier in ids[max(0, seen - 3) : seen + 1])
     assert not recent.check_and_add(b"p0")  # long gone: forgetting keeps the memory bounded
+
+
+def test_partitions_fed_together_reach_the_flush_interval_at_different_moments(
+    client: Client, settings: Settings
+) -> None:
+    clock = FakeClock()
+    sink = ClickHouseSink(client, settings, clock=clock)
+    values = [v for _, v in encoded_pings(1, 12)]
+    sealed_at: dict[int, list[float]] = {p: [] for p in range(6)}
+    for tick in range(40):  # four flush intervals, every partition getting records every 0.1 s
+        clock.now = tick * settings.sink_flush_interval_s / 10
+        for partition in range(6):
+            sink.add(CLEAN, partition, tick, values[tick % 12])
+        for _, partition in sink.due():
+            sealed_at[partition].append(clock.now)
+            sink._partitions[(CLEAN, partition)].sealed.clear()  # as if written
+    # Each partition still flushes once per interval ...
+    assert all(len(times) in (3, 4) for times in sealed_at.values())
+    # ... but not all at the same moment, so their inserts do not queue behind each other.
+    first_seals = sorted(times[0] for times in sealed_at.values())
+    assert len(set(first_seals)) >= 5
+    assert first_seals[-1] - first_seals[0] >= 0.6 * settings.sink_flush_interval_s
