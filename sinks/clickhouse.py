@@ -2,9 +2,10 @@
 
 - ``add()`` stages a record (see ``sinks.staging``) into its partition's open batch; a batch is sealed at
   ``WHATSUP_SINK_BATCH_SIZE`` offsets or after ``WHATSUP_SINK_FLUSH_INTERVAL_S``.
-- ``flush()`` writes the oldest sealed batch: first its offset range into ``sink_batches`` (the plan), then
-  one insert into the staging table with ``insert_deduplication_token = topic:partition:first-last``. The
-  caller commits the Kafka offset only after ``flush()`` returned.
+- ``flush()`` writes the oldest sealed batch: first its offset range into ``sink_batches`` (the plan; the
+  ranges of every other sealed batch go in the same insert), then one insert into the staging table with
+  ``insert_deduplication_token = topic:partition:first-last``. The caller commits the Kafka offset only
+  after ``flush()`` returned.
 - After a crash the records after the committed offset come again: ``assign()`` reads the plan, so they are
   cut into the same batches with the same tokens, and ClickHouse drops the inserts it already has (the tables
   keep ``non_replicated_deduplication_window`` blocks' tokens; dependent views are deduplicated too).
@@ -322,13 +323,7 @@ class ClickHouseSink:
             token = f"{topic}:{partition}:{batch.first}-{batch.last}"
             try:
                 if not batch.planned:
-                    self.client.insert(
-                        "sink_batches",
-                        [[topic, partition, batch.first, batch.last]],
-                        column_names=["topic", "partition", "first_offset", "last_offset"],
-                        settings={"insert_deduplication_token": token},
-                    )
-                    batch.planned = True  # a retry of this batch must not move its boundaries either
+                    self._plan_sealed()
                 dead += self._insert(route, partition, batch.bodies, batch.offsets, batch.values, token)
             except TransientError:
                 metrics.INSERT_FAILURES.labels(route.table).inc()
@@ -343,6 +338,31 @@ class ClickHouseSink:
         for letter in dead:
             metrics.DEAD_LETTERS.labels(route.table, letter.reason).inc()
         return Flushed(topic, partition, batch.last + 1, rows, dead)
+
+    def _plan_sealed(self) -> None:
+        """Write the offset range of every sealed batch not yet in the plan, all in one insert."""
+        # One insert for the batches of all partitions: the plan is a small table, and an insert into
+        # it costs the engine as much as a few thousand rows of pings.
+        batches = [
+            (key, batch)
+            for key, part in list(self._partitions.items())
+            for batch in list(part.sealed)
+            if not batch.planned and batch.bodies
+        ]
+        if not batches:
+            return
+        self.client.insert(
+            "sink_batches",
+            [[topic, partition, batch.first, batch.last] for (topic, partition), batch in batches],
+            column_names=["topic", "partition", "first_offset", "last_offset"],
+            settings={
+                "insert_deduplication_token": ",".join(
+                    f"{topic}:{partition}:{batch.first}-{batch.last}" for (topic, partition), batch in batches
+                )
+            },
+        )
+        for _, batch in batches:
+            batch.planned = True  # a retry of the batch must not move its boundaries either
 
     def _insert(
         self,

@@ -295,3 +295,26 @@ def test_partitions_fed_together_reach_the_flush_interval_at_different_moments(
     first_seals = sorted(times[0] for times in sealed_at.values())
     assert len(set(first_seals)) >= 5
     assert first_seals[-1] - first_seals[0] >= 0.6 * settings.sink_flush_interval_s
+
+
+def test_one_flush_plans_the_sealed_batches_of_every_partition_and_a_replay_keeps_them(
+    client: Client, settings: Settings
+) -> None:
+    values = [v for _, v in encoded_pings(2, 40)]
+    first = ClickHouseSink(client, settings)
+    first.start()
+    for partition in range(3):
+        feed(first, values[:70], partition=partition)
+    first.seal_all()
+    first.flush(CLEAN, 0)  # partition 0 written; 1 and 2 planned with it, then a crash
+    plan = client.query("SELECT partition, first_offset, last_offset FROM sink_batches ORDER BY partition")
+    assert plan.result_rows == [(0, 0, 69), (1, 0, 69), (2, 0, 69)]
+    # Restarted with another batch size, partition 1 is still cut where the plan says.
+    other = Settings.from_env(
+        {"WHATSUP_CLICKHOUSE_URL": settings.clickhouse_url, "WHATSUP_SINK_BATCH_SIZE": "30"}
+    )
+    second = ClickHouseSink(client, other)
+    second.assign(CLEAN, 1, committed=0)
+    feed(second, values, partition=1)
+    assert [f.next_offset for f in drain(second)] == [70, 80]
+    assert exactly_once_problems(query(client), CLEAN, {0: (0, 70), 1: (0, 80)}) == []
