@@ -60,6 +60,12 @@ def scalar(client: Client, sql: str) -> Any:
     return client.query(sql).result_rows[0][0]
 
 
+def with_batch_size(settings: Settings, batch_size: int) -> Settings:
+    return Settings.from_env(
+        {"WHATSUP_CLICKHOUSE_URL": settings.clickhouse_url, "WHATSUP_SINK_BATCH_SIZE": str(batch_size)}
+    )
+
+
 def feed(sink: ClickHouseSink, values: list[bytes], partition: int = 0, start: int = 0) -> None:
     for i, value in enumerate(values):
         sink.add(CLEAN, partition, start + i, value)
@@ -132,9 +138,7 @@ def test_replay_after_a_crash_between_insert_and_commit_leaves_no_duplicate(
     first.flush(CLEAN, 0)  # 100..129 written by a time flush, also never committed
     # The restarted sink resumes from the last committed offset (none), with other batching settings:
     # the plan makes it cut the same batches with the same tokens regardless.
-    other = Settings.from_env(
-        {"WHATSUP_CLICKHOUSE_URL": settings.clickhouse_url, "WHATSUP_SINK_BATCH_SIZE": "64"}
-    )
+    other = with_batch_size(settings, 64)
     second = ClickHouseSink(client, other, clock=clock)
     second.assign(CLEAN, 0, committed=0)
     feed(second, values)
@@ -300,9 +304,9 @@ def test_partitions_fed_together_reach_the_flush_interval_at_different_moments(
 def test_one_flush_plans_the_sealed_batches_of_every_partition_and_a_replay_keeps_them(
     client: Client, settings: Settings
 ) -> None:
-    values = [v for _, v in encoded_pings(2, 40)]
     first = ClickHouseSink(client, settings)
     first.start()
+    values = [v for _, v in encoded_pings(2, 40)]
     for partition in range(3):
         feed(first, values[:70], partition=partition)
     first.seal_all()
@@ -310,9 +314,7 @@ def test_one_flush_plans_the_sealed_batches_of_every_partition_and_a_replay_keep
     plan = client.query("SELECT partition, first_offset, last_offset FROM sink_batches ORDER BY partition")
     assert plan.result_rows == [(0, 0, 69), (1, 0, 69), (2, 0, 69)]
     # Restarted with another batch size, partition 1 is still cut where the plan says.
-    other = Settings.from_env(
-        {"WHATSUP_CLICKHOUSE_URL": settings.clickhouse_url, "WHATSUP_SINK_BATCH_SIZE": "30"}
-    )
+    other = with_batch_size(settings, 30)
     second = ClickHouseSink(client, other)
     second.assign(CLEAN, 1, committed=0)
     feed(second, values, partition=1)
