@@ -32,7 +32,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, DataError
 from schemas.codecs import HEADER_SIZE
 from sinks import metrics
 from sinks.migrate import apply_migrations, apply_retention
-from sinks.staging import ROUTES_BY_TOPIC, Route, container_file
+from sinks.staging import ROUTES_BY_TOPIC, Route, container_file, kafka_position
 from streams.exceptions import SchemaError, TransientError
 from streams.settings import Settings
 
@@ -213,7 +213,7 @@ class ClickHouseSink:
         # Per record this loop does only what a current-schema value needs (a slice, the Kafka position,
         # the replay check): it runs for every row the sink writes. Everything else goes to _add_one.
         fast_header = route.fast_header
-        position = partition.to_bytes(2, "little")
+        pack_position = kafka_position
         recent = part.recent
         short_id = route.id_after_ints == 1
         batch_size = self.batch_size
@@ -226,7 +226,7 @@ class ClickHouseSink:
             if batch is None:
                 batch = self._open(part, offset)
             batch.last = offset
-            body = value[HEADER_SIZE:] + position + offset.to_bytes(8, "little")
+            body = value[HEADER_SIZE:] + pack_position(partition, offset)
             if recent is not None and recent.check_and_add(
                 body[2 : 2 + (body[1] >> 1)]
                 if short_id and body[0] < 0x80 and body[1] < 0x80
