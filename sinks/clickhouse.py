@@ -2,9 +2,10 @@
 
 - ``add()`` stages a record (see ``sinks.staging``) into its partition's open batch; a batch is sealed at
   ``WHATSUP_SINK_BATCH_SIZE`` offsets or after ``WHATSUP_SINK_FLUSH_INTERVAL_S``.
-- ``flush()`` writes the oldest sealed batch: first its offset range into ``sink_batches`` (the plan), then
-  one insert into the staging table with ``insert_deduplication_token = topic:partition:first-last``. The
-  caller commits the Kafka offset only after ``flush()`` returned.
+- ``flush()`` writes the oldest sealed batch: first its offset range into ``sink_batches`` (the plan; the
+  ranges of every other sealed batch go in the same insert), then one insert into the staging table with
+  ``insert_deduplication_token = topic:partition:first-last``. The caller commits the Kafka offset only
+  after ``flush()`` returned.
 - After a crash the records after the committed offset come again: ``assign()`` reads the plan, so they are
   cut into the same batches with the same tokens, and ClickHouse drops the inserts it already has (the tables
   keep ``non_replicated_deduplication_window`` blocks' tokens; dependent views are deduplicated too).
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +29,10 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError
 
+from schemas.codecs import HEADER_SIZE
 from sinks import metrics
 from sinks.migrate import apply_migrations, apply_retention
-from sinks.staging import ROUTES_BY_TOPIC, Route, container_file
+from sinks.staging import ROUTES_BY_TOPIC, Route, container_file, kafka_position
 from streams.exceptions import SchemaError, TransientError
 from streams.settings import Settings
 
@@ -88,19 +90,21 @@ class _Batch:
 
 
 class _RecentIds:
-    """The last ``capacity`` ids seen, with O(1) membership."""
+    """At least the last ``capacity`` ids seen (at most twice as many), with O(1) membership."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._ids: OrderedDict[bytes, None] = OrderedDict()
+        # Two generations of plain sets: cheaper per id than an ordered dict, and forgetting is one swap.
+        self._new: set[bytes] = set()
+        self._old: set[bytes] = set()
 
     def check_and_add(self, record_id: bytes) -> bool:
         """Return True if ``record_id`` was seen already; remember it either way."""
-        if record_id in self._ids:
+        if record_id in self._new or record_id in self._old:
             return True
-        self._ids[record_id] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
+        self._new.add(record_id)
+        if len(self._new) >= self.capacity:
+            self._old, self._new = self._new, set()
         return False
 
 
@@ -111,6 +115,13 @@ class _Partition:
     sealed: deque[_Batch] = field(default_factory=deque)
     plan: deque[tuple[int, int]] = field(default_factory=deque)
     recent: _RecentIds | None = None
+    # How much older than it is the partition's first batch counts, so that partitions reach the flush
+    # interval at different moments: inserts spread over the interval instead of queueing behind each other.
+    phase: float = 0.0
+
+
+# The fractional parts of k times the golden ratio spread any number of partitions evenly over [0, 1).
+_GOLDEN = (5**0.5 - 1) / 2
 
 
 class ClickHouseSink:
@@ -144,7 +155,7 @@ class ClickHouseSink:
 
     def assign(self, topic: str, partition: int, committed: int) -> None:
         """Take a partition that resumes at offset ``committed``: load its plan and its recent ids."""
-        part = self._new_partition(topic)
+        part = self._new_partition(topic, partition)
         route = part.route
         rows = self.client.query(
             "SELECT DISTINCT first_offset, last_offset FROM sink_batches"
@@ -174,27 +185,73 @@ class ClickHouseSink:
         """Give a partition up, dropping what was buffered (its next owner reads it again)."""
         self._partitions.pop((topic, partition), None)
 
-    def _new_partition(self, topic: str) -> _Partition:
+    def _new_partition(self, topic: str, partition: int) -> _Partition:
         route = ROUTES_BY_TOPIC[topic]
         recent = _RecentIds(self.replay_window) if route.id_after_ints is not None else None
-        return _Partition(route, recent=recent)
+        phase = self.flush_interval_s * (partition * _GOLDEN % 1.0)
+        return _Partition(route, recent=recent, phase=phase)
+
+    def _open(self, part: _Partition, offset: int) -> _Batch:
+        batch = part.open = _Batch(first=offset, started=self._clock() - part.phase)
+        part.phase = 0.0
+        return batch
 
     def _partition(self, topic: str, partition: int) -> _Partition:
         part = self._partitions.get((topic, partition))
         if part is None:
-            part = self._partitions[(topic, partition)] = self._new_partition(topic)
+            part = self._partitions[(topic, partition)] = self._new_partition(topic, partition)
         return part
 
     def add(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         """Buffer one Kafka record of ``topic`` (its logical name, without the deployment's prefix)."""
+        self.add_many(topic, partition, [offset], [value])
+
+    def add_many(self, topic: str, partition: int, offsets: list[int], values: list[bytes | None]) -> None:
+        """Buffer consecutive Kafka records of one partition of ``topic``, in offset order."""
         part = self._partition(topic, partition)
+        route = part.route
+        # Per record this loop does only what a current-schema value needs (a slice, the Kafka position,
+        # the replay check): it runs for every row the sink writes. Everything else goes to _add_one.
+        fast_header = route.fast_header
+        pack_position = kafka_position
+        recent = part.recent
+        short_id = route.id_after_ints == 1
+        batch_size = self.batch_size
+        batch = part.open
+        for offset, value in zip(offsets, values, strict=True):
+            if part.plan or value is None or value[:HEADER_SIZE] != fast_header:
+                self._add_one(part, topic, partition, offset, value)
+                batch = part.open
+                continue
+            if batch is None:
+                batch = self._open(part, offset)
+            batch.last = offset
+            body = value[HEADER_SIZE:] + pack_position(partition, offset)
+            if recent is not None and recent.check_and_add(
+                body[2 : 2 + (body[1] >> 1)]
+                if short_id and body[0] < 0x80 and body[1] < 0x80
+                else route.record_id(body) or b""
+            ):
+                metrics.REPLAYS_DROPPED.labels(route.table).inc()
+            else:
+                batch.bodies.append(body)
+                batch.offsets.append(offset)
+                batch.values.append(value)
+            if offset - batch.first + 1 >= batch_size:
+                part.sealed.append(batch)
+                batch = part.open = None
+
+    def _add_one(
+        self, part: _Partition, topic: str, partition: int, offset: int, value: bytes | None
+    ) -> None:
+        """Buffer one record the fast path does not take: an older schema, a bad value, a planned range."""
         if part.plan and part.open is not None and offset >= part.plan[0][0] > part.open.first:
             # Records before a planned range that never reached the plan (all dead letters or replays):
             # close them off, so the planned range starts where it did before.
             self._seal(part)
         batch = part.open
         if batch is None:
-            batch = part.open = _Batch(first=offset, started=self._clock())
+            batch = self._open(part, offset)
         batch.last = offset
         route = part.route
         try:
@@ -266,13 +323,7 @@ class ClickHouseSink:
             token = f"{topic}:{partition}:{batch.first}-{batch.last}"
             try:
                 if not batch.planned:
-                    self.client.insert(
-                        "sink_batches",
-                        [[topic, partition, batch.first, batch.last]],
-                        column_names=["topic", "partition", "first_offset", "last_offset"],
-                        settings={"insert_deduplication_token": token},
-                    )
-                    batch.planned = True  # a retry of this batch must not move its boundaries either
+                    self._plan_sealed()
                 dead += self._insert(route, partition, batch.bodies, batch.offsets, batch.values, token)
             except TransientError:
                 metrics.INSERT_FAILURES.labels(route.table).inc()
@@ -287,6 +338,31 @@ class ClickHouseSink:
         for letter in dead:
             metrics.DEAD_LETTERS.labels(route.table, letter.reason).inc()
         return Flushed(topic, partition, batch.last + 1, rows, dead)
+
+    def _plan_sealed(self) -> None:
+        """Write the offset range of every sealed batch not yet in the plan, all in one insert."""
+        # One insert for the batches of all partitions: the plan is a small table, and an insert into
+        # it costs the engine as much as a few thousand rows of pings.
+        batches = [
+            (key, batch)
+            for key, part in list(self._partitions.items())
+            for batch in list(part.sealed)
+            if not batch.planned and batch.bodies
+        ]
+        if not batches:
+            return
+        self.client.insert(
+            "sink_batches",
+            [[topic, partition, batch.first, batch.last] for (topic, partition), batch in batches],
+            column_names=["topic", "partition", "first_offset", "last_offset"],
+            settings={
+                "insert_deduplication_token": ",".join(
+                    f"{topic}:{partition}:{batch.first}-{batch.last}" for (topic, partition), batch in batches
+                )
+            },
+        )
+        for _, batch in batches:
+            batch.planned = True  # a retry of the batch must not move its boundaries either
 
     def _insert(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -62,9 +63,9 @@ def leading_string(body: bytes, skip_ints: int) -> bytes:
     return body[pos : pos + length]
 
 
-def kafka_position(partition: int, offset: int) -> bytes:
-    """Return the ``_kafka`` field of a staged row."""
-    return partition.to_bytes(2, "little") + offset.to_bytes(8, "little")
+# Packs the ``_kafka`` field in one C call (two int.to_bytes and a concatenation cost twice as much).
+kafka_position: Callable[[int, int], bytes] = struct.Struct("<HQ").pack
+"""Return the ``_kafka`` field of a staged row: partition and offset."""
 
 
 def container_file(schema: dict[str, Any], bodies: list[bytes]) -> bytes:
@@ -141,6 +142,11 @@ class Route:
         base = self.flat_schema or load_schema(self.schema)
         return {**_strip(base), "fields": [*_strip(base)["fields"], *_KAFKA_FIELDS]}
 
+    @property
+    def fast_header(self) -> bytes | None:
+        """Return the header of values whose body is staged as it is (current schema, no reshaping)."""
+        return None if self.reshape is not None else codec(self.schema).header
+
     def stage(self, value: bytes, partition: int, offset: int) -> bytes:
         """Return the staged Avro body of one Kafka value; raise SchemaError if it cannot be read."""
         avro = codec(self.schema)
@@ -156,7 +162,7 @@ class Route:
                 body = out.getvalue()
             else:
                 body = avro.encode(record)[HEADER_SIZE:]
-        return body + partition.to_bytes(2, "little") + offset.to_bytes(8, "little")
+        return body + kafka_position(partition, offset)
 
     def record_id(self, staged: bytes) -> bytes | None:
         """Return the id the sink drops replays by, read from a staged body, or None."""

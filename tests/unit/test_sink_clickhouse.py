@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from clickhouse_connect.driver.client import Client
 
 from schemas.codecs import codec
 from sinks.audit import exactly_once_problems
-from sinks.clickhouse import ClickHouseSink
+from sinks.clickhouse import ClickHouseSink, _RecentIds
 from sinks.engine import make_client
 from sinks.migrate import MIGRATIONS_DIR, apply_migrations
 from sinks.staging import ROUTES_BY_TOPIC, container_file
@@ -57,6 +58,12 @@ def query(client: Client) -> Any:
 
 def scalar(client: Client, sql: str) -> Any:
     return client.query(sql).result_rows[0][0]
+
+
+def with_batch_size(settings: Settings, batch_size: int) -> Settings:
+    return Settings.from_env(
+        {"WHATSUP_CLICKHOUSE_URL": settings.clickhouse_url, "WHATSUP_SINK_BATCH_SIZE": str(batch_size)}
+    )
 
 
 def feed(sink: ClickHouseSink, values: list[bytes], partition: int = 0, start: int = 0) -> None:
@@ -131,9 +138,7 @@ def test_replay_after_a_crash_between_insert_and_commit_leaves_no_duplicate(
     first.flush(CLEAN, 0)  # 100..129 written by a time flush, also never committed
     # The restarted sink resumes from the last committed offset (none), with other batching settings:
     # the plan makes it cut the same batches with the same tokens regardless.
-    other = Settings.from_env(
-        {"WHATSUP_CLICKHOUSE_URL": settings.clickhouse_url, "WHATSUP_SINK_BATCH_SIZE": "64"}
-    )
+    other = with_batch_size(settings, 64)
     second = ClickHouseSink(client, other, clock=clock)
     second.assign(CLEAN, 0, committed=0)
     feed(second, values)
@@ -233,3 +238,85 @@ def test_time_flush_seals_a_partial_batch(client: Client, settings: Settings) ->
     clock.now += settings.sink_flush_interval_s
     assert sink.due() == [(CLEAN, 0)]
     assert sink.flush(CLEAN, 0) is not None and sink.buffered() == 0
+
+
+def test_records_added_in_runs_land_like_records_added_one_by_one(client: Client, settings: Settings) -> None:
+    encode = codec("CleanPing").encode
+    values: list[bytes | None] = [v for _, v in encoded_pings(3, 70)]
+    values[7] = b"not avro at all"
+    values[8] = None  # a tombstone
+    values[40] = encode(clean_ping("d9", 1, lat=95.0))  # refused by ClickHouse
+    values += values[150:160]  # replays of pings already added
+    sink = ClickHouseSink(client, settings)
+    sink.start()
+    # Runs of uneven lengths across batch boundaries (batch size 100), as a consumer hands them over.
+    cuts = [0, 1, 9, 99, 100, 101, 163, len(values)]
+    for lo, hi in itertools.pairwise(cuts):
+        sink.add_many(CLEAN, 0, list(range(lo, hi)), values[lo:hi])
+    written = drain(sink)
+    assert [f.next_offset for f in written] == [100, 200, 220]
+    assert sorted((d.offset, d.reason) for f in written for d in f.dead_letters) == [
+        (7, "undecodable"),
+        (8, "undecodable"),
+        (40, "refused"),
+    ]
+    assert scalar(client, "SELECT count() FROM gps_pings") == 210 - 3
+    assert scalar(client, "SELECT countIf(_offset >= 210) FROM gps_pings") == 0  # the replays
+    assert scalar(client, "SELECT (count(), uniqExact(offset), max(offset)) FROM sink_offsets") == (
+        207,
+        207,
+        209,
+    )
+
+
+def test_replay_memory_keeps_at_least_its_capacity() -> None:
+    recent = _RecentIds(4)
+    ids = [f"p{i}".encode() for i in range(20)]
+    for seen, record_id in enumerate(ids):
+        assert not recent.check_and_add(record_id)
+        # Every one of the last `capacity` ids is still known, whatever the generation swaps did.
+        assert all(recent.check_and_add(earlier) for earlier in ids[max(0, seen - 3) : seen + 1])
+    assert not recent.check_and_add(b"p0")  # long gone: forgetting keeps the memory bounded
+
+
+def test_partitions_fed_together_reach_the_flush_interval_at_different_moments(
+    client: Client, settings: Settings
+) -> None:
+    clock = FakeClock()
+    sink = ClickHouseSink(client, settings, clock=clock)
+    values = [v for _, v in encoded_pings(1, 12)]
+    sealed_at: dict[int, list[float]] = {p: [] for p in range(6)}
+    for tick in range(40):  # four flush intervals, every partition getting records every 0.1 s
+        clock.now = tick * settings.sink_flush_interval_s / 10
+        for partition in range(6):
+            sink.add(CLEAN, partition, tick, values[tick % 12])
+        for _, partition in sink.due():
+            sealed_at[partition].append(clock.now)
+            sink._partitions[(CLEAN, partition)].sealed.clear()  # as if written
+    # Each partition still flushes once per interval ...
+    assert all(len(times) in (3, 4) for times in sealed_at.values())
+    # ... but not all at the same moment, so their inserts do not queue behind each other.
+    first_seals = sorted(times[0] for times in sealed_at.values())
+    assert len(set(first_seals)) >= 5
+    assert first_seals[-1] - first_seals[0] >= 0.6 * settings.sink_flush_interval_s
+
+
+def test_one_flush_plans_the_sealed_batches_of_every_partition_and_a_replay_keeps_them(
+    client: Client, settings: Settings
+) -> None:
+    first = ClickHouseSink(client, settings)
+    first.start()
+    values = [v for _, v in encoded_pings(2, 40)]
+    for partition in range(3):
+        feed(first, values[:70], partition=partition)
+    first.seal_all()
+    first.flush(CLEAN, 0)  # partition 0 written; 1 and 2 planned with it, then a crash
+    plan = client.query("SELECT partition, first_offset, last_offset FROM sink_batches ORDER BY partition")
+    assert plan.result_rows == [(0, 0, 69), (1, 0, 69), (2, 0, 69)]
+    # Restarted with another batch size, partition 1 is still cut where the plan says.
+    other = with_batch_size(settings, 30)
+    second = ClickHouseSink(client, other)
+    second.assign(CLEAN, 1, committed=0)
+    feed(second, values, partition=1)
+    assert [f.next_offset for f in drain(second)] == [70, 80]
+    assert exactly_once_problems(query(client), CLEAN, {0: (0, 70), 1: (0, 80)}) == []
