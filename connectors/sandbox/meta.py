@@ -183,7 +183,10 @@ class MetaSandbox(SandboxServer):
         validate(body)
         if not self.state.pair_ok(to):
             raise MetaError(131056, "too many messages to this recipient in a short time")
-        if body.get("type", "text") != "template" and to in self.state.closed_windows:
+        window_closed = body.get("type", "text") != "template" and to in self.state.closed_windows
+        # The Cloud API may accept the message and report the closed window later, in a failed status.
+        late_failure = window_closed and to in self.state.late_window_checks
+        if window_closed and not late_failure:
             raise MetaError(131047, "more than 24 hours have passed since the customer last replied")
         if to in self.state.undeliverable:
             raise MetaError(131026, "the recipient cannot receive this message")
@@ -198,7 +201,10 @@ class MetaSandbox(SandboxServer):
                 "received_at": int(time.time() * 1000),
             }
         )
-        self.callbacks.post(self.config.callback_url, self._statuses(wamid, body))
+        if late_failure:
+            self.state.count("late_131047")
+        statuses = ("failed",) if late_failure else ("sent", "delivered", "read")
+        self.callbacks.post(self.config.callback_url, self._statuses(wamid, body, statuses))
         return web.json_response(
             {
                 "messaging_product": "whatsapp",
@@ -207,17 +213,26 @@ class MetaSandbox(SandboxServer):
             }
         )
 
-    def _statuses(self, wamid: str, body: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
+    def _statuses(
+        self, wamid: str, body: dict[str, Any], statuses: tuple[str, ...]
+    ) -> list[tuple[bytes, dict[str, str]]]:
         out = []
-        for status in ("sent", "delivered", "read"):
+        for status in statuses:
             entry: dict[str, Any] = {
                 "id": wamid,
                 "status": status,
                 "timestamp": str(int(time.time())),
                 "recipient_id": str(body["to"]).lstrip("+"),
-                "conversation": {"id": wamid[6:22], "origin": {"type": "utility"}},
-                "pricing": {"billable": True, "pricing_model": "PMP", "category": "utility"},
             }
+            if status == "failed":  # as the Cloud API reports it: no conversation or pricing, an error
+                title = ERRORS[131047][1]
+                details = "Message failed to send because more than 24 hours have passed"
+                entry["errors"] = [
+                    {"code": 131047, "title": title, "message": title, "error_data": {"details": details}}
+                ]
+            else:
+                entry["conversation"] = {"id": wamid[6:22], "origin": {"type": "utility"}}
+                entry["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "utility"}
             if body.get("biz_opaque_callback_data"):
                 entry["biz_opaque_callback_data"] = body["biz_opaque_callback_data"]
             value = {
