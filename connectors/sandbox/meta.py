@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from connectors.sandbox.common import ProviderError, SandboxServer, SandboxState, meta_signature
+from connectors.whatsapp.catalogue import load_catalogue
 
 # code -> (HTTP status, title); titles as the Cloud API's error codes page names them.
 ERRORS: dict[int, tuple[int, str]] = {
@@ -32,6 +33,8 @@ ERRORS: dict[int, tuple[int, str]] = {
     131047: (400, "Re-engagement message"),
     131051: (400, "Unsupported message type"),
     131056: (400, "(Business Account, Consumer Account) pair rate limit hit"),
+    132000: (400, "Number of parameters does not match the expected number of params"),
+    132001: (400, "Template name does not exist in the translation"),
 }
 SUPPORTED_TYPES = frozenset(
     {"text", "template", "interactive", "image", "audio", "document", "video", "sticker", "location",
@@ -149,6 +152,17 @@ def validate(body: Any) -> dict[str, Any]:
     return body
 
 
+def check_approved(template: dict[str, Any]) -> None:
+    """Refuse a template the business has not approved (the one catalogue), in its languages and params."""
+    params = sum(len(c.get("parameters", [])) for c in template.get("components", []) if c["type"] == "body")
+    problem = load_catalogue().template_problem(template["name"], template["language"]["code"], params)
+    if problem == "template_params":
+        raise MetaError(132000, f"template {template['name']} takes a different number of params")
+    if problem is not None:
+        language = template["language"]["code"]
+        raise MetaError(132001, f"template {template['name']} does not exist in {language}")
+
+
 def new_wamid() -> str:
     """Return a fresh Cloud API message id."""
     return "wamid." + base64.b64encode(secrets.token_bytes(27)).decode()
@@ -181,6 +195,8 @@ class MetaSandbox(SandboxServer):
         if not self.state.throughput_ok():
             raise MetaError(130429, f"more than {self.state.rate_per_s:g} messages/s for this number")
         validate(body)
+        if body.get("type") == "template":
+            check_approved(body["template"])
         if not self.state.pair_ok(to):
             raise MetaError(131056, "too many messages to this recipient in a short time")
         window_closed = body.get("type", "text") != "template" and to in self.state.closed_windows

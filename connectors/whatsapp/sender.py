@@ -158,6 +158,10 @@ class Sender:
         as_template = message.starts_as_template()
         attempt = failures = 0
         while True:
+            unapproved = self._unapproved(message) if as_template else None
+            if unapproved is not None:
+                await self._give_up(message, "meta", attempt, unapproved)
+                return
             route = self._route(message, as_template)
             if route is None:
                 await self._wait_for_route()
@@ -224,6 +228,17 @@ class Sender:
             record = status_record(key, to_hash, route.provider, "sent", attempt, provider_id=provider_id)
             await self.emit(STATUS, record)
             return
+
+    def _unapproved(self, message: Outbound) -> PermanentSendError | None:
+        """Return the error of a template the catalogue does not approve (name, language, params)."""
+        catalogue = self.policy.catalogue
+        if catalogue is None or message.template is None:
+            return None
+        problem = catalogue.template_problem(message.template, message.language, len(message.params))
+        if problem is None:
+            return None
+        detail = f"template {message.template!r} ({message.language}): {problem}"
+        return PermanentSendError(detail, title=problem)
 
     async def _give_up(self, message: Outbound, provider: str, attempt: int, error: SendError) -> None:
         await self._dead_letter(message.message_key, message.to_hash, provider, attempt, error)

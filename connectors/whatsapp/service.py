@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
 from connectors.whatsapp.breaker import CircuitBreaker
+from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.claims import ClaimStore
 from connectors.whatsapp.cloud import WhatsAppCloudClient
 from connectors.whatsapp.confirm import find_confirmation, read_record
@@ -124,6 +125,10 @@ class SenderService:
         """Consume until stopped."""
         s = self.settings
         require_credentials(s)
+        catalogue = load_catalogue()
+        fallback = s.sender_fallback_template
+        if fallback is not None and fallback not in catalogue.templates:
+            raise SettingsError(f"WHATSUP_SENDER_FALLBACK_TEMPLATE {fallback!r} is not a catalogue template")
         redis = Redis.from_url(s.redis_url)
         timeout = httpx.Timeout(s.sender_timeout_s, connect=min(5.0, s.sender_timeout_s))
         limits = httpx.Limits(
@@ -172,6 +177,7 @@ class SenderService:
                     backoff_max_s=s.sender_backoff_max_s,
                     confirm_wait_s=s.sender_confirm_wait_s,
                     fallback_template=s.sender_fallback_template,
+                    catalogue=catalogue,
                 ),
             )
 

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from connectors.sandbox.run import Sandboxes
 from connectors.whatsapp.breaker import OPEN, CircuitBreaker
+from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.claims import ClaimStore
 from connectors.whatsapp.cloud import WhatsAppCloudClient
 from connectors.whatsapp.late_failure import LateWindowFallback
@@ -213,7 +214,7 @@ def test_a_late_131047_status_sends_the_template_once(redis_url: str) -> None:
             to = "+5511900000048"
             closed = {"window_open": False, "window_checked_late": True}
             await h.control(h.boxes.meta_url, "recipients", to=to, **closed)
-            original = record("eta:9", to=to, template="eta_changed", params=["12:40"])
+            original = record("eta:9", to=to, template="eta_update", params=["D-9", "12:40"])
             await h.sender.handle(original, b"hash-0048", "test:0:9")
             assert h.statuses("eta:9") == [("meta", "sent", None, 1)]
             # The sandbox's signed callback, taken as the webhook takes it.
@@ -242,8 +243,8 @@ def test_a_late_131047_status_sends_the_template_once(redis_url: str) -> None:
             sent = [(m["type"], m["biz_opaque_callback_data"]) for m in h.boxes.meta.state.messages]
             assert sent == [("text", "eta:9"), ("template", "eta:9:template")]
             template = h.boxes.meta.state.messages[1]["payload"]["template"]
-            assert template["name"] == "eta_changed"
-            assert template["components"][0]["parameters"][0]["text"] == "12:40"
+            assert template["name"] == "eta_update"
+            assert [p["text"] for p in template["components"][0]["parameters"]] == ["D-9", "12:40"]
             # On whatsapp.status: sent, then the replayed record's restatement; never a second send.
             assert h.statuses("eta:9:template") == [("meta", "sent", None, 1), ("meta", "sent", None, 1)]
             # The template's own record is not free text: a failure of it starts no further fallback.
@@ -257,11 +258,11 @@ def test_window_closed_sends_the_template_instead(redis_url: str) -> None:
     async def test(h: Harness) -> None:
         to = "+5511900000047"
         await h.control(h.boxes.meta_url, "recipients", to=to, window_open=False)
-        await handle(h, "late", to=to, template="eta_changed", params=["12:40"])
+        await handle(h, "late", to=to, template="eta_update", params=["D-9", "12:40"])
         assert h.statuses("late") == [("meta", "queued", 131047, 1), ("meta", "sent", None, 2)]
         sent = h.boxes.meta.state.messages
         assert [m["type"] for m in sent] == ["template"]
-        assert sent[0]["payload"]["template"]["name"] == "eta_changed"
+        assert sent[0]["payload"]["template"]["name"] == "eta_update"
 
     run(test, redis_url)
 
@@ -388,3 +389,15 @@ def test_a_defect_met_by_one_record_dead_letters_it_and_the_stream_goes_on(redis
         assert h.meta_keys() == ["next"]
 
     run(test, redis_url)
+
+
+def test_a_template_the_catalogue_does_not_approve_is_dead_lettered_unsent(redis_url: str) -> None:
+    async def test(h: Harness) -> None:
+        await handle(h, "odd", text=None, template="not_approved")
+        await handle(h, "few", text=None, template="eta_update", params=["12:40"])
+        await handle(h, "fine", text=None, template="eta_update", params=["D-1", "12:40"])
+        assert h.meta_keys() == ["fine"]
+        dead = [(r["message_key"], r["error_title"]) for r in h.dead()]
+        assert dead == [("odd", "unknown_template"), ("few", "template_params")]
+
+    run(test, redis_url, policy=replace(FAST, catalogue=load_catalogue()))
