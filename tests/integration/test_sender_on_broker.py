@@ -92,6 +92,43 @@ def test_sigkill_mid_stream_every_message_reaches_the_sandbox_exactly_once(
     assert all(r.key == r.value["message_key"].encode() for r in statuses)
 
 
+def test_a_late_131047_from_the_status_callback_sends_the_template_once(
+    stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path
+) -> None:
+    to, key = "+5511955550047", "late-window-1"
+    with status_webhook(stack_settings, APP_SECRET) as callback_url:
+        env = sender_env(stack_env, WHATSUP_SANDBOX_CALLBACK_URL=callback_url)
+        sandbox = ServiceProcess(env, tmp_path / "sandbox.log", "sandbox", "WHATSUP_SANDBOX_META_PORT")
+        sender = ServiceProcess(env, tmp_path / "sender.log", "sender", "WHATSUP_SENDER_METRICS_PORT")
+        sandbox.start()
+        try:
+            # The Cloud API accepts the free text, then reports the closed window in a failed status.
+            closed = {"to": to, "window_open": False, "window_checked_late": True}
+            httpx.post(f"{sandbox.url}/_sandbox/recipients", json=closed, timeout=10).raise_for_status()
+            sender.start()
+            produce_outbound(
+                stack_settings, [outbound(key, to, template="eta_update", params=["D-9", "12:40"])]
+            )
+            wait_for_sandbox(sandbox, 2, timeout_s=60)
+            time.sleep(3)  # room for a second template, were the failure acted on twice
+            sent = [(m["type"], m["biz_opaque_callback_data"]) for m in sandbox_messages(sandbox)]
+            metrics = httpx.get(f"{sender.url}/metrics", timeout=10).text
+        finally:
+            sender.stop()
+            sandbox.stop()
+    assert sent == [("text", key), ("template", f"{key}:template")]
+    assert 'whatsup_whatsapp_late_window_fallbacks_total{outcome="template_queued"} 1.0' in metrics
+    status_topic = topics.qualified(topics.WHATSAPP_STATUS, stack_settings.topic_prefix)
+    statuses = read_topic(
+        stack_settings,
+        status_topic,
+        "MessageStatus",
+        until=lambda rs: any(r.value["message_key"] == f"{key}:template" for r in rs),
+    )
+    seen = [(r.value["message_key"], r.value["status"], r.value["error_code"]) for r in statuses]
+    assert (key, "failed", 131047) in seen and (f"{key}:template", "sent", None) in seen
+
+
 def test_the_token_bucket_paces_every_replica_together(redis_url: str) -> None:
     async def main() -> None:
         key = f"test:{uuid.uuid4().hex[:8]}:bucket"
