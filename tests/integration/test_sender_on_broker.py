@@ -15,6 +15,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from connectors.whatsapp import fallback_demo
 from connectors.whatsapp import sender_demo as whatsapp_demo
 from connectors.whatsapp.confirm import find_confirmation
 from connectors.whatsapp.ratelimit import RedisTokenBucket
@@ -33,7 +34,7 @@ from tests.integration.sender_stack import (
     wait_for_sandbox,
 )
 from tests.integration.stack import free_port, read_topic
-from tests.unit.sandbox_helpers import APP_SECRET
+from tests.unit.sandbox_helpers import APP_SECRET, AUTH, SID
 
 
 def test_sigkill_mid_stream_every_message_reaches_the_sandbox_exactly_once(
@@ -251,3 +252,29 @@ def test_two_replicas_share_the_rate_limit_and_never_send_a_key_twice(
     sent = re.compile(r'^whatsup_whatsapp_sends_total\{code="",outcome="sent",provider="meta"\} (\S+)$', re.M)
     sent_by = [sum(float(v) for v in sent.findall(m)) for m in metrics]
     assert sum(sent_by) == total and min(sent_by) > 0, sent_by
+
+
+def test_the_twilio_fallback_demo_step_opens_the_breaker_and_reaches_twilio(
+    stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = sender_env(stack_env, WHATSUP_SENDER_BACKOFF_BASE_S="0.05", WHATSUP_SENDER_BREAKER_FAILURES="3")
+    env.update(
+        WHATSUP_TWILIO_ACCOUNT_SID=SID,
+        WHATSUP_TWILIO_AUTH_TOKEN=AUTH,
+        WHATSUP_TWILIO_FROM="+15550001111",
+        WHATSUP_TWILIO_API_URL=f"http://127.0.0.1:{env['WHATSUP_SANDBOX_TWILIO_PORT']}",
+    )
+    sandbox = ServiceProcess(env, tmp_path / "sandbox.log", "sandbox", "WHATSUP_SANDBOX_META_PORT")
+    sender = ServiceProcess(env, tmp_path / "sender.log", "sender", "WHATSUP_SENDER_METRICS_PORT")
+    sandbox.start()
+    sender.start()
+    try:
+        assert fallback_demo.show(Settings.from_env(env), timeout_s=60)
+        twilio_log = httpx.get(f"{env['WHATSUP_TWILIO_API_URL']}/_sandbox/messages", timeout=5).json()
+    finally:
+        sender.stop()
+        sandbox.stop()
+    shown = capsys.readouterr().out
+    assert "meta:queued(131000)" in shown and "twilio:sent" in shown and "breaker: open" in shown
+    assert [m["to"] for m in twilio_log["messages"]] == [fallback_demo.DRIVER]
+    assert fallback_demo.DRIVER not in shown  # numbers are masked
