@@ -20,6 +20,9 @@ def _worker(args: argparse.Namespace) -> int:
 
     mode.loop.use("uvloop")
     from streams.app import app
+    from streams.worker import Worker
+
+    app.conf.Worker = Worker  # type: ignore[assignment]  # the setting is typed as a special form
 
     level = {"WARNING": "warn", "CRITICAL": "crit"}.get(settings.log_level, settings.log_level.lower())
     # JSON logs are for machines: the start-up banner (printed, not logged) would break the lines.
