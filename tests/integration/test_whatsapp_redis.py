@@ -60,6 +60,8 @@ def test_registry_load_command_then_lookups_and_daily_refusals(
             assert await registry.customer("c1") == Customer("c1", "+5511912345678", "en")
             stranger = hash_phone("registry-test-key", "+5511900000000")
             assert await registry.driver_by_hash(stranger) is None
+            d1_hash = hash_phone("registry-test-key", "+5511987654321")
+            assert await registry.drivers_by_hash([d1_hash, stranger, d1_hash]) == [d1, None, d1]
             assert await registry.claim_refusal(stranger, "2026-11-23") is True
             assert await registry.claim_refusal(stranger, "2026-11-23") is False
             assert await registry.claim_refusal(stranger, "2026-11-24") is True
@@ -114,6 +116,10 @@ def test_notify_memory_and_reply_windows(stack_env: dict[str, str]) -> None:
             assert await store.last_inbound("h") == 2_000
             await store.touch_windows({"h": 3_000})
             assert await store.last_inbound("h") == 3_000
+            # A batch of numbers in one call: each keeps its own newest time.
+            await store.touch_windows({"h": 2_500, "h2": 7_000, "h3": 1})
+            assert [await store.last_inbound(h) for h in ("h", "h2", "h3")] == [3_000, 7_000, 1]
+            assert 0 < await client.pttl(f"{store.prefix}inbound:h2") <= 86_400_000
         finally:
             await client.aclose()
 
