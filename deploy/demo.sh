@@ -76,6 +76,13 @@ if [[ -z "${WHATSUP_WHATSAPP_TOKEN:-}" ]]; then
   export WHATSUP_WHATSAPP_TOKEN="$(secret)" WHATSUP_WHATSAPP_APP_SECRET="$(secret)"
   export WHATSUP_WHATSAPP_PHONE_NUMBER_ID="${WHATSUP_WHATSAPP_PHONE_NUMBER_ID:-100000000000001}"
   export WHATSUP_WHATSAPP_API_URL="http://127.0.0.1:${WHATSUP_SANDBOX_META_PORT:-6070}"
+  # The Twilio sandbox as the fallback route, so the demo can show the breaker sending through it.
+  if [[ -z "${WHATSUP_TWILIO_ACCOUNT_SID:-}" ]]; then
+    export WHATSUP_TWILIO_ACCOUNT_SID="AC$("$python" -c 'import secrets; print(secrets.token_hex(16))')"
+    export WHATSUP_TWILIO_AUTH_TOKEN="$(secret)" WHATSUP_TWILIO_FROM="+15550001111"
+    export WHATSUP_TWILIO_API_URL="http://127.0.0.1:${WHATSUP_SANDBOX_TWILIO_PORT:-6071}"
+    export WHATSUP_TWILIO_STATUS_CALLBACK_URL="http://127.0.0.1:${WHATSUP_WEB_PORT:-6066}/webhooks/twilio"
+  fi
   echo "== no WhatsApp credentials: starting the Meta and Twilio sandboxes (log: var/demo/sandbox.log)"
   "$python" -m streams sandbox >"$log_dir/sandbox.log" 2>&1 &
   sandbox_pid=$!

@@ -21,6 +21,7 @@ from connectors.simulator.model import SimConfig, simulate
 from connectors.simulator.run import post_through_api, write_truth
 from connectors.simulator.verify import collect_verdicts, compare
 from connectors.whatsapp import sender_demo as whatsapp_demo
+from connectors.whatsapp.fallback_demo import show as show_twilio_fallback
 from connectors.whatsapp.inbound_demo import show as show_whatsapp
 from sinks.demo import show as show_sink
 from streams.deliveries.demo import show as show_deliveries
@@ -94,5 +95,7 @@ def run_demo(settings: Settings, *, drivers: int, minutes: float, timeout_s: flo
         whatsapp_demo.show(settings),
         telemetry_demo.show(settings),
         show_sink(settings, f"{prefix}-", got),
+        # Last: it leaves the sender's Meta breaker open for WHATSUP_SENDER_BREAKER_RESET_S.
+        show_twilio_fallback(settings),
     ]
     return 0 if all(checks) else 1

@@ -75,6 +75,8 @@ class SandboxState:
     messages: list[dict[str, Any]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     closed_windows: set[str] = field(default_factory=set)
+    # Recipients whose closed window is found only after the send is accepted (a failed status callback).
+    late_window_checks: set[str] = field(default_factory=set)
     undeliverable: set[str] = field(default_factory=set)
     answered: dict[str, int] = field(default_factory=dict)
     callbacks: dict[str, int] = field(default_factory=dict)
@@ -144,6 +146,9 @@ def control_routes(state: SandboxState) -> list[web.RouteDef]:
         for flag, members in (("window_open", state.closed_windows), ("deliverable", state.undeliverable)):
             if flag in body:
                 (members.discard if body[flag] else members.add)(to)
+        if "window_checked_late" in body:
+            late = state.late_window_checks
+            (late.add if body["window_checked_late"] else late.discard)(to)
         return web.json_response({"to_closed_window": to in state.closed_windows})
 
     async def limits(request: web.Request) -> web.Response:
@@ -159,6 +164,7 @@ def control_routes(state: SandboxState) -> list[web.RouteDef]:
         state.messages.clear()
         state.faults.clear()
         state.closed_windows.clear()
+        state.late_window_checks.clear()
         state.undeliverable.clear()
         state.answered.clear()
         state.callbacks.clear()

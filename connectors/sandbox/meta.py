@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from connectors.sandbox.common import ProviderError, SandboxServer, SandboxState, meta_signature
+from connectors.whatsapp.catalogue import load_catalogue
 
 # code -> (HTTP status, title); titles as the Cloud API's error codes page names them.
 ERRORS: dict[int, tuple[int, str]] = {
@@ -32,6 +33,8 @@ ERRORS: dict[int, tuple[int, str]] = {
     131047: (400, "Re-engagement message"),
     131051: (400, "Unsupported message type"),
     131056: (400, "(Business Account, Consumer Account) pair rate limit hit"),
+    132000: (400, "Number of parameters does not match the expected number of params"),
+    132001: (400, "Template name does not exist in the translation"),
 }
 SUPPORTED_TYPES = frozenset(
     {"text", "template", "interactive", "image", "audio", "document", "video", "sticker", "location",
@@ -149,6 +152,17 @@ def validate(body: Any) -> dict[str, Any]:
     return body
 
 
+def check_approved(template: dict[str, Any]) -> None:
+    """Refuse a template the business has not approved (the one catalogue), in its languages and params."""
+    params = sum(len(c.get("parameters", [])) for c in template.get("components", []) if c["type"] == "body")
+    problem = load_catalogue().template_problem(template["name"], template["language"]["code"], params)
+    if problem == "template_params":
+        raise MetaError(132000, f"template {template['name']} takes a different number of params")
+    if problem is not None:
+        language = template["language"]["code"]
+        raise MetaError(132001, f"template {template['name']} does not exist in {language}")
+
+
 def new_wamid() -> str:
     """Return a fresh Cloud API message id."""
     return "wamid." + base64.b64encode(secrets.token_bytes(27)).decode()
@@ -181,9 +195,14 @@ class MetaSandbox(SandboxServer):
         if not self.state.throughput_ok():
             raise MetaError(130429, f"more than {self.state.rate_per_s:g} messages/s for this number")
         validate(body)
+        if body.get("type") == "template":
+            check_approved(body["template"])
         if not self.state.pair_ok(to):
             raise MetaError(131056, "too many messages to this recipient in a short time")
-        if body.get("type", "text") != "template" and to in self.state.closed_windows:
+        window_closed = body.get("type", "text") != "template" and to in self.state.closed_windows
+        # The Cloud API may accept the message and report the closed window later, in a failed status.
+        late_failure = window_closed and to in self.state.late_window_checks
+        if window_closed and not late_failure:
             raise MetaError(131047, "more than 24 hours have passed since the customer last replied")
         if to in self.state.undeliverable:
             raise MetaError(131026, "the recipient cannot receive this message")
@@ -198,7 +217,10 @@ class MetaSandbox(SandboxServer):
                 "received_at": int(time.time() * 1000),
             }
         )
-        self.callbacks.post(self.config.callback_url, self._statuses(wamid, body))
+        if late_failure:
+            self.state.count("late_131047")
+        statuses = ("failed",) if late_failure else ("sent", "delivered", "read")
+        self.callbacks.post(self.config.callback_url, self._statuses(wamid, body, statuses))
         return web.json_response(
             {
                 "messaging_product": "whatsapp",
@@ -207,17 +229,26 @@ class MetaSandbox(SandboxServer):
             }
         )
 
-    def _statuses(self, wamid: str, body: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
+    def _statuses(
+        self, wamid: str, body: dict[str, Any], statuses: tuple[str, ...]
+    ) -> list[tuple[bytes, dict[str, str]]]:
         out = []
-        for status in ("sent", "delivered", "read"):
+        for status in statuses:
             entry: dict[str, Any] = {
                 "id": wamid,
                 "status": status,
                 "timestamp": str(int(time.time())),
                 "recipient_id": str(body["to"]).lstrip("+"),
-                "conversation": {"id": wamid[6:22], "origin": {"type": "utility"}},
-                "pricing": {"billable": True, "pricing_model": "PMP", "category": "utility"},
             }
+            if status == "failed":  # as the Cloud API reports it: no conversation or pricing, an error
+                title = ERRORS[131047][1]
+                details = "Message failed to send because more than 24 hours have passed"
+                entry["errors"] = [
+                    {"code": 131047, "title": title, "message": title, "error_data": {"details": details}}
+                ]
+            else:
+                entry["conversation"] = {"id": wamid[6:22], "origin": {"type": "utility"}}
+                entry["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "utility"}
             if body.get("biz_opaque_callback_data"):
                 entry["biz_opaque_callback_data"] = body["biz_opaque_callback_data"]
             value = {

@@ -2,6 +2,8 @@
 
 ``templates.json`` is the single source; ``load_catalogue`` checks it whole at start-up (every language
 present, placeholders consistent, buttons within WhatsApp's limits), so a bad edit fails fast, not at send.
+The sender and the Meta sandbox read the same file: a template it does not name is not sent (the Cloud API
+refuses a template it has not approved, with 132001), and the sender's fallback template must be in it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,17 @@ class Catalogue:
     def template_params(self, name: str, **params: Any) -> list[str]:
         """Return the template's positional parameters, in the order the approved template numbers them."""
         return [str(params[key]) for key in self.templates[name]["params"]]
+
+    def template_problem(self, name: str, language: str, params: int) -> str | None:
+        """Return why template ``name`` cannot go out in Meta ``language`` with ``params`` params, or None."""
+        template = self.templates.get(name)
+        if template is None:
+            return "unknown_template"
+        if language not in {meta_language(code) for code in template["text"]}:
+            return "template_language"
+        if params != len(template["params"]):
+            return "template_params"
+        return None
 
     def buttons(self, name: str, language: str) -> list[str]:
         """Return the quick-reply button titles of template ``name`` in ``language``."""

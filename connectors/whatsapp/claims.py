@@ -39,6 +39,9 @@ class Claim:
     provider_id: str | None = None
     code: int | None = None
     attempt: int | None = None
+    # Where the message's record lies ("topic:partition:offset") and whether it went out as a template.
+    source: str | None = None
+    as_template: bool = False
     raw: str = ""
 
     @classmethod
@@ -52,6 +55,8 @@ class Claim:
             provider_id=data.get("id"),
             code=data.get("code"),
             attempt=data.get("attempt"),
+            source=data.get("src"),
+            as_template=bool(data.get("tpl", False)),
             raw=raw,
         )
 
@@ -86,6 +91,13 @@ class ClaimStore:
             return await self.claim(message_key)
         return Claim.parse(raw.decode() if isinstance(raw, bytes) else raw)
 
+    async def read(self, message_key: str) -> Claim | None:
+        """Return the claim of ``message_key``, or None when there is none."""
+        raw = await self._redis.get(self.key(message_key))
+        if raw is None:
+            return None
+        return Claim.parse(raw.decode() if isinstance(raw, bytes) else raw)
+
     async def take_over(self, message_key: str, seen: Claim) -> bool:
         """Make a pending claim ours if it still is exactly ``seen``; tell whether it worked."""
         swapped = await self._swap(
@@ -106,14 +118,18 @@ class ClaimStore:
         provider_id: str | None = None,
         code: int | None = None,
         attempt: int | None = None,
+        source: str | None = None,
+        as_template: bool = False,
     ) -> None:
-        """Record the final outcome (``sent`` or ``failed``) of a claimed key."""
+        """Record the final outcome (``sent`` or ``failed``) of a claimed key and what was sent from where."""
         value = {
             "state": state,
             "provider": provider,
             "id": provider_id,
             "code": code,
             "attempt": attempt,
+            "src": source,
+            "tpl": as_template,
             "at": _now_ms(),
         }
         await self._redis.set(self.key(message_key), json.dumps(value), px=self._ttl_ms)

@@ -59,3 +59,23 @@ async def find_confirmation(
         return None
     finally:
         await consumer.stop()
+
+
+async def read_record(bootstrap: str, source: str, timeout_s: float = 10.0) -> bytes | None:
+    """Return the value of the record at ``source`` ("topic:partition:offset"), or None if it is gone."""
+    topic, partition, offset = source.rsplit(":", 2)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, int(partition))
+        consumer.assign([tp])
+        start = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        if not start <= int(offset) < end:
+            return None  # past retention, or never there
+        consumer.seek(tp, int(offset))
+        batch = await consumer.getmany(tp, timeout_ms=int(timeout_s * 1000), max_records=1)
+        records = batch.get(tp, [])
+        return records[0].value if records and records[0].offset == int(offset) else None
+    finally:
+        await consumer.stop()

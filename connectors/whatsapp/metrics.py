@@ -25,6 +25,11 @@ AMBIGUOUS = Counter(
     "Claims left pending by a crash or a timeout, resolved as confirmed (not resent) or resent",
     ["outcome"],
 )
+LATE_WINDOW_FALLBACKS = Counter(
+    "whatsup_whatsapp_late_window_fallbacks_total",
+    "Late 131047 failures reported by status callbacks, by outcome (template_queued, no_sent_claim, ...)",
+    ["outcome"],
+)
 CIRCUIT_STATE = Gauge(
     "whatsup_whatsapp_circuit_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["provider"]
 )

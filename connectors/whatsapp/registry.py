@@ -160,13 +160,11 @@ class Registry:
         return self.as_driver(await self.client.get(f"{self.prefix}driver:{phone_hash}"))
 
     async def drivers_by_hash(self, phone_hashes: list[str]) -> list[Driver | None]:
-        """Return the driver of each phone hash, in one round trip."""
+        """Return the driver of each phone hash, in one command (MGET)."""
         if not phone_hashes:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for phone_hash in phone_hashes:
-            self.queue_driver_lookup(pipe, phone_hash)
-        return [self.as_driver(raw) for raw in await pipe.execute()]
+        raws = await self.client.mget([f"{self.prefix}driver:{phone_hash}" for phone_hash in phone_hashes])
+        return [self.as_driver(raw) for raw in raws]
 
     async def driver_by_id(self, driver_id: str) -> Driver | None:
         """Return the driver ``driver_id``."""

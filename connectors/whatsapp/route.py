@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connectors.whatsapp.breaker import CircuitBreaker
+from connectors.whatsapp.catalogue import Catalogue
 from connectors.whatsapp.errors import SendError
 from connectors.whatsapp.outbound import Outbound
 from connectors.whatsapp.ratelimit import RedisTokenBucket
@@ -50,6 +51,8 @@ class Policy:
     backoff_max_s: float = 30.0
     confirm_wait_s: float = 30.0
     fallback_template: str | None = "whatsup_update"
+    # The one catalogue of approved templates: one it does not name is dead-lettered, not sent.
+    catalogue: Catalogue | None = None
 
 
 def now_ms() -> int:

@@ -69,7 +69,7 @@ class Sender:
         if existing is not None and not await self._resolve(message, existing):
             return
         try:
-            await self._send(message)
+            await self._send(message, where)
         except INFRASTRUCTURE:
             raise  # Redis or Kafka is down: stop; the claims make the replay safe
         except Exception as exc:
@@ -148,7 +148,7 @@ class Sender:
             await self._sleep(min(step, seconds))
             seconds -= step
 
-    async def _send(self, message: Outbound) -> None:
+    async def _send(self, message: Outbound, where: str) -> None:
         key, to_hash = message.message_key, message.to_hash
         try:
             message.check()
@@ -158,6 +158,10 @@ class Sender:
         as_template = message.starts_as_template()
         attempt = failures = 0
         while True:
+            unapproved = self._unapproved(message) if as_template else None
+            if unapproved is not None:
+                await self._give_up(message, "meta", attempt, unapproved)
+                return
             route = self._route(message, as_template)
             if route is None:
                 await self._wait_for_route()
@@ -216,12 +220,25 @@ class Sender:
             metrics.SENDS.labels(route.provider, "sent", "").inc()
             # The claim says sent first: it is the one fast write between the provider's answer and safety
             # from a resend. The status follows; a replay after a crash in between states it again.
+            # Where the record lies and how it went out: a late 131047 re-sends it as the template from there.
             await self.claims.finish(
-                key, SENT, provider=route.provider, provider_id=provider_id, attempt=attempt
-            )
+                key, SENT, provider=route.provider, provider_id=provider_id, attempt=attempt,
+                source=where, as_template=as_template,
+            )  # fmt: skip
             record = status_record(key, to_hash, route.provider, "sent", attempt, provider_id=provider_id)
             await self.emit(STATUS, record)
             return
+
+    def _unapproved(self, message: Outbound) -> PermanentSendError | None:
+        """Return the error of a template the catalogue does not approve (name, language, params)."""
+        catalogue = self.policy.catalogue
+        if catalogue is None or message.template is None:
+            return None
+        problem = catalogue.template_problem(message.template, message.language, len(message.params))
+        if problem is None:
+            return None
+        detail = f"template {message.template!r} ({message.language}): {problem}"
+        return PermanentSendError(detail, title=problem)
 
     async def _give_up(self, message: Outbound, provider: str, attempt: int, error: SendError) -> None:
         await self._dead_letter(message.message_key, message.to_hash, provider, attempt, error)

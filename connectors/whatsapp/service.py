@@ -25,9 +25,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
 from connectors.whatsapp.breaker import CircuitBreaker
+from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.claims import ClaimStore
 from connectors.whatsapp.cloud import WhatsAppCloudClient
-from connectors.whatsapp.confirm import find_confirmation
+from connectors.whatsapp.confirm import find_confirmation, read_record
+from connectors.whatsapp.late_failure import LateWindowFallback
 from connectors.whatsapp.outbound import Outbound
 from connectors.whatsapp.ratelimit import RedisTokenBucket
 from connectors.whatsapp.route import STATUS, Policy, Route
@@ -123,6 +125,10 @@ class SenderService:
         """Consume until stopped."""
         s = self.settings
         require_credentials(s)
+        catalogue = load_catalogue()
+        fallback = s.sender_fallback_template
+        if fallback is not None and fallback not in catalogue.templates:
+            raise SettingsError(f"WHATSUP_SENDER_FALLBACK_TEMPLATE {fallback!r} is not a catalogue template")
         redis = Redis.from_url(s.redis_url)
         timeout = httpx.Timeout(s.sender_timeout_s, connect=min(5.0, s.sender_timeout_s))
         limits = httpx.Limits(
@@ -171,15 +177,37 @@ class SenderService:
                     backoff_max_s=s.sender_backoff_max_s,
                     confirm_wait_s=s.sender_confirm_wait_s,
                     fallback_template=s.sender_fallback_template,
+                    catalogue=catalogue,
                 ),
+            )
+
+            async def read_original(source: str) -> bytes | None:
+                return await read_record(s.kafka_bootstrap, source)
+
+            async def requeue(key: bytes, value: bytes) -> None:
+                await producer.send_and_wait(self.outbound, value, key=key)
+
+            late = LateWindowFallback(sender.claims, read_original, requeue, s.sender_fallback_template)
+            statuses = AIOKafkaConsumer(
+                self.status_topic,
+                bootstrap_servers=s.kafka_bootstrap,
+                group_id=f"{s.app_id}-sender-late-window",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
             )
             await producer.start()
             await consumer.start()
+            await statuses.start()
             log.info("sender %s consuming %s", self.owner, self.outbound)
             self.consuming = True
+            watcher = asyncio.create_task(self._watch_statuses(statuses, late))
             try:
                 await self._consume(consumer, sender)
             finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                await statuses.stop()
                 await consumer.stop()
                 await producer.stop()
                 for route in routes:
@@ -211,6 +239,26 @@ class SenderService:
             except (CommitFailedError, IllegalStateError):
                 # The partitions moved during a rebalance; their new owner replays and the claims skip.
                 log.warning("offset commit refused after a rebalance; the new owner will skip what was sent")
+
+    async def _watch_statuses(self, consumer: AIOKafkaConsumer, late: LateWindowFallback) -> None:
+        """Follow whatsapp.status for late 131047 failures; commit only what was handled."""
+        try:
+            while not self._stopping.is_set():
+                batch = await consumer.getmany(timeout_ms=500, max_records=500)
+                for part in batch.values():
+                    for record in part:
+                        await late.handle(record.value, int(time.time() * 1000))
+                offsets = {tp: part[-1].offset + 1 for tp, part in batch.items()}
+                if offsets:
+                    with contextlib.suppress(CommitFailedError, IllegalStateError):
+                        await consumer.commit(offsets)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Kafka or Redis failing under the watcher is the sender's failure too: stop, replay on restart.
+            log.exception("the late-window watcher failed; stopping the sender")
+            self.stop()
+            raise
 
 
 async def serve_metrics(settings: Settings, service: SenderService) -> web.AppRunner:

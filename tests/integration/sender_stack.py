@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from aiohttp import web
 from confluent_kafka import Producer
 
 from connectors.sandbox.common import meta_signature
-from connectors.whatsapp.route import status_record
+from connectors.whatsapp.normalize import normalize_meta
 from schemas.codecs import codec
 from streams import topics
 from streams.kafka import make_producer
@@ -118,15 +117,9 @@ def status_webhook(settings: Settings, app_secret: str) -> Iterator[str]:
             request.headers.get("X-Hub-Signature-256", ""), meta_signature(app_secret, body)
         ):
             return web.Response(status=401)
-        for entry in json.loads(body)["entry"]:
-            for change in entry["changes"]:
-                for status in change["value"].get("statuses", []):
-                    key = status.get("biz_opaque_callback_data")
-                    if key:
-                        record = status_record(
-                            key, "callback", "meta", status["status"], 1, provider_id=status["id"]
-                        )
-                        producer.produce(topic, encode(record), key.encode())
+        # The webhook's own normalization: error codes (a late 131047) reach the record as they would.
+        for update in normalize_meta(body, "test-phone-key", int(time.time() * 1000)).statuses:
+            producer.produce(topic, encode(update.status), update.status["message_key"].encode())
         producer.flush(10)
         return web.Response(text="ok")
 

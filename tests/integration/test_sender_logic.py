@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -17,14 +17,27 @@ from redis.asyncio import Redis
 
 from connectors.sandbox.run import Sandboxes
 from connectors.whatsapp.breaker import OPEN, CircuitBreaker
+from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.claims import ClaimStore
 from connectors.whatsapp.cloud import WhatsAppCloudClient
+from connectors.whatsapp.late_failure import LateWindowFallback
+from connectors.whatsapp.normalize import normalize_meta
 from connectors.whatsapp.ratelimit import RedisTokenBucket
 from connectors.whatsapp.route import DEAD, STATUS, Policy, Route
 from connectors.whatsapp.sender import Sender
+from connectors.whatsapp.signatures import verify_meta
 from connectors.whatsapp.twilio import TwilioClient
 from schemas.codecs import codec
-from tests.unit.sandbox_helpers import AUTH, NUMBER_ID, SID, TOKEN, sandboxes
+from tests.unit.sandbox_helpers import (
+    APP_SECRET,
+    AUTH,
+    NUMBER_ID,
+    SID,
+    TOKEN,
+    callback_receiver,
+    sandboxes,
+    wait_for,
+)
 
 FAST = Policy(max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05, confirm_wait_s=0.3)
 
@@ -66,10 +79,11 @@ async def harness(
     policy: Policy = FAST,
     breaker_failures: int = 5,
     reset_s: float = 30.0,
+    callback_url: str | None = None,
 ) -> AsyncIterator[Harness]:
     run = uuid.uuid4().hex[:8]
     redis = Redis.from_url(redis_url)
-    async with sandboxes() as boxes, httpx.AsyncClient(timeout=0.5) as http:
+    async with sandboxes(callback_url) as boxes, httpx.AsyncClient(timeout=0.5) as http:
         meta = Route(
             WhatsAppCloudClient(
                 http, api_url=boxes.meta_url, version="v21.0", phone_number_id=NUMBER_ID, token=TOKEN
@@ -189,15 +203,66 @@ def test_a_slow_answer_that_was_accepted_is_confirmed_not_resent(redis_url: str)
     run(test, redis_url)
 
 
+def test_a_late_131047_status_sends_the_template_once(redis_url: str) -> None:
+    """Meta accepts the free text, then its status callback reports 131047: the template goes out once."""
+
+    async def main() -> None:
+        async with (
+            callback_receiver() as (url, received),
+            harness(redis_url, callback_url=f"{url}/webhooks/whatsapp") as h,
+        ):
+            to = "+5511900000048"
+            closed = {"window_open": False, "window_checked_late": True}
+            await h.control(h.boxes.meta_url, "recipients", to=to, **closed)
+            original = record("eta:9", to=to, template="eta_update", params=["D-9", "12:40"])
+            await h.sender.handle(original, b"hash-0048", "test:0:9")
+            assert h.statuses("eta:9") == [("meta", "sent", None, 1)]
+            # The sandbox's signed callback, taken as the webhook takes it.
+            await wait_for(lambda: bool(received.posts))
+            body, headers, _ = received.posts[0]
+            verify_meta(APP_SECRET, body, headers["X-Hub-Signature-256"])
+            [update] = normalize_meta(body, "phone-key", int(time.time() * 1000)).statuses
+            assert (update.status["message_key"], update.status["status"]) == ("eta:9", "failed")
+            assert update.status["error_code"] == 131047
+            failed = codec("MessageStatus").encode(update.status)
+
+            requeued: list[tuple[bytes, bytes]] = []
+
+            async def read_original(source: str) -> bytes | None:
+                return original if source == "test:0:9" else None
+
+            async def produce(key: bytes, value: bytes) -> None:
+                requeued.append((key, value))
+
+            late = LateWindowFallback(h.claims, read_original, produce, "whatsup_update", claim_wait_s=0.5)
+            # Meta retries callbacks, and a restarted watcher replays: the failure is seen twice.
+            assert await late.handle(failed, 0) == "template_queued"
+            assert await late.handle(failed, 0) == "template_queued"
+            for i, (key, value) in enumerate(requeued):
+                await h.sender.handle(value, key, f"test:1:{i}")
+            sent = [(m["type"], m["biz_opaque_callback_data"]) for m in h.boxes.meta.state.messages]
+            assert sent == [("text", "eta:9"), ("template", "eta:9:template")]
+            template = h.boxes.meta.state.messages[1]["payload"]["template"]
+            assert template["name"] == "eta_update"
+            assert [p["text"] for p in template["components"][0]["parameters"]] == ["D-9", "12:40"]
+            # On whatsapp.status: sent, then the replayed record's restatement; never a second send.
+            assert h.statuses("eta:9:template") == [("meta", "sent", None, 1), ("meta", "sent", None, 1)]
+            # The template's own record is not free text: a failure of it starts no further fallback.
+            claim = await h.claims.read("eta:9:template")
+            assert claim is not None and claim.as_template and claim.source == "test:1:0"
+
+    asyncio.run(asyncio.wait_for(main(), timeout=30))
+
+
 def test_window_closed_sends_the_template_instead(redis_url: str) -> None:
     async def test(h: Harness) -> None:
         to = "+5511900000047"
         await h.control(h.boxes.meta_url, "recipients", to=to, window_open=False)
-        await handle(h, "late", to=to, template="eta_changed", params=["12:40"])
+        await handle(h, "late", to=to, template="eta_update", params=["D-9", "12:40"])
         assert h.statuses("late") == [("meta", "queued", 131047, 1), ("meta", "sent", None, 2)]
         sent = h.boxes.meta.state.messages
         assert [m["type"] for m in sent] == ["template"]
-        assert sent[0]["payload"]["template"]["name"] == "eta_changed"
+        assert sent[0]["payload"]["template"]["name"] == "eta_update"
 
     run(test, redis_url)
 
@@ -324,3 +389,15 @@ def test_a_defect_met_by_one_record_dead_letters_it_and_the_stream_goes_on(redis
         assert h.meta_keys() == ["next"]
 
     run(test, redis_url)
+
+
+def test_a_template_the_catalogue_does_not_approve_is_dead_lettered_unsent(redis_url: str) -> None:
+    async def test(h: Harness) -> None:
+        await handle(h, "odd", text=None, template="not_approved")
+        await handle(h, "few", text=None, template="eta_update", params=["12:40"])
+        await handle(h, "fine", text=None, template="eta_update", params=["D-1", "12:40"])
+        assert h.meta_keys() == ["fine"]
+        dead = [(r["message_key"], r["error_title"]) for r in h.dead()]
+        assert dead == [("odd", "unknown_template"), ("few", "template_params")]
+
+    run(test, redis_url, policy=replace(FAST, catalogue=load_catalogue()))

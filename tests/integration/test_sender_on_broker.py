@@ -15,6 +15,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from connectors.whatsapp import fallback_demo
 from connectors.whatsapp import sender_demo as whatsapp_demo
 from connectors.whatsapp.confirm import find_confirmation
 from connectors.whatsapp.ratelimit import RedisTokenBucket
@@ -33,7 +34,7 @@ from tests.integration.sender_stack import (
     wait_for_sandbox,
 )
 from tests.integration.stack import free_port, read_topic
-from tests.unit.sandbox_helpers import APP_SECRET
+from tests.unit.sandbox_helpers import APP_SECRET, AUTH, SID
 
 
 def test_sigkill_mid_stream_every_message_reaches_the_sandbox_exactly_once(
@@ -90,6 +91,43 @@ def test_sigkill_mid_stream_every_message_reaches_the_sandbox_exactly_once(
     sent = {r.value["message_key"] for r in statuses if r.value["status"] == "sent"}
     assert sent >= set(keys), "every message has a sent status"
     assert all(r.key == r.value["message_key"].encode() for r in statuses)
+
+
+def test_a_late_131047_from_the_status_callback_sends_the_template_once(
+    stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path
+) -> None:
+    to, key = "+5511955550047", "late-window-1"
+    with status_webhook(stack_settings, APP_SECRET) as callback_url:
+        env = sender_env(stack_env, WHATSUP_SANDBOX_CALLBACK_URL=callback_url)
+        sandbox = ServiceProcess(env, tmp_path / "sandbox.log", "sandbox", "WHATSUP_SANDBOX_META_PORT")
+        sender = ServiceProcess(env, tmp_path / "sender.log", "sender", "WHATSUP_SENDER_METRICS_PORT")
+        sandbox.start()
+        try:
+            # The Cloud API accepts the free text, then reports the closed window in a failed status.
+            closed = {"to": to, "window_open": False, "window_checked_late": True}
+            httpx.post(f"{sandbox.url}/_sandbox/recipients", json=closed, timeout=10).raise_for_status()
+            sender.start()
+            produce_outbound(
+                stack_settings, [outbound(key, to, template="eta_update", params=["D-9", "12:40"])]
+            )
+            wait_for_sandbox(sandbox, 2, timeout_s=60)
+            time.sleep(3)  # room for a second template, were the failure acted on twice
+            sent = [(m["type"], m["biz_opaque_callback_data"]) for m in sandbox_messages(sandbox)]
+            metrics = httpx.get(f"{sender.url}/metrics", timeout=10).text
+        finally:
+            sender.stop()
+            sandbox.stop()
+    assert sent == [("text", key), ("template", f"{key}:template")]
+    assert 'whatsup_whatsapp_late_window_fallbacks_total{outcome="template_queued"} 1.0' in metrics
+    status_topic = topics.qualified(topics.WHATSAPP_STATUS, stack_settings.topic_prefix)
+    statuses = read_topic(
+        stack_settings,
+        status_topic,
+        "MessageStatus",
+        until=lambda rs: any(r.value["message_key"] == f"{key}:template" for r in rs),
+    )
+    seen = [(r.value["message_key"], r.value["status"], r.value["error_code"]) for r in statuses]
+    assert (key, "failed", 131047) in seen and (f"{key}:template", "sent", None) in seen
 
 
 def test_the_token_bucket_paces_every_replica_together(redis_url: str) -> None:
@@ -214,3 +252,29 @@ def test_two_replicas_share_the_rate_limit_and_never_send_a_key_twice(
     sent = re.compile(r'^whatsup_whatsapp_sends_total\{code="",outcome="sent",provider="meta"\} (\S+)$', re.M)
     sent_by = [sum(float(v) for v in sent.findall(m)) for m in metrics]
     assert sum(sent_by) == total and min(sent_by) > 0, sent_by
+
+
+def test_the_twilio_fallback_demo_step_opens_the_breaker_and_reaches_twilio(
+    stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = sender_env(stack_env, WHATSUP_SENDER_BACKOFF_BASE_S="0.05", WHATSUP_SENDER_BREAKER_FAILURES="3")
+    env.update(
+        WHATSUP_TWILIO_ACCOUNT_SID=SID,
+        WHATSUP_TWILIO_AUTH_TOKEN=AUTH,
+        WHATSUP_TWILIO_FROM="+15550001111",
+        WHATSUP_TWILIO_API_URL=f"http://127.0.0.1:{env['WHATSUP_SANDBOX_TWILIO_PORT']}",
+    )
+    sandbox = ServiceProcess(env, tmp_path / "sandbox.log", "sandbox", "WHATSUP_SANDBOX_META_PORT")
+    sender = ServiceProcess(env, tmp_path / "sender.log", "sender", "WHATSUP_SENDER_METRICS_PORT")
+    sandbox.start()
+    sender.start()
+    try:
+        assert fallback_demo.show(Settings.from_env(env), timeout_s=60)
+        twilio_log = httpx.get(f"{env['WHATSUP_TWILIO_API_URL']}/_sandbox/messages", timeout=5).json()
+    finally:
+        sender.stop()
+        sandbox.stop()
+    shown = capsys.readouterr().out
+    assert "meta:queued(131000)" in shown and "twilio:sent" in shown and "breaker: open" in shown
+    assert [m["to"] for m in twilio_log["messages"]] == [fallback_demo.DRIVER]
+    assert fallback_demo.DRIVER not in shown  # numbers are masked

@@ -60,6 +60,8 @@ def test_registry_load_command_then_lookups_and_daily_refusals(
             assert await registry.customer("c1") == Customer("c1", "+5511912345678", "en")
             stranger = hash_phone("registry-test-key", "+5511900000000")
             assert await registry.driver_by_hash(stranger) is None
+            d1_hash = hash_phone("registry-test-key", "+5511987654321")
+            assert await registry.drivers_by_hash([d1_hash, stranger, d1_hash]) == [d1, None, d1]
             assert await registry.claim_refusal(stranger, "2026-11-23") is True
             assert await registry.claim_refusal(stranger, "2026-11-23") is False
             assert await registry.claim_refusal(stranger, "2026-11-24") is True
@@ -114,26 +116,30 @@ def test_notify_memory_and_reply_windows(stack_env: dict[str, str]) -> None:
             assert await store.last_inbound("h") == 2_000
             await store.touch_windows({"h": 3_000})
             assert await store.last_inbound("h") == 3_000
+            # A batch of numbers in one call: each keeps its own newest time.
+            await store.touch_windows({"h": 2_500, "h2": 7_000, "h3": 1})
+            assert [await store.last_inbound(h) for h in ("h", "h2", "h3")] == [3_000, 7_000, 1]
+            assert 0 < await client.pttl(f"{store.prefix}inbound:h2") <= 86_400_000
         finally:
             await client.aclose()
 
     asyncio.run(run())
 
 
-def test_concurrent_requests_share_pipelines_and_each_gets_its_own_replies(stack_env: dict[str, str]) -> None:
+def test_concurrent_requests_share_a_round_trip_and_get_their_own_replies(stack_env: dict[str, str]) -> None:
     prefix = stack_env["WHATSUP_TOPIC_PREFIX"]
 
     async def run() -> None:
         client = aioredis.from_url(stack_env["WHATSUP_REDIS_URL"])
-        pipelines = 0
-        real_pipeline = client.pipeline
+        round_trips = 0
+        real_evalsha = client.evalsha
 
-        def counting_pipeline(*args: object, **kwargs: object) -> object:
-            nonlocal pipelines
-            pipelines += 1
-            return real_pipeline(*args, **kwargs)  # type: ignore[arg-type]
+        async def counting_evalsha(*args: object) -> object:
+            nonlocal round_trips
+            round_trips += 1
+            return await real_evalsha(*args)  # type: ignore[arg-type]
 
-        client.pipeline = counting_pipeline  # type: ignore[method-assign]
+        client.evalsha = counting_evalsha  # type: ignore[method-assign]
         try:
             await client.set(f"{prefix}k7", b"seven")
             batcher = RedisBatcher(client)
@@ -147,7 +153,8 @@ def test_concurrent_requests_share_pipelines_and_each_gets_its_own_replies(stack
             replies = await asyncio.gather(*(request(i) for i in range(50)))
             assert [bool(r[0]) for r in replies] == [True] * 25 + [False] * 25  # each claim once
             assert [r[1] for r in replies] == [b"seven" if i == 7 else None for i in range(50)]
-            assert pipelines < 50  # requests of the same loop turn shared a pipeline
+            assert 0 < round_trips < 50  # requests of the same loop turn shared one script call
+            assert 0 < await client.ttl(f"{prefix}claim0") <= 60  # a claim is kept only as long as asked
         finally:
             await client.aclose()
 

@@ -81,7 +81,7 @@ def test_meta_sends_text_buttons_and_templates_and_logs_them() -> None:
         ids = [
             await client.send(message("t"), as_template=False),
             await client.send(message("b", buttons=["Arrived", "Stuck in traffic"]), as_template=False),
-            await client.send(message("p", template="eta_changed", params=["12:30"]), as_template=True),
+            await client.send(message("p", template="eta_update", params=["D-1", "12:30"]), as_template=True),
         ]
         await client.stop()
         assert all(i.startswith("wamid.") for i in ids) and len(set(ids)) == 3
@@ -89,7 +89,8 @@ def test_meta_sends_text_buttons_and_templates_and_logs_them() -> None:
         assert [m["type"] for m in log] == ["text", "interactive", "template"]
         assert [m["biz_opaque_callback_data"] for m in log] == ["t", "b", "p"]
         assert log[2]["payload"]["template"]["components"][0]["parameters"] == [
-            {"type": "text", "text": "12:30"}
+            {"type": "text", "text": "D-1"},
+            {"type": "text", "text": "12:30"},
         ]
         async with httpx.AsyncClient() as control:
             listed = (await control.get(f"{boxes.meta_url}/_sandbox/messages")).json()["messages"]
@@ -199,6 +200,30 @@ def test_meta_closed_window_refuses_text_but_takes_the_template() -> None:
             131009,
         ),
         (lambda b: b.update(type="template", template={"name": "ok"}), 100),
+        # Only templates of the one catalogue are approved, in its languages, with its number of params.
+        (
+            lambda b: b.update(
+                type="template", template={"name": "not_approved", "language": {"code": "en"}}
+            ),
+            132001,
+        ),
+        (
+            lambda b: b.update(
+                type="template", template={"name": "whatsup_update", "language": {"code": "fr"}}
+            ),
+            132001,
+        ),
+        (
+            lambda b: b.update(
+                type="template",
+                template={
+                    "name": "eta_update",
+                    "language": {"code": "es"},
+                    "components": [{"type": "body", "parameters": [{"type": "text", "text": "12:40"}]}],
+                },
+            ),
+            132000,
+        ),
         (lambda b: b.update(type="text", text={"body": ""}), 131009),
     ],
 )

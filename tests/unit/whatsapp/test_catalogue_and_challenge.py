@@ -8,6 +8,7 @@ import pytest
 
 from connectors.whatsapp.catalogue import LANGUAGES, CatalogueError, check, load_catalogue, meta_language
 from connectors.whatsapp.webhook import IntakeConfig, verify_challenge
+from streams.settings import Settings
 
 
 def test_every_template_and_reply_exists_in_every_language() -> None:
@@ -19,6 +20,16 @@ def test_every_template_and_reply_exists_in_every_language() -> None:
             assert catalogue.render(name, language, **params)
     for name in catalogue.replies:
         assert set(catalogue.replies[name]) == set(LANGUAGES)
+
+
+def test_the_catalogue_approves_templates_by_name_language_and_params() -> None:
+    catalogue = load_catalogue()
+    # The sender's default fallback template lives in the same catalogue as the notify agent's.
+    assert catalogue.template_problem(Settings().sender_fallback_template or "", "pt_BR", 0) is None
+    assert catalogue.template_problem("eta_update", "es", 2) is None
+    assert catalogue.template_problem("eta_update", "es", 1) == "template_params"
+    assert catalogue.template_problem("eta_update", "fr", 2) == "template_language"
+    assert catalogue.template_problem("eta_changed", "en", 1) == "unknown_template"
 
 
 def test_stall_check_buttons_fit_whatsapp_quick_replies() -> None:

@@ -1,0 +1,116 @@
+"""A lean open-loop HTTP/1.1 load generator: POSTs on a fixed schedule over keep-alive connections.
+
+The load generator shares the machine's cores with the server it measures, so its own CPU per request is
+CPU the server does not get. A general client (httpx, aiohttp) spends a good part of a millisecond per
+request on features a benchmark does not use; this one writes pre-built request bytes and reads back only
+the status line, the headers and a Content-Length body. Latency counts from each request's scheduled time,
+so queueing anywhere (client, network, server) is included, not hidden (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+@dataclass
+class LoadResult:
+    """Latencies (seconds, from the scheduled time), the answers that were not 200, and the run's length."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    elapsed_s: float = 0.0
+
+
+def build_post(url: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """Return the bytes of one keep-alive HTTP/1.1 POST of ``body`` to ``url``."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    lines = [f"POST {target or '/'} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one response; return its status and whether the server keeps the connection open."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length, keep = 0, True
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "connection" and value.strip().lower() == "close":
+            keep = False
+    if length:
+        await reader.readexactly(length)
+    return status, keep
+
+
+class _Pool:
+    """Idle keep-alive connections to one host; a request takes one or opens a new one."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.all: list[asyncio.StreamWriter] = []
+
+    async def post(self, request: bytes) -> int:
+        if self.idle:
+            reader, writer = self.idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            self.all.append(writer)
+        try:
+            writer.write(request)
+            status, keep = await _read_answer(reader)
+        except BaseException:
+            writer.close()
+            raise
+        if keep:
+            self.idle.append((reader, writer))
+        else:
+            writer.close()
+        return status
+
+    async def close(self) -> None:
+        for writer in self.all:
+            writer.close()
+        for writer in self.all:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+async def open_loop(url: str, requests: list[bytes], rate: float) -> LoadResult:
+    """Send ``requests`` (from ``build_post``) at ``rate`` per second, whatever the answers' speed."""
+    parts = urlsplit(url)
+    pool = _Pool(parts.hostname or "127.0.0.1", parts.port or 80)
+    result = LoadResult()
+
+    async def one(due: float, request: bytes) -> None:
+        try:
+            if await pool.post(request) != 200:
+                result.errors += 1
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
+            result.errors += 1
+        result.latencies.append(time.perf_counter() - due)
+
+    start = time.perf_counter() + 0.05
+    tasks = []
+    try:
+        for i, request in enumerate(requests):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(due, request)))
+        await asyncio.gather(*tasks)
+    finally:
+        await pool.close()
+    result.elapsed_s = time.perf_counter() - start
+    return result
