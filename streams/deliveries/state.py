@@ -133,6 +133,7 @@ class DriverState:
     movement: Movement = field(default_factory=Movement)
     alerts: dict[str, OpenAlert] = field(default_factory=dict)  # open alerts by kind
     recent: list[Any] = field(default_factory=lambda: [0.0, 0.0, None])  # recent speed, evidence s, last ts
+    stop: list[Any] | None = None  # eta.Stop's fields, in order: where the driver stays, since when
 
     def status(self) -> str:
         """Return idle, on_delivery, stalled or offline (the most urgent wins)."""
@@ -168,6 +169,7 @@ class DriverState:
             "movement": {**_fields(movement), "windows": [_fields(w) for w in movement.windows]},
             "alerts": {k: _fields(a) for k, a in self.alerts.items()},
             "recent": self.recent,
+            "stop": self.stop,
         }
         return json.dumps(data, separators=(",", ":")).encode()
 
@@ -188,6 +190,7 @@ class DriverState:
             movement=Movement.from_dict(data["movement"]),
             alerts={k: OpenAlert(**v) for k, v in data["alerts"].items()},
             recent=data.get("recent", [0.0, 0.0, None]),
+            stop=data.get("stop"),
         )
 
 
