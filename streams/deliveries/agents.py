@@ -45,6 +45,7 @@ from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
 from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick
 from streams.exceptions import SchemaError, SettingsError
 from streams.kafka import DeliveringProducer
+from streams.web.apikeys import partner_keys
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ CONFIG = TrackerConfig(
         geofence_m=settings.geofence_radius_m,
     ),
     depots=tuple(load_depots(settings.depots_geojson)),
+    partners=partner_keys(settings.api_keys),
 )
 
 ETA_CONFIG = EtaConfig.from_settings(settings)
