@@ -20,7 +20,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from connectors.simulator.deliveries import DeliverySimConfig, history_pings, simulate_deliveries
 from connectors.simulator.deliveries_run import PlayReport, collect, play
-from connectors.simulator.score import QualityReport, replay_etas, score_etas, score_run
+from connectors.simulator.eta_loop import replay_etas
+from connectors.simulator.score import QualityReport, score_etas, score_run
 from streams import topics
 from streams.bench import Result, _bench_settings, _env, _start_worker
 from streams.deliveries.cell_speeds import CellSpeed, cell_key
@@ -39,9 +40,10 @@ QUALITY_NOTES = (
     "ETA error: every `deliveries.eta` update for an in-transit delivery that arrived, against the true "
     "arrival; the baseline is computed at the same moments from the driver's newest fix, straight line at "
     "the run's own average straight-line speed (tuned on the answer, so generous to the baseline).",
-    "`ETA core replayed`: the harness runs `streams/deliveries/eta.py` over the same fixes as they arrive "
-    "(recent speed, learned speeds along the way as snapshotted from the worker's changelog after the "
-    "history, the publish rule) and scores what it would publish the same way. It measures the ETA core "
+    "`ETA core replayed`: the harness cleans the same pings and runs the tracking agent's ETA step "
+    "(`estimates.on_fix`, with the learned speeds as snapshotted from the worker's changelog after the "
+    "history) over them and the delivery events in upload order, and scores what it would publish the same "
+    "way. It measures the ETA core "
     "apart from the agent that publishes; the rows above it measure what the worker actually published.",
     "The machine was shared with other work while this ran.",
 )
@@ -157,7 +159,7 @@ def run_fleet(
             episodes[ep.kind] = episodes.get(ep.kind, 0) + 1
     deliveries = sum(len(d.deliveries) for d in days)
     eta_config = EtaConfig.from_settings(settings)
-    replayed = score_etas(days, replay_etas(days, learned.lookup, eta_config))
+    replayed = score_etas(days, replay_etas(days, dict(learned.speeds), eta_config))
     return QualityRun(config, played, report, deliveries, episodes, days, alerts, etas, replayed)
 
 

@@ -15,21 +15,12 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.simulator.deliveries import DriverDay, Episode
-from streams.deliveries.cell_speeds import speed_along
-from streams.deliveries.eta import (
-    EtaConfig,
-    EtaEstimate,
-    RecentSpeed,
-    estimate_eta,
-    should_emit,
-    straight_line_eta,
-    update_recent_speed,
-)
+from streams.deliveries.eta import straight_line_eta
 from streams.pings.rules import haversine_m
 
 # How far before a true start an alert's started_at may lie and still be that episode (window step, noise).
@@ -229,48 +220,3 @@ def score_run(
     )
     n, ours, naive, speed = score_etas(days, etas)
     return QualityReport(kinds, late_batch, resent, n, ours, naive, speed, false_alerts, missed)
-
-
-def replay_etas(
-    days: Iterable[DriverDay], cell_speed: Callable[[int, int], float | None], config: EtaConfig
-) -> list[dict[str, Any]]:
-    """Run the ETA core over each driver's fixes as the pipeline receives them; return what it would publish.
-
-    Fixes are taken in upload order, skipping those older than the newest seen (late), with the driver's
-    in-transit delivery from its events; ``cell_speed(h3_r7, ts_ms)`` gives the learned speed of a cell,
-    averaged along the way as the tracking agent does (``speeds.lookup_route_speed``).
-    """
-    published: list[dict[str, Any]] = []
-    for day in days:
-        events = sorted(day.events, key=lambda e: e["upload_at"])
-        drops = {d.delivery_id: d.dropoff for d in day.deliveries}
-        carrying: str | None = None
-        recent = RecentSpeed()
-        last: EtaEstimate | None = None
-        prev: dict[str, Any] | None = None
-        i = 0
-        for fix in day.pings:
-            while i < len(events) and events[i]["upload_at"] <= fix["upload_at"]:
-                kind = events[i]["type"]
-                if kind == "picked_up":
-                    carrying, last = events[i]["delivery_id"], None
-                elif kind in ("arrived", "delivered", "failed", "cancelled"):
-                    carrying = None
-                i += 1
-            if prev is not None and fix["device_ts"] <= prev["device_ts"]:
-                continue
-            step = haversine_m(prev["lat"], prev["lon"], fix["lat"], fix["lon"]) if prev else 0.0
-            recent = update_recent_speed(recent, step, fix["device_ts"], config)
-            prev = fix
-            if carrying is None:
-                continue
-            ts = fix["device_ts"]
-            along = speed_along(cell_speed, fix["lat"], fix["lon"], *drops[carrying], ts)
-            estimate = estimate_eta(
-                fix["lat"], fix["lon"], *drops[carrying], ts, recent.speed_mps, along, config,
-                recent_evidence_s=recent.evidence_s,
-            )  # fmt: skip
-            if should_emit(last, estimate, config):
-                last = estimate
-                published.append({"delivery_id": carrying, "eta": estimate.eta_ms, "computed_at": ts})
-    return published

@@ -39,12 +39,13 @@ from streams.app import (
 )
 from streams.deliveries import estimates, metrics
 from streams.deliveries.eta import EtaConfig
-from streams.deliveries.speeds import lookup_cell_speed
+from streams.deliveries.speeds import dwell_records, lookup_cell_speed, lookup_dwell
 from streams.deliveries.stall import StallConfig, depots_from_geojson
 from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
 from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick
 from streams.exceptions import SchemaError, SettingsError
 from streams.kafka import DeliveringProducer
+from streams.web.apikeys import partner_keys
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ CONFIG = TrackerConfig(
         geofence_m=settings.geofence_radius_m,
     ),
     depots=tuple(load_depots(settings.depots_geojson)),
+    partners=partner_keys(settings.api_keys),
 )
 
 ETA_CONFIG = EtaConfig.from_settings(settings)
@@ -82,6 +84,7 @@ EVENTS_TOPIC = topics.qualified(topics.DELIVERIES_EVENTS, settings.topic_prefix)
 ALERTS_TOPIC = alerts_topic.get_topic_name()
 REJECTED_TOPIC = deliveries_rejected_topic.get_topic_name()
 ETA_TOPIC = deliveries_eta_topic.get_topic_name()
+LEARNED = estimates.Learned(lookup_cell_speed, lookup_dwell)
 TAGS = {CLEAN_TOPIC: "p", EVENTS_TOPIC: "e"}
 
 # Both inputs through one raw channel: the agent decodes, so a bad record is dead-lettered, not a crash.
@@ -122,13 +125,14 @@ _indexed: set[bytes] = set()  # drivers whose deliveries are in the index (recov
 def eta_outputs(
     state: DriverState, key: str, ping: dict[str, Any], now: int
 ) -> list[tuple[str, bytes, bytes]]:
-    """Return the EtaUpdate records and late_risk alerts a clean ping calls for."""
-    cell_speed = lookup_cell_speed(int(ping["h3_r7"]), int(ping["device_ts"]))
-    updates, alerts = estimates.on_fix(state, key, ping, cell_speed, now, ETA_CONFIG, CONFIG.stall.horizon_ms)
+    """Return the EtaUpdate records, late_risk alerts and dwell samples a clean ping calls for."""
+    updates, alerts, dwell = estimates.on_fix(
+        state, key, ping, LEARNED, now, ETA_CONFIG, CONFIG.stall.horizon_ms
+    )
     for update in updates:
         metrics.ETA_EMITTED.labels(update["method"]).inc()
     etas = [(ETA_TOPIC, key.encode(), _eta.encode(update)) for update in updates]
-    return etas + encode_alerts(key, alerts, "ping")
+    return etas + encode_alerts(key, alerts, "ping") + dwell_records(dwell, int(ping["device_ts"]))
 
 
 def arrival_outputs(key: str, delivery: Delivery) -> list[tuple[str, bytes, bytes]]:

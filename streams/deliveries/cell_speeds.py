@@ -103,6 +103,17 @@ def fold(prev: CellSpeed | None, speed_sum: float, count: int, ts: int, config: 
     return CellSpeed((prev.speed_mps * kept + speed_sum) / weight, weight, max(ts, prev.last_ts))
 
 
+def dwell_key(threshold_s: int) -> str:
+    """Return the table key of how long stops in transit went on beyond a threshold (fleet-wide)."""
+    return f"dwell:{threshold_s}"
+
+
+def lookup_fleet(speeds: Mapping[str, CellSpeed], key: str, config: SpeedConfig) -> float | None:
+    """Return the mean a fleet-wide key (a dwell) holds, if enough samples back it."""
+    found = speeds.get(key)
+    return found.speed_mps if found is not None and found.weight >= config.min_weight else None
+
+
 def neighbour_hours(how: int) -> tuple[int, int, int]:
     """Return the hour itself, then the hours on either side: traffic changes smoothly."""
     return how, (how - 1) % WEEK_HOURS, (how + 1) % WEEK_HOURS
@@ -117,7 +128,7 @@ def lookup(speeds: Mapping[str, CellSpeed], h3_r7: int, ts_ms: int, config: Spee
     return None
 
 
-def speed_along(
+def time_along(
     cell_speed: Callable[[int, int], float | None],
     lat: float,
     lon: float,
@@ -126,10 +137,11 @@ def speed_along(
     ts_ms: int,
     step_m: float = 250.0,
 ) -> float | None:
-    """Return the harmonic mean of the learned speeds of the cells on the straight line to the drop-off.
+    """Return the seconds the straight line to the drop-off takes at the learned speeds of its cells.
 
     A trip crosses several res-7 cells (about 1.2 km across); the one the driver is in says little about the
-    rest of the way. The harmonic mean is the speed that gives the summed travel time over equal stretches.
+    rest of the way. Travel time is a sum over stretches of length over speed; a stretch in a cell nobody
+    has learned takes the mean of the known ones' slowness. None when no cell on the way is known.
     """
     distance = haversine_m(lat, lon, dropoff_lat, dropoff_lon)
     stretches = max(1, int(distance // step_m))
@@ -141,4 +153,4 @@ def speed_along(
         if speed:
             inverse += 1.0 / speed
             known += 1
-    return known / inverse if known else None
+    return distance * inverse / known if known else None

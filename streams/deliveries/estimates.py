@@ -1,24 +1,35 @@
 """ETAs for the deliveries a driver carries, on each new fix, with the ETA core (eta.py). Pure.
 
-On a fresh fix the driver's recent speed is updated; for each delivery in transit an estimate is made from
-the blended speed (recent, and the learned speed of the fix's res-7 cell at this hour of week, which the
-caller looks up). It is published when ``should_emit`` says so, and one ``late_risk`` alert per delivery is
-raised when an estimate passes the promise plus the grace. At arrival, the first and the last ETA published
-are compared with the actual arrival.
+On a fresh fix the driver's current stop (where they stay, since when) and recent speed are updated; for each
+delivery in transit the estimate is the learned travel time of the cells along the way to the drop-off, times
+the detour factor, plus what is left of the stop the driver is in, as long stops in transit went on for the
+fleet (``eta.expected_dwell_s``). Where no cell on the way has been learned, the blend of the recent speed and
+the default speaks instead. A stop in transit that ends becomes dwell samples the caller teaches the fleet.
+An estimate is published when ``should_emit`` says so, and one ``late_risk`` alert per delivery is raised
+when an estimate passes the promise plus the grace. At arrival, the first and the last ETA published are
+compared with the actual arrival.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from streams.deliveries.cell_speeds import time_along
 from streams.deliveries.eta import (
     EtaConfig,
     EtaEstimate,
     RecentSpeed,
+    Stop,
+    dwell_samples,
+    estimate_along,
     estimate_eta,
+    expected_dwell_s,
     is_late_risk,
     should_emit,
     update_recent_speed,
+    update_stop,
 )
 from streams.deliveries.stall import OpenAlert
 from streams.deliveries.state import IN_TRANSIT, Delivery, DriverState
@@ -41,17 +52,32 @@ def eta_record(driver_id: str, delivery: Delivery, estimate: EtaEstimate) -> dic
     }
 
 
+def _no_dwell(threshold_s: int) -> float | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What the fleet has taught: a cell's speed at an instant's hour of week, and how long stops in transit
+    went on beyond each dwell threshold (None: not known yet)."""
+
+    cell_speed: Callable[[int, int], float | None]
+    dwell: Callable[[int], float | None] = _no_dwell
+
+
 def on_fix(
     state: DriverState,
     driver_id: str,
     ping: dict[str, Any],
-    cell_speed_mps: float | None,
+    learned: Learned,
     now: int,
     config: EtaConfig,
     horizon_ms: int,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Update the recent speed and return (EtaUpdate records, late_risk alerts) for a clean ping.
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[int, float]]]:
+    """Update the stop and recent speed; return (EtaUpdate records, late_risk alerts, dwell samples).
 
+    Dwell samples, (threshold s, seconds beyond it), describe a stop in transit that just ended; the caller
+    teaches them to the fleet.
     A fix older than ``horizon_ms`` when processed (a late upload) only feeds the recent speed: an ETA from
     where the driver was long ago would mislead the customer and could page a dispatcher about the past.
     """
@@ -60,22 +86,30 @@ def on_fix(
     fresh = last_ts is None or ts > last_ts
     recent = update_recent_speed(RecentSpeed(speed, evidence, last_ts), float(ping["step_m"]), ts, config)
     state.recent = [recent.speed_mps, recent.evidence_s, recent.last_ts]
-    if not fresh or now - ts > horizon_ms:
-        return [], []  # an out-of-order or long-delayed fix says nothing about where the driver is now
+    lat, lon = float(ping["lat"]), float(ping["lon"])
+    cell_speed = learned.cell_speed
+    if not fresh:
+        return [], [], []  # an out-of-order fix says nothing about where the driver is now
+    stop = Stop(*state.stop) if state.stop else None
+    carrying = state.in_transit() is not None
+    stop, ended_s = update_stop(stop, lat, lon, ts, ping.get("speed_mps"), carrying, config)
+    state.stop = [stop.lat, stop.lon, stop.since_ts, stop.in_transit_since]
+    samples = dwell_samples(ended_s, config) if ended_s is not None else []
+    if now - ts > horizon_ms:
+        return [], [], samples  # a long-delayed fix: an ETA from where the driver was long ago misleads
+    dwell_s = expected_dwell_s(stop, ts, learned.dwell, config)
     updates, alerts = [], []
     for delivery in sorted(state.deliveries.values(), key=lambda d: d.delivery_id):
         if delivery.status not in IN_TRANSIT:
             continue
-        estimate = estimate_eta(
-            float(ping["lat"]),
-            float(ping["lon"]),
-            *delivery.dropoff,
-            ts,
-            recent.speed_mps if recent.evidence_s > 0 else None,
-            cell_speed_mps,
-            config,
-            recent_evidence_s=recent.evidence_s,
-        )
+        route_s = time_along(cell_speed, lat, lon, *delivery.dropoff, ts)
+        if route_s is not None:
+            estimate = estimate_along(lat, lon, *delivery.dropoff, ts, route_s, config, dwell_s)
+        else:
+            recent_mps = recent.speed_mps if recent.evidence_s > 0 else None
+            estimate = estimate_eta(
+                lat, lon, *delivery.dropoff, ts, recent_mps, None, config, recent_evidence_s=recent.evidence_s
+            )
         last = None
         if delivery.eta is not None and delivery.eta_at is not None:
             last = EtaEstimate(delivery.eta, 0.0, 0.0, "", delivery.eta_at)
@@ -91,14 +125,14 @@ def on_fix(
                 alert_id("late_risk", f"{driver_id}/{delivery.delivery_id}", started),
                 "late_risk",
                 started,
-                float(ping["lat"]),
-                float(ping["lon"]),
+                lat,
+                lon,
                 delivery.delivery_id,
             )
             state.alerts[f"late_risk:{delivery.delivery_id}"] = opened  # open until the delivery ends
             detail = f"ETA {estimate.eta_ms} passes the promise {delivery.promised_at} plus the grace"
             alerts.append(alert_record("late_risk", driver_id, opened, now, detail=detail))
-    return updates, alerts
+    return updates, alerts, samples
 
 
 def on_arrival(driver_id: str, delivery: Delivery) -> tuple[dict[str, Any] | None, dict[str, float]]:

@@ -9,6 +9,7 @@ swing the ETA, while several minutes of riding outweigh the historical average.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,12 +19,16 @@ if TYPE_CHECKING:
     from streams.settings import Settings
 
 
+DWELL_THRESHOLDS_S = (60, 120, 240, 480)
+
+
 class EtaMethod:
     """How an estimate's speed was chosen (the ``method`` field of ``deliveries.eta``)."""
 
     BLENDED = "blended"
     RECENT = "recent"
     CELL = "cell"
+    DWELL = "dwell"
     DEFAULT = "default"
     ROUTING = "routing"
     STRAIGHT_LINE = "straight_line"
@@ -54,9 +59,15 @@ class EtaConfig:
     recent_tau_s: float = 180.0
     # Slower than this between two fixes, the driver is parked, not riding (as for the learned speeds).
     min_moving_mps: float = 1.0
+    # A driver staying within this radius (GPS noise, walking to a door) is stopped.
+    stop_radius_m: float = 50.0
+    # How long stops in transit went on, learned beyond each of these elapsed times: a stop of a minute is
+    # probably a queue, one of five more likely a wait that lasts.
+    dwell_thresholds_s: tuple[int, ...] = DWELL_THRESHOLDS_S
 
     def __post_init__(self) -> None:
-        for name in ("detour_factor", "default_speed_mps", "min_speed_mps", "max_speed_mps", "recent_tau_s"):
+        positive = ("detour_factor", "default_speed_mps", "min_speed_mps", "max_speed_mps", "recent_tau_s")
+        for name in (*positive, "stop_radius_m"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         if self.detour_factor < 1.0:
@@ -65,6 +76,8 @@ class EtaConfig:
             raise ValueError("min_speed_mps must not exceed max_speed_mps")
         if not 0.0 <= self.max_recent_weight <= 1.0:
             raise ValueError("max_recent_weight must lie in [0, 1]")
+        if any(t <= 0 for t in self.dwell_thresholds_s):
+            raise ValueError("dwell_thresholds_s must be positive")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EtaConfig:
@@ -118,6 +131,93 @@ def update_recent_speed(prev: RecentSpeed, step_m: float, ts_ms: int, config: Et
     speed = (prev.speed_mps * kept_s + step_speed * dt_s) / evidence
     # Evidence saturates: the average covers at most about one time constant of riding.
     return RecentSpeed(speed, min(evidence, config.recent_tau_s), ts_ms)
+
+
+def riding_seconds(route_s: float, remaining_m: float, config: EtaConfig) -> float:
+    """Return the riding time left: the time along the way at the learned speeds, times the detour."""
+    seconds = max(route_s, 0.0) * config.detour_factor
+    # The speed bounds hold here too: a few unlucky cells cannot make a rider crawl or fly.
+    return min(max(seconds, remaining_m / config.max_speed_mps), remaining_m / config.min_speed_mps)
+
+
+def estimate_along(
+    lat: float,
+    lon: float,
+    dropoff_lat: float,
+    dropoff_lon: float,
+    now_ms: int,
+    route_s: float,
+    config: EtaConfig,
+    dwell_s: float = 0.0,
+) -> EtaEstimate:
+    """Estimate from the learned travel time along the way (``route_s``: the straight line, cell by cell)
+    and the seconds the stop the driver is in is expected to last still (``dwell_s``)."""
+    remaining = remaining_distance_m(lat, lon, dropoff_lat, dropoff_lon, config)
+    if remaining <= config.arrival_radius_m * config.detour_factor:
+        return EtaEstimate(now_ms, remaining, 0.0, EtaMethod.ARRIVED, now_ms)
+    riding = riding_seconds(route_s, remaining, config)
+    method = EtaMethod.DWELL if dwell_s > 0 else EtaMethod.CELL
+    seconds = riding + max(dwell_s, 0.0)
+    return EtaEstimate(now_ms + round(seconds * 1000.0), remaining, remaining / riding, method, now_ms)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where the driver has stayed within ``stop_radius_m`` since when, and since when while in transit."""
+
+    lat: float
+    lon: float
+    since_ts: int
+    in_transit_since: int | None = None
+
+
+def update_stop(
+    prev: Stop | None,
+    lat: float,
+    lon: float,
+    ts_ms: int,
+    speed_mps: float | None,
+    in_transit: bool,
+    config: EtaConfig,
+) -> tuple[Stop, float | None]:
+    """Follow the driver's current stop on a fresh fix; return it and, when one in transit just ended, its
+    in-transit duration (s).
+
+    A fix away from the stop's place, or one whose own speed says the phone is moving (a frozen chip repeats
+    its place while the rider goes on), ends the stop and starts a new one where the driver is now.
+    """
+    moving = speed_mps is not None and speed_mps >= config.min_moving_mps
+    if prev is not None and not moving and haversine_m(prev.lat, prev.lon, lat, lon) <= config.stop_radius_m:
+        since = prev.in_transit_since
+        if since is None and in_transit:
+            since = ts_ms
+        elif since is not None and not in_transit:
+            since = None  # the delivery ended during the stop: it is not a wait on the way
+        return Stop(prev.lat, prev.lon, prev.since_ts, since), None
+    ended = None
+    if prev is not None and prev.in_transit_since is not None:
+        ended = (ts_ms - prev.in_transit_since) / 1000.0
+    return Stop(lat, lon, ts_ms, ts_ms if in_transit else None), ended
+
+
+def dwell_samples(duration_s: float, config: EtaConfig) -> list[tuple[int, float]]:
+    """Return (threshold, seconds beyond it) for each dwell threshold a finished stop in transit passed."""
+    return [(b, duration_s - b) for b in config.dwell_thresholds_s if duration_s > b]
+
+
+def expected_dwell_s(
+    stop: Stop | None, now_ms: int, learned: Callable[[int], float | None], config: EtaConfig
+) -> float:
+    """Return how much longer the current stop in transit is expected to last, from what stops that lasted
+    as long went on to last (``learned(threshold)``: mean seconds beyond it, or None if not known yet)."""
+    if stop is None or stop.in_transit_since is None:
+        return 0.0
+    elapsed = (now_ms - stop.in_transit_since) / 1000.0
+    for threshold in sorted(config.dwell_thresholds_s, reverse=True):
+        if elapsed >= threshold:
+            beyond = learned(threshold)
+            return max(beyond - (elapsed - threshold), 0.0) if beyond is not None else 0.0
+    return 0.0
 
 
 def remaining_distance_m(

@@ -4,6 +4,8 @@ Two steps, because cells are not co-partitioned with drivers:
 1. ``learn_cell_speeds`` reads ``gps.pings.clean`` (keyed by driver), keeps the samples that say something
    about traffic, sums them per cell key over a batch, and sends one record per key to the internal topic
    ``cell-speed-samples``, keyed by cell (a repartition).
+   The tracking agent sends the fleet-wide dwell samples (how long stops in transit went on, keys
+   ``dwell:<threshold>``) to the same topic.
 2. ``fold_cell_speeds`` reads that topic; each cell key has exactly one writer (the owner of its partition),
    which folds the sums into ``cell_speeds``, a table of decayed means persisted through its changelog.
 
@@ -28,10 +30,11 @@ from streams.app import app, gps_pings_clean_topic, settings
 from streams.deliveries.cell_speeds import (
     CellSpeed,
     SpeedConfig,
+    dwell_key,
     fold,
     lookup,
+    lookup_fleet,
     sample_of,
-    speed_along,
     summarize,
 )
 from streams.pings import agents as ping_agents
@@ -140,11 +143,15 @@ def lookup_cell_speed(h3_r7: int, ts_ms: int) -> float | None:
     return replica.lookup(h3_r7, ts_ms)
 
 
-def lookup_route_speed(
-    lat: float, lon: float, dropoff_lat: float, dropoff_lon: float, ts_ms: int
-) -> float | None:
-    """Return the learned speed along the straight line to the drop-off (the ETA's ``cell_speed_mps``)."""
-    return speed_along(lookup_cell_speed, lat, lon, dropoff_lat, dropoff_lon, ts_ms)
+def lookup_dwell(threshold_s: int) -> float | None:
+    """Return how long the fleet's stops in transit went on beyond ``threshold_s``, or None if unknown."""
+    return lookup_fleet(replica.speeds, dwell_key(threshold_s), SPEEDS)
+
+
+def dwell_records(samples: Sequence[tuple[int, float]], ts_ms: int) -> list[tuple[str, bytes, bytes]]:
+    """Return the records that teach the fleet a finished stop's dwell samples (to ``cell-speed-samples``)."""
+    topic = cell_speed_samples_topic.get_topic_name()
+    return [(topic, dwell_key(b).encode(), encode_sum(seconds, 1, ts_ms)) for b, seconds in samples]
 
 
 async def tail_changelog(

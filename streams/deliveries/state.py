@@ -48,6 +48,7 @@ class Reason(StrEnum):
     IMPOSSIBLE_TRANSITION = "impossible_transition"
     MISSING_LOCATION = "missing_location"
     TOO_MANY_ACTIVE = "too_many_active"
+    NOT_OWNER = "not_owner"
 
 
 TERMINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED})
@@ -133,6 +134,7 @@ class DriverState:
     movement: Movement = field(default_factory=Movement)
     alerts: dict[str, OpenAlert] = field(default_factory=dict)  # open alerts by kind
     recent: list[Any] = field(default_factory=lambda: [0.0, 0.0, None])  # recent speed, evidence s, last ts
+    stop: list[Any] | None = None  # eta.Stop's fields, in order: where the driver stays, since when
 
     def status(self) -> str:
         """Return idle, on_delivery, stalled or offline (the most urgent wins)."""
@@ -168,6 +170,7 @@ class DriverState:
             "movement": {**_fields(movement), "windows": [_fields(w) for w in movement.windows]},
             "alerts": {k: _fields(a) for k, a in self.alerts.items()},
             "recent": self.recent,
+            "stop": self.stop,
         }
         return json.dumps(data, separators=(",", ":")).encode()
 
@@ -188,6 +191,7 @@ class DriverState:
             movement=Movement.from_dict(data["movement"]),
             alerts={k: OpenAlert(**v) for k, v in data["alerts"].items()},
             recent=data.get("recent", [0.0, 0.0, None]),
+            stop=data.get("stop"),
         )
 
 
@@ -205,8 +209,14 @@ def _point(event: dict[str, Any], kind: str) -> tuple[float, float] | None:
     return None if lat is None or lon is None else (float(lat), float(lon))
 
 
-def check_event(state: DriverState, event: dict[str, Any]) -> Rejection | None:
-    """Return why ``event`` cannot apply to the driver's state, or None when it can."""
+def check_event(
+    state: DriverState, event: dict[str, Any], partners: frozenset[str] = frozenset()
+) -> Rejection | None:
+    """Return why ``event`` cannot apply to the driver's state, or None when it can.
+
+    ``partners`` are the fingerprints of keys that post only as a partner: such a key moves only the
+    deliveries it assigned itself.
+    """
     kind, delivery_id = event["type"], event["delivery_id"]
     if event_hash(event["event_id"]) in state.event_hashes:
         return Rejection(Reason.DUPLICATE_EVENT, f"event {event['event_id']} was already applied")
@@ -223,6 +233,9 @@ def check_event(state: DriverState, event: dict[str, Any]) -> Rejection | None:
         return None
     if current is None:
         return Rejection(Reason.UNKNOWN_DELIVERY, f"delivery {delivery_id} was never assigned to this driver")
+    principal = event.get("principal")
+    if principal in partners and current.owner != principal:
+        return Rejection(Reason.NOT_OWNER, f"delivery {delivery_id} was not assigned by this partner key")
     if current.status in TERMINAL:
         return Rejection(Reason.ALREADY_FINISHED, f"delivery {delivery_id} is already {current.status}")
     if kind not in ALLOWED[Status(current.status)]:
@@ -230,9 +243,11 @@ def check_event(state: DriverState, event: dict[str, Any]) -> Rejection | None:
     return None
 
 
-def apply_event(state: DriverState, event: dict[str, Any]) -> Rejection | Delivery:
+def apply_event(
+    state: DriverState, event: dict[str, Any], partners: frozenset[str] = frozenset()
+) -> Rejection | Delivery:
     """Apply a delivery event to the driver's state; return the updated delivery or why it was rejected."""
-    rejection = check_event(state, event)
+    rejection = check_event(state, event, partners)
     if rejection is not None:
         return rejection
     state.event_hashes.append(event_hash(event["event_id"]))

@@ -28,6 +28,8 @@ class TrackerConfig:
 
     stall: StallConfig = StallConfig()
     depots: Sequence[BaseGeometry] = field(default_factory=tuple)
+    # Fingerprints of the keys that post events only as a partner (state.check_event scopes them).
+    partners: frozenset[str] = frozenset()
 
 
 def alert_id(kind: str, driver_id: str, started_at: int) -> str:
@@ -164,7 +166,7 @@ def on_event(
     state: DriverState, driver_id: str, event: dict[str, Any], now: int, config: TrackerConfig
 ) -> tuple[Rejection | Delivery, list[dict[str, Any]]]:
     """Apply a delivery event; return the updated delivery (or the rejection) and the alerts resolved."""
-    result = apply_event(state, event)
+    result = apply_event(state, event, config.partners)
     alerts = []
     if isinstance(result, Delivery) and result.status in TERMINAL:
         state.alerts.pop(f"late_risk:{result.delivery_id}", None)

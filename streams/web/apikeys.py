@@ -45,6 +45,11 @@ def fingerprint(key: str) -> str:
     return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def partner_keys(keys: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """Return the fingerprints of the keys that post events only as a partner (scoped to their own)."""
+    return frozenset(fingerprint(k) for k, roles in keys.items() if roles & POST_EVENTS == {"partner"})
+
+
 def authenticate(
     keys: Mapping[str, frozenset[str]], presented: str | None, allowed: frozenset[str]
 ) -> Principal:

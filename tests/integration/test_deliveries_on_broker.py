@@ -117,6 +117,8 @@ def test_events_and_dispatcher_api_answer_by_role_and_every_read_is_audited(
     # Impossible and unknown: accepted by the API (well-formed), dead-lettered by the state machine.
     wrong = [event(driver, "dlv-a", "assigned", 3), event(driver, "dlv-zzz", "delivered", 4)]
     assert post(delivery_worker, INGEST, {"events": wrong}).status_code == 202
+    # A partner may not move another partner's delivery: accepted, then dead-lettered, never applied.
+    assert post(delivery_worker, PARTNER_B, event(driver, "dlv-a", "cancelled", 5)).status_code == 202
 
     driver_path = f"/v1/drivers/{driver}"
     answer = poll(
@@ -147,12 +149,14 @@ def test_events_and_dispatcher_api_answer_by_role_and_every_read_is_audited(
         stack_settings,
         topics.qualified(topics.DELIVERIES_REJECTED, prefix),
         "RejectedDeliveryEvent",
-        until=lambda records: len(records) >= 2,
+        until=lambda records: len(records) >= 3,
     )
     assert sorted((r.value["reason"], r.value["event_id"]) for r in rejected) == [
         ("already_assigned", "dlv-a-3"),
+        ("not_owner", "dlv-a-5"),
         ("unknown_delivery", "dlv-zzz-4"),
     ]
+    assert get(delivery_worker, "/v1/deliveries/dlv-a", PARTNER_A).json()["status"] == "picked_up"
     access = read_topic(
         stack_settings,
         topics.qualified(topics.API_ACCESS, prefix),

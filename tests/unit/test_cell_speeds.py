@@ -104,16 +104,30 @@ def test_lookup_needs_enough_samples_and_falls_back_to_neighbouring_hours() -> N
     assert lookup(speeds, CELL + 1, MONDAY_0830, CONFIG) is None
 
 
-def test_speed_along_the_way_is_the_harmonic_mean_of_the_cells_crossed() -> None:
+def test_time_along_the_way_sums_each_stretch_at_its_cells_speed() -> None:
     from h3.api import basic_int as h3
 
-    from streams.deliveries.cell_speeds import speed_along
+    from streams.deliveries.cell_speeds import time_along
+    from streams.pings.rules import haversine_m
 
     start, end = (-23.5614, -46.6559), (-23.5130, -46.6100)  # about 7 km: several res-7 cells
-    fast = h3.latlng_to_cell(*start, 7)
-    slow_speed = {fast: 12.0}
-    speed = speed_along(lambda c, ts: slow_speed.get(c, 4.0), *start, *end, MONDAY_0830)
-    assert speed is not None and 4.0 < speed < 6.0  # mostly slow cells: close to the slow speed
-    assert speed_along(lambda c, ts: 9.0, *start, *end, MONDAY_0830) == pytest.approx(9.0)
-    assert speed_along(lambda c, ts: None, *start, *end, MONDAY_0830) is None
-    assert speed_along(lambda c, ts: 9.0, *start, *start, MONDAY_0830) == pytest.approx(9.0)
+    distance = haversine_m(*start, *end)
+    assert time_along(lambda c, ts: 5.0, *start, *end, MONDAY_0830) == pytest.approx(distance / 5.0)
+    first = h3.latlng_to_cell(*start, 7)
+    mixed = time_along(lambda c, ts: 12.0 if c == first else 4.0, *start, *end, MONDAY_0830)
+    assert mixed is not None and distance / 12.0 < mixed < distance / 4.0
+    # A cell nobody learned takes the known cells' mean slowness instead of being skipped.
+    unknown_first = time_along(lambda c, ts: None if c == first else 4.0, *start, *end, MONDAY_0830)
+    assert unknown_first == pytest.approx(distance / 4.0)
+    assert time_along(lambda c, ts: None, *start, *end, MONDAY_0830) is None
+    assert time_along(lambda c, ts: 9.0, *start, *start, MONDAY_0830) == 0.0
+
+
+def test_fleet_keys_speak_only_with_enough_samples() -> None:
+    from streams.deliveries.cell_speeds import dwell_key, lookup_fleet
+
+    speeds = {dwell_key(60): CellSpeed(300.0, 4.0, 0)}
+    assert lookup_fleet(speeds, dwell_key(60), CONFIG) is None
+    speeds[dwell_key(60)] = fold(speeds[dwell_key(60)], 500.0, 2, 0, CONFIG)
+    assert lookup_fleet(speeds, dwell_key(60), CONFIG) == pytest.approx(1700.0 / 6.0)
+    assert lookup_fleet(speeds, dwell_key(120), CONFIG) is None

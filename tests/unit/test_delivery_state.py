@@ -189,3 +189,22 @@ def test_any_event_sequence_keeps_the_state_consistent_and_packable(
         assert all(d.status not in TERMINAL for d in state.deliveries.values())
         assert all(d.status in TERMINAL for d in state.finished)
         assert len(state.finished) <= MAX_FINISHED and len(state.event_hashes) <= MAX_EVENT_HASHES
+
+
+def test_a_partner_key_moves_only_the_deliveries_it_assigned() -> None:
+    partners = frozenset({"key:partner-a", "key:partner-b"})
+    state = DriverState()
+    mine = apply_event(state, event("assigned", "dlv-a", principal="key:partner-a"), partners)
+    assert isinstance(mine, Delivery) and mine.owner == "key:partner-a"
+    apply_event(state, event("assigned", "dlv-o", principal="key:order-system"), partners)
+    for delivery_id in ("dlv-a", "dlv-o"):
+        foreign = apply_event(state, event("cancelled", delivery_id, principal="key:partner-b"), partners)
+        assert isinstance(foreign, Rejection) and foreign.reason == Reason.NOT_OWNER
+    assert state.deliveries["dlv-a"].status == state.deliveries["dlv-o"].status == Status.ASSIGNED
+    own = apply_event(state, event("picked_up", "dlv-a", principal="key:partner-a"), partners)
+    assert isinstance(own, Delivery) and own.status == Status.PICKED_UP
+    # Keys that are not partners (the order system, drivers' quick replies) move any delivery.
+    other = apply_event(state, event("picked_up", "dlv-o", principal="key:order-system"), partners)
+    assert isinstance(other, Delivery) and other.status == Status.PICKED_UP
+    unscoped = apply_event(state, event("en_route", "dlv-a", principal="key:partner-b"))
+    assert isinstance(unscoped, Delivery), "without a partner list, nothing is scoped"

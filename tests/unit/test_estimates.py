@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
+
 from streams.deliveries import estimates
 from streams.deliveries.eta import EtaConfig
 from streams.deliveries.state import DriverState, apply_event
@@ -13,6 +15,7 @@ from streams.deliveries.tracker import TrackerConfig, on_event
 T0 = 1_790_000_010_000
 MIN = 60_000
 CONFIG = EtaConfig()
+LEARNED = estimates.Learned(lambda cell, ts: 8.0)  # every cell rides at 8 m/s; no dwell learned yet
 
 
 def carrying(promised_at: int, status: str = "picked_up") -> DriverState:
@@ -29,13 +32,13 @@ def carrying(promised_at: int, status: str = "picked_up") -> DriverState:
 
 
 def fix(ts: int, lat: float, step_m: float = 50.0) -> dict[str, Any]:
-    return {"device_ts": ts, "lat": lat, "lon": -46.63, "step_m": step_m}
+    return {"device_ts": ts, "lat": lat, "lon": -46.63, "step_m": step_m, "h3_r7": 0, "speed_mps": None}
 
 
 def ride(state: DriverState, fixes: list[dict[str, Any]], delay: int = 100) -> tuple[list[Any], list[Any]]:
     updates, alerts = [], []
     for f in fixes:
-        u, a = estimates.on_fix(state, "drv", f, 8.0, f["device_ts"] + delay, CONFIG, 120_000)
+        u, a, _ = estimates.on_fix(state, "drv", f, LEARNED, f["device_ts"] + delay, CONFIG, 120_000)
         updates += u
         alerts += a
     return updates, alerts
@@ -97,3 +100,24 @@ def test_arrival_records_the_actual_time_and_the_errors_of_the_first_and_last_et
         "last": (T0 + 30 * MIN - updates[-1]["eta"]) / 1000,
     }
     assert estimates.on_arrival("drv", carrying(T0).deliveries["d1"]) == (None, {})
+
+
+def test_a_stop_in_transit_adds_the_learned_dwell_and_teaches_it_when_it_ends() -> None:
+    state = carrying(T0 + 120 * MIN)
+    learned = estimates.Learned(lambda cell, ts: 8.0, {60: 400.0, 120: 340.0}.get)
+    moving, _, _ = estimates.on_fix(state, "drv", fix(T0, -23.60), learned, T0 + 100, CONFIG, 120_000)
+    parked = [fix(T0 + i * 10_000, -23.60 + (i % 2) * 1e-5) for i in range(1, 12)]  # standing, 110 s
+    updates, samples = [], []
+    for f in parked:
+        u, _, s = estimates.on_fix(state, "drv", f, learned, f["device_ts"] + 100, CONFIG, 120_000)
+        updates += u
+        samples += s
+    assert samples == [], "the stop has not ended"
+    waiting = [u for u in updates if u["method"] == "dwell"]
+    assert waiting, "a minute into the stop, the ETA counts the dwell"
+    # Still at the same place: the ETA is the ride plus what is left of a stop that lasts 460 s.
+    assert waiting[0]["eta"] - moving[0]["eta"] == pytest.approx(460_000, abs=15_000)
+    off = fix(T0 + 140_000, -23.60 + 300 / 111_195)
+    off["speed_mps"] = 7.0
+    _, _, samples = estimates.on_fix(state, "drv", off, learned, off["device_ts"] + 100, CONFIG, 120_000)
+    assert samples == [(60, 80.0), (120, 20.0)]
