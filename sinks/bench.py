@@ -267,6 +267,6 @@ SINK_NOTES = (
     " its aggregates; it does no Kafka work and no commits.",
     "Freshness is measured from the event time stamped at production to `inserted_at` (the row's insert"
     " time, when it becomes visible to queries): it includes Kafka, the flush interval and the insert.",
-    "The machine is shared with other builds and test runs, so absolute rates vary between runs; ratios"
-    " are measured side by side in one run.",
+    "The machine may be shared with other builds and test runs (see the load average), so absolute rates"
+    " vary between runs; ratios are measured side by side in one run.",
 )

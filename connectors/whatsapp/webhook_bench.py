@@ -39,15 +39,14 @@ NOTES = (
     "Each request is a signed Meta notification with one text message from a registered driver: signature"
     " check, normalization, a Redis SET NX dedupe claim, a registry read, and a Kafka send with acks=all"
     " before the 200.",
-    "The load generator, the worker, the broker and Redis share the machine's two cores, and other"
-    " workloads ran on the machine at the same time: figures are an upper bound on service latency.",
+    "The load generator, the worker, the broker and Redis share the machine's two cores; the load-average"
+    " rows say whether anything else ran: figures are an upper bound on service latency.",
     "Worker CPU per webhook is the worker process's CPU time over the run divided by the requests: it does"
     " not depend on how busy the rest of the machine is, and 1000 / it is the most webhooks per second one"
     " worker core can take.",
-    "The broker here is shared by every test run, so it holds thousands of topics; in a profile of a worker"
-    " from its start through 1,500 webhooks, aiokafka decoding metadata responses for all of them took about"
-    " a third of the profiled CPU (start-up and steady state were not separated). A production broker"
-    " holding only the pipeline's topics does not cost that.",
+    "The worker's Kafka client decodes metadata for every topic on the broker: on a broker holding"
+    " thousands of test topics, that took about a third of a profiled worker's CPU (start-up and steady"
+    " state not separated), so the topic count of the run is reported.",
 )
 
 
