@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from confluent_kafka import Producer
@@ -88,7 +89,7 @@ def show(settings: Settings, timeout_s: float = TIMEOUT_S) -> bool:
     def ours(m: dict[str, Any]) -> bool:
         form = m["form"]
         if "StatusCallback" in form:
-            return f"message_key={key}" in str(form["StatusCallback"])
+            return urlencode({"message_key": key}) in str(form["StatusCallback"])
         return bool(m["to"] == DRIVER and form.get("Body") == record["text"])
 
     landed = [m for m in log if ours(m)]
