@@ -37,7 +37,7 @@ SCALED = {
 def fleet(
     kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[QualityRun]:
-    """Play 40 drivers through one real worker and score what it said."""
+    """Play 60 drivers through one real worker and score what it said."""
     run, tmp = uuid.uuid4().hex[:8], tmp_path_factory.mktemp("quality")
     env = {
         "WHATSUP_KAFKA_BOOTSTRAP": kafka_bootstrap,
@@ -54,9 +54,11 @@ def fleet(
     worker = WorkerProcess(env, tmp / "worker.log")
     worker.start()
     try:
+        # Riding speeds follow the hour of day (rush hours are slow), so how many deliveries arrive, and how
+        # many ETAs there are to score, depends on when the test runs: the fleet is sized for a slow hour.
         config = DeliverySimConfig(
-            drivers=40,
-            minutes=3.0,
+            drivers=60,
+            minutes=4.0,
             interval_s=2.0,
             start_ms=int(time.time() * 1000) + 3000,
             seed=11,
