@@ -1,8 +1,14 @@
 # Shared by the deploy/ scripts: process life cycle. Source it; it defines functions only.
 
-# alive PID: true while the process runs (a zombie waiting to be reaped counts as gone).
+# alive PID: true while any thread of the process runs (a zombie waiting to be reaped counts as gone). A
+# killed JVM's main thread turns zombie before its other threads have exited and closed its sockets, so every
+# thread is looked at, not only the main one.
 alive() {
-  [[ -r "/proc/$1/status" ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+  local task
+  for task in /proc/"$1"/task/*/status; do
+    [[ -r "$task" ]] && ! grep -q '^State:[[:space:]]*Z' "$task" 2>/dev/null && return 0
+  done
+  return 1
 }
 
 # stop_process PID SECONDS: SIGTERM, wait up to SECONDS, then SIGKILL; returns once the process is gone.

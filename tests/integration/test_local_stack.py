@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -28,11 +29,20 @@ def _broker_answers(bootstrap: str) -> bool:
     return admin.list_topics(timeout=10).brokers != {}
 
 
+def _alive_threads(pid: int) -> int:
+    alive = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with contextlib.suppress(OSError):
+            alive += "State:\tZ" not in status.read_text()
+    return alive
+
+
 def _wait_until_dead(pid: int) -> None:
-    status = Path(f"/proc/{pid}/status")
+    # The main thread of a killed JVM turns zombie before the others have exited and closed its sockets.
     deadline = time.monotonic() + 30
-    while status.exists() and "State:\tZ" not in status.read_text() and time.monotonic() < deadline:
+    while _alive_threads(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert not _alive_threads(pid), f"broker {pid} still running 30 s after SIGKILL"
 
 
 def test_broker_starts_and_stops_twice_and_comes_back_after_kill_9(tmp_path: Path) -> None:
