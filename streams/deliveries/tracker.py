@@ -143,9 +143,16 @@ def on_ping(
     if fresh and stalled and stall.distance_m(lat, lon, stalled.lat, stalled.lon) > rules.radius_m:
         alerts.append(_resolve(state, "stall", driver_id, now, "moving again"))
         movement.still_since, movement.moved_at = None, ts
-    stall.observe(movement, ts, lat, lon, rules)
+    repeated = False
     if fresh:
         alerts += _check_frozen(state, driver_id, ping, now, rules)
+        # A chip repeating its fix while the phone claims to move says nothing of where the driver is: the
+        # frozen-GPS rule speaks for those fixes, and the windows must not read them as standing still.
+        repeated = movement.frozen is not None and movement.frozen[3] > 1
+    if repeated:
+        movement.watermark = max(movement.watermark, ts)
+    else:
+        stall.observe(movement, ts, lat, lon, rules)
     return alerts
 
 

@@ -376,6 +376,15 @@ def test_identical_fixes_while_claiming_speed_raise_frozen_gps_once_per_run() ->
     assert kinds(again) == ["frozen_gps"]
 
 
+def test_a_frozen_chip_after_a_stop_is_frozen_gps_not_a_stall() -> None:
+    state = carrying()
+    alerts = ride(state, standing(T0, T0 + 2 * MIN, at_m=0))
+    for ts in range(T0 + 2 * MIN, T0 + 6 * MIN, 5_000):  # the rider moves on; the chip repeats one fix
+        alerts += on_ping(state, DRIVER, ping(ts, north(0), speed=9.0), ts + 500, CONFIG)
+    alerts += ride(state, moving(T0 + 6 * MIN, T0 + 9 * MIN, from_m=1_900))
+    assert kinds(alerts) == ["frozen_gps"]
+
+
 def test_identical_fixes_of_a_parked_phone_are_not_frozen() -> None:
     state = carrying()
     alerts = []
