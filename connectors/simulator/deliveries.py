@@ -57,6 +57,8 @@ class DeliverySimConfig:
     jam_mps: tuple[float, float] = (1.3, 1.8)
     weights: tuple[float, ...] = DEFAULT_WEIGHTS
     driver_prefix: str = "dsim"
+    # The local hour whose traffic the fleet rides in; None: the hour of each moment, rush hours and all.
+    traffic_hour: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,11 @@ def _unit(x: int) -> float:
     return ((x * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFF) / float(1 << 48)
 
 
-def area_speed_mps(lat: float, lon: float, ts_ms: int) -> float:
-    """Return the typical riding speed at a place and time: per res-7 cell, slower at rush hour."""
+def area_speed_mps(lat: float, lon: float, ts_ms: int, hour: int | None = None) -> float:
+    """Return the typical riding speed at a place and time (or local ``hour``): per res-7 cell and hour."""
     cell = h3.latlng_to_cell(lat, lon, 7)
-    hour = ((ts_ms + LOCAL_OFFSET_MS) // 3_600_000) % 24
+    if hour is None:
+        hour = ((ts_ms + LOCAL_OFFSET_MS) // 3_600_000) % 24
     rush = 0.6 if hour in (7, 8, 9, 17, 18, 19) else 1.15 if hour < 6 or hour >= 22 else 1.0
     return 8.0 * (0.5 + _unit(cell)) * rush
 
@@ -224,6 +227,9 @@ class _DriverSim:
         self.now += 1000  # taps on the phone are a second apart
 
     # -- motion ------------------------------------------------------------------------------
+    def _area_speed(self) -> float:
+        return area_speed_mps(*self.rider.pos, self.now, self.config.traffic_hour)
+
     def _tick(self) -> float:
         dt = self.config.interval_s * self.rng.uniform(0.9, 1.1)
         self.now += int(dt * 1000)
@@ -252,9 +258,7 @@ class _DriverSim:
                 self.light_s -= dt
                 self._ping(speed=0.0)
                 continue
-            v = speed or area_speed_mps(*self.rider.pos, self.now) * self.rider.pace * self.rng.uniform(
-                0.9, 1.1
-            )
+            v = speed or self._area_speed() * self.rider.pace * self.rng.uniform(0.9, 1.1)
             self._advance(dt, v)
             self._ping(speed=v)
 
@@ -277,7 +281,7 @@ class _DriverSim:
         while self.now < end:
             dt = self._tick()
             if ride:
-                self._advance(dt, area_speed_mps(*self.rider.pos, self.now) * self.rider.pace)
+                self._advance(dt, self._area_speed() * self.rider.pace)
 
     # -- one delivery ------------------------------------------------------------------------
     def _new_delivery(self, n: int) -> SimDelivery:
@@ -412,6 +416,7 @@ def history_pings(config: DeliverySimConfig, drivers: int, minutes: float) -> li
         center=config.center,
         radius_m=config.radius_m,
         driver_prefix=f"{config.driver_prefix}h",
+        traffic_hour=config.traffic_hour,
     )
     pings: list[dict[str, Any]] = []
     for i in range(drivers):

@@ -54,8 +54,8 @@ def fleet(
     worker = WorkerProcess(env, tmp / "worker.log")
     worker.start()
     try:
-        # Riding speeds follow the hour of day (rush hours are slow), so how many deliveries arrive, and how
-        # many ETAs there are to score, depends on when the test runs: the fleet is sized for a slow hour.
+        # Riding speeds follow the hour of day (rush hours are slow), and with them how many deliveries arrive
+        # and how many ETAs there are to score: the fleet rides in midday traffic whenever the test runs.
         config = DeliverySimConfig(
             drivers=60,
             minutes=4.0,
@@ -72,6 +72,7 @@ def fleet(
             frozen_s=(22, 26),
             jam_mps=(3.0, 3.5),
             weights=(0.10, 0.25, 0.10, 0.10, 0.10, 0.10, 0.15, 0.10),
+            traffic_hour=12,
         )
         yield run_fleet(settings, config, history_drivers=40, history_minutes=10, drain_s=8)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -162,6 +163,16 @@ def test_area_speeds_vary_by_cell_and_by_hour() -> None:
     at_noon = [area_speed_mps(lat, lon, noon) for lat, lon in grid]
     assert max(at_noon) / min(at_noon) > 1.5
     assert all(area_speed_mps(lat, lon, rush) < s for (lat, lon), s in zip(grid, at_noon, strict=True))
+
+
+def test_a_fleet_pinned_to_an_hour_rides_alike_whenever_it_starts() -> None:
+    def trips(start_ms: int) -> list[list[tuple[float, float]]]:
+        config = replace(CONFIG, drivers=5, minutes=6, start_ms=start_ms, traffic_hour=12)
+        return [[(p["lat"], p["lon"]) for p in day.pings] for day in simulate_deliveries(config)]
+
+    assert trips(START + 8 * 3_600_000) == trips(START + 12 * 3_600_000)
+    rush = replace(CONFIG, drivers=5, minutes=6, start_ms=START + 8 * 3_600_000)
+    assert [[(p["lat"], p["lon"]) for p in d.pings] for d in simulate_deliveries(rush)] != trips(START)
 
 
 def test_history_rides_before_the_run_without_deliveries() -> None:
