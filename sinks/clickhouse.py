@@ -2,10 +2,11 @@
 
 - ``add()`` stages a record (see ``sinks.staging``) into its partition's open batch; a batch is sealed at
   ``WHATSUP_SINK_BATCH_SIZE`` offsets or after ``WHATSUP_SINK_FLUSH_INTERVAL_S``.
-- ``flush()`` writes the oldest sealed batch: first its offset range into ``sink_batches`` (the plan; the
-  ranges of every other sealed batch go in the same insert), then one insert into the staging table with
-  ``insert_deduplication_token = topic:partition:first-last``. The caller commits the Kafka offset only
-  after ``flush()`` returned.
+- ``flush()`` writes the oldest sealed batch: first its offset range into ``sink_batch_plan`` (the plan;
+  the ranges of every other sealed batch go in the same insert), then one insert into the staging table
+  with ``insert_deduplication_token = topic@log:partition:first-last``. The caller commits the Kafka offset
+  only after ``flush()`` returned. ``log`` is the topic's id: offsets of a topic created again, or of a
+  broker started afresh, start over, and must not be taken for ranges planned or written before.
 - After a crash the records after the committed offset come again: ``assign()`` reads the plan, so they are
   cut into the same batches with the same tokens, and ClickHouse drops the inserts it already has (the tables
   keep ``non_replicated_deduplication_window`` blocks' tokens; dependent views are deduplicated too).
@@ -115,9 +116,15 @@ class _Partition:
     sealed: deque[_Batch] = field(default_factory=deque)
     plan: deque[tuple[int, int]] = field(default_factory=deque)
     recent: _RecentIds | None = None
+    log_id: str = ""  # the Kafka topic's id, so that tokens and plans belong to one log of the topic
     # How much older than it is the partition's first batch counts, so that partitions reach the flush
     # interval at different moments: inserts spread over the interval instead of queueing behind each other.
     phase: float = 0.0
+
+
+def batch_token(topic: str, log_id: str, partition: int, batch: _Batch) -> str:
+    """Return the insert_deduplication_token of a batch: which log, partition and offsets it holds."""
+    return f"{topic}@{log_id}:{partition}:{batch.first}-{batch.last}"
 
 
 # The fractional parts of k times the golden ratio spread any number of partitions evenly over [0, 1).
@@ -153,15 +160,16 @@ class ClickHouseSink:
         """Forget every buffered record (not committed, so Kafka will deliver it again)."""
         self._partitions.clear()
 
-    def assign(self, topic: str, partition: int, committed: int) -> None:
-        """Take a partition that resumes at offset ``committed``: load its plan and its recent ids."""
-        part = self._new_partition(topic, partition)
+    def assign(self, topic: str, partition: int, committed: int, log_id: str = "") -> None:
+        """Take a partition of the topic's log ``log_id`` that resumes at offset ``committed``: load its
+        plan and its recent ids."""
+        part = self._new_partition(topic, partition, log_id)
         route = part.route
         rows = self.client.query(
-            "SELECT DISTINCT first_offset, last_offset FROM sink_batches"
-            " WHERE topic = {t:String} AND partition = {p:UInt16} AND first_offset >= {c:UInt64}"
-            " ORDER BY first_offset",
-            parameters={"t": topic, "p": partition, "c": max(committed, 0)},
+            "SELECT DISTINCT first_offset, last_offset FROM sink_batch_plan"
+            " WHERE topic = {t:String} AND partition = {p:UInt16} AND log_id = {l:String}"
+            " AND first_offset >= {c:UInt64} ORDER BY first_offset",
+            parameters={"t": topic, "p": partition, "l": log_id, "c": max(committed, 0)},
         ).result_rows
         part.plan.extend((int(first), int(last)) for first, last in rows)
         if part.plan:
@@ -185,11 +193,11 @@ class ClickHouseSink:
         """Give a partition up, dropping what was buffered (its next owner reads it again)."""
         self._partitions.pop((topic, partition), None)
 
-    def _new_partition(self, topic: str, partition: int) -> _Partition:
+    def _new_partition(self, topic: str, partition: int, log_id: str = "") -> _Partition:
         route = ROUTES_BY_TOPIC[topic]
         recent = _RecentIds(self.replay_window) if route.id_after_ints is not None else None
         phase = self.flush_interval_s * (partition * _GOLDEN % 1.0)
-        return _Partition(route, recent=recent, phase=phase)
+        return _Partition(route, recent=recent, log_id=log_id, phase=phase)
 
     def _open(self, part: _Partition, offset: int) -> _Batch:
         batch = part.open = _Batch(first=offset, started=self._clock() - part.phase)
@@ -320,7 +328,7 @@ class ClickHouseSink:
         started = time.perf_counter()
         dead = list(batch.dead)
         if batch.bodies:
-            token = f"{topic}:{partition}:{batch.first}-{batch.last}"
+            token = batch_token(topic, part.log_id, partition, batch)
             try:
                 if not batch.planned:
                     self._plan_sealed()
@@ -344,24 +352,28 @@ class ClickHouseSink:
         # One insert for the batches of all partitions: the plan is a small table, and an insert into
         # it costs the engine as much as a few thousand rows of pings.
         batches = [
-            (key, batch)
-            for key, part in list(self._partitions.items())
+            (topic, partition, part.log_id, batch)
+            for (topic, partition), part in list(self._partitions.items())
             for batch in list(part.sealed)
             if not batch.planned and batch.bodies
         ]
         if not batches:
             return
         self.client.insert(
-            "sink_batches",
-            [[topic, partition, batch.first, batch.last] for (topic, partition), batch in batches],
-            column_names=["topic", "partition", "first_offset", "last_offset"],
+            "sink_batch_plan",
+            [
+                [topic, partition, log_id, batch.first, batch.last]
+                for topic, partition, log_id, batch in batches
+            ],
+            column_names=["topic", "partition", "log_id", "first_offset", "last_offset"],
             settings={
                 "insert_deduplication_token": ",".join(
-                    f"{topic}:{partition}:{batch.first}-{batch.last}" for (topic, partition), batch in batches
+                    batch_token(topic, log_id, partition, batch)
+                    for topic, partition, log_id, batch in batches
                 )
             },
         )
-        for _, batch in batches:
+        for *_, batch in batches:
             batch.planned = True  # a retry of the batch must not move its boundaries either
 
     def _insert(

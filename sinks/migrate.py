@@ -32,7 +32,7 @@ RETENTION_COLUMNS = {
     "driver_daily_stats": "day",
     "cell_speed_hourly": "hour",
     "sink_offsets": "inserted_at",
-    "sink_batches": "written_at",
+    "sink_batch_plan": "written_at",
 }
 
 _CREATE_MIGRATIONS = """

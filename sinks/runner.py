@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from schemas.codecs import codec
 from sinks import metrics
@@ -27,7 +28,7 @@ from sinks.clickhouse import ClickHouseSink, DeadLetter, Flushed
 from sinks.staging import ROUTES
 from streams import topics
 from streams.exceptions import TransientError
-from streams.kafka import DeliveringProducer
+from streams.kafka import DeliveringProducer, topic_ids
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,25 @@ class SinkRunner:
         return name
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logs = self._log_ids(sorted({tp.topic for tp in partitions}))
         for tp in consumer.committed(partitions, timeout=30):
             committed = tp.offset if tp.offset != OFFSET_INVALID else 0
-            self.sink.assign(self._logical(tp.topic), tp.partition, committed)
+            self.sink.assign(self._logical(tp.topic), tp.partition, committed, logs[tp.topic])
         log.info("sink assigned %d partition(s)", len(partitions))
         self.ready.set()
+
+    def _log_ids(self, names: list[str]) -> dict[str, str]:
+        """Return the topics' ids, asking again for up to a minute: without them no batch can be planned."""
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return topic_ids(admin, names) if names else {}
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise TransientError(f"cannot read the ids of {names}: {exc}") from exc
+                log.warning("cannot read the ids of %s yet: %s", names, exc)
+                time.sleep(1)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Let the writer finish (and commit) what it holds, so the next owner starts after it.

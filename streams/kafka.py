@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams import topics
@@ -55,6 +55,13 @@ def _settled_metadata(admin: AdminClient, names: list[str], timeout_s: float) ->
         if all(meta.partitions for meta in current.values()) or time.monotonic() > deadline:
             return current
         time.sleep(0.2)
+
+
+def topic_ids(admin: AdminClient, names: list[str], timeout_s: float = 30.0) -> dict[str, str]:
+    """Return each topic's id: a topic deleted and created again (or a broker started afresh) gets a new
+    one, and its offsets start over."""
+    futures = admin.describe_topics(TopicCollection(names), request_timeout=timeout_s)
+    return {name: str(future.result().topic_id) for name, future in futures.items()}
 
 
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:

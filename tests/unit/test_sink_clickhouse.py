@@ -82,12 +82,13 @@ def drain(sink: ClickHouseSink) -> list[Any]:
 
 def test_migrations_apply_once_and_twice_is_a_no_op(client: Client) -> None:
     first = apply_migrations(client)
-    assert first == ["0001_event_tables", "0002_staging", "0003_aggregates"]
+    assert first == ["0001_event_tables", "0002_staging", "0003_aggregates", "0004_plan_per_log"]
     assert apply_migrations(client) == []
-    assert scalar(client, "SELECT count() FROM schema_migrations") == 3
+    assert scalar(client, "SELECT count() FROM schema_migrations") == 4
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert {"gps_pings", "gps_pings_rejected", "delivery_events", "eta_updates", "alerts"} <= tables
     assert {"whatsapp_messages", "api_access_log", "driver_daily_stats", "cell_speed_hourly"} <= tables
+    assert "sink_batch_plan" in tables and "sink_batches" not in tables
 
 
 def test_an_edited_migration_is_refused(client: Client, tmp_path: Path) -> None:
@@ -166,6 +167,25 @@ def test_a_planned_range_keeps_its_start_after_records_that_wrote_nothing(
     written = drain(second)
     assert [(f.next_offset, f.rows) for f in written] == [(5, 0), (60, 55)]
     assert exactly_once_problems(query(client), CLEAN, {0: (5, 60)}) == []
+
+
+def test_a_topic_created_again_starts_its_offsets_afresh_and_every_record_lands(
+    client: Client, settings: Settings
+) -> None:
+    first = ClickHouseSink(client, settings)
+    first.start()
+    first.assign(CLEAN, 0, committed=0, log_id="log-a")
+    feed(first, [v for _, v in encoded_pings(3, 50, prefix="a")])
+    first.seal_all()
+    first.flush(CLEAN, 0)  # 0..99 written and planned; 100..149 planned with it; then a crash
+    # The topic is deleted and created again (or the broker's data wiped): the same offsets, other records.
+    second = ClickHouseSink(client, settings)
+    second.assign(CLEAN, 0, committed=0, log_id="log-b")
+    feed(second, [v for _, v in encoded_pings(2, 60, prefix="b")])
+    written = drain(second)
+    assert [(f.next_offset, f.rows) for f in written] == [(100, 100), (120, 20)]
+    assert scalar(client, "SELECT count() FROM gps_pings FINAL WHERE driver_id LIKE 'b%'") == 120
+    assert scalar(client, "SELECT count() FROM gps_pings FINAL WHERE driver_id LIKE 'a%'") == 100
 
 
 def test_negative_control_a_batch_written_twice_without_its_token_is_caught(
@@ -311,7 +331,7 @@ def test_one_flush_plans_the_sealed_batches_of_every_partition_and_a_replay_keep
         feed(first, values[:70], partition=partition)
     first.seal_all()
     first.flush(CLEAN, 0)  # partition 0 written; 1 and 2 planned with it, then a crash
-    plan = client.query("SELECT partition, first_offset, last_offset FROM sink_batches ORDER BY partition")
+    plan = client.query("SELECT partition, first_offset, last_offset FROM sink_batch_plan ORDER BY partition")
     assert plan.result_rows == [(0, 0, 69), (1, 0, 69), (2, 0, 69)]
     # Restarted with another batch size, partition 1 is still cut where the plan says.
     other = with_batch_size(settings, 30)
