@@ -187,6 +187,9 @@ class Settings:
     sender_claim_ttl_hours: float = _setting(_parse_float, 168.0)
     sender_confirm_wait_s: float = _setting(_parse_float, 30.0)
     sender_fallback_template: str | None = _setting(_parse_secret, "whatsup_update")
+    # A late 131047 reported longer ago than this is not followed by the template: an ETA or a delay notice
+    # that old misleads more than it tells (and a new deployment does not resend the topic's history).
+    sender_late_fallback_max_age_s: float = _setting(_parse_float, 1800.0)
 
     sandbox_host: str = _setting(_parse_str, "127.0.0.1")
     sandbox_meta_port: int = _setting(_parse_int, 6070)
@@ -288,6 +291,7 @@ class Settings:
             "sender_breaker_reset_s",
             "sender_claim_ttl_hours",
             "sender_confirm_wait_s",
+            "sender_late_fallback_max_age_s",
             "sandbox_rate_per_s",
             "notify_eta_threshold_s",
             "notify_customer_interval_s",

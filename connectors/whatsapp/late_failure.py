@@ -5,7 +5,9 @@ The status callback carries only the message key and the recipient's hash, so th
 original key remembers where the original record lies on whatsapp.outbound (no clear number outside that
 topic) and whether it went out as free text. The template goes back onto whatsapp.outbound under a key
 derived from the original (``<key>:template``): the sender's claims make it one send however often the
-failure is reported, and its attempts land on whatsapp.status like any other message's.
+failure is reported, and its attempts land on whatsapp.status like any other message's. A failure
+reported longer ago than ``max_age_s`` is left alone: the message it was (an ETA, a delay notice) is stale by
+then, and a watcher starting on a topic's history must not send it all again.
 """
 
 from __future__ import annotations
@@ -70,10 +72,12 @@ class LateWindowFallback:
         fallback_template: str | None,
         *,
         claim_wait_s: float = 5.0,
+        max_age_s: float = 1800.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.claims, self.read_original, self.produce = claims, read_original, produce
         self.fallback_template, self.claim_wait_s, self._sleep = fallback_template, claim_wait_s, sleep
+        self.max_age_ms = int(max_age_s * 1000)
         self._status = codec("MessageStatus").decode
         self._outbound = codec("OutboundMessage")
 
@@ -91,6 +95,8 @@ class LateWindowFallback:
             return "ignored"  # not ours to judge: the topic's other readers dead-letter bad bytes
         if not reports_closed_window(status):
             return "ignored"
+        if now_ms - int(status["ts"]) > self.max_age_ms:
+            return "stale"
         claim = await self._sent_claim(status["message_key"])
         if claim is None:
             return "no_sent_claim"

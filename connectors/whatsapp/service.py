@@ -187,7 +187,13 @@ class SenderService:
             async def requeue(key: bytes, value: bytes) -> None:
                 await producer.send_and_wait(self.outbound, value, key=key)
 
-            late = LateWindowFallback(sender.claims, read_original, requeue, s.sender_fallback_template)
+            late = LateWindowFallback(
+                sender.claims,
+                read_original,
+                requeue,
+                s.sender_fallback_template,
+                max_age_s=s.sender_late_fallback_max_age_s,
+            )
             statuses = AIOKafkaConsumer(
                 self.status_topic,
                 bootstrap_servers=s.kafka_bootstrap,

@@ -234,10 +234,15 @@ def test_a_late_131047_status_sends_the_template_once(redis_url: str) -> None:
             async def produce(key: bytes, value: bytes) -> None:
                 requeued.append((key, value))
 
-            late = LateWindowFallback(h.claims, read_original, produce, "whatsup_update", claim_wait_s=0.5)
+            late = LateWindowFallback(
+                h.claims, read_original, produce, "whatsup_update", claim_wait_s=0.5, max_age_s=1800
+            )
+            # Read half an hour later (a new deployment starting on the topic's history): left alone.
+            reported = update.status["ts"]
+            assert await late.handle(failed, reported + 1_800_001) == "stale" and requeued == []
             # Meta retries callbacks, and a restarted watcher replays: the failure is seen twice.
-            assert await late.handle(failed, 0) == "template_queued"
-            assert await late.handle(failed, 0) == "template_queued"
+            assert await late.handle(failed, reported + 1_000) == "template_queued"
+            assert await late.handle(failed, reported + 2_000) == "template_queued"
             for i, (key, value) in enumerate(requeued):
                 await h.sender.handle(value, key, f"test:1:{i}")
             sent = [(m["type"], m["biz_opaque_callback_data"]) for m in h.boxes.meta.state.messages]
