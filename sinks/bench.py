@@ -245,7 +245,7 @@ def bench_freshness(base: Settings, rate: int, seconds: float) -> list[Result]:
 
 def run_sink_suite(settings: Settings, quick: bool) -> list[Result]:
     """Run the sink's benchmarks (smaller with ``quick``)."""
-    results = bench_throughput(settings, rows=30_000 if quick else 300_000)
+    results = bench_throughput(settings, rows=30_000 if quick else 600_000)
     results += bench_freshness(settings, rate=10_000, seconds=5 if quick else 20)
     cores = os.cpu_count() or 1
     results.append(
