@@ -1,7 +1,9 @@
 """``ClickHouseSink``: buffer each topic partition's records, write them in batches, exactly once.
 
 - ``add()`` stages a record (see ``sinks.staging``) into its partition's open batch; a batch is sealed at
-  ``WHATSUP_SINK_BATCH_SIZE`` offsets or after ``WHATSUP_SINK_FLUSH_INTERVAL_S``.
+  ``WHATSUP_SINK_BATCH_SIZE`` offsets or after ``WHATSUP_SINK_FLUSH_INTERVAL_S``. While earlier batches of
+  the partition still wait for the writer (a backlog), it fills up to ``WHATSUP_SINK_BACKLOG_BATCH_SIZE``:
+  the engine's fixed cost per insert is spread over more rows exactly when the sink is behind.
 - ``flush()`` writes the oldest sealed batch: first its offset range into ``sink_batch_plan`` (the plan;
   the ranges of every other sealed batch go in the same insert), then one insert into the staging table
   with ``insert_deduplication_token = topic@log:partition:first-last``. The caller commits the Kafka offset
@@ -145,6 +147,7 @@ class ClickHouseSink:
         self.client = client
         self.settings = settings
         self.batch_size = settings.sink_batch_size
+        self.backlog_batch_size = max(settings.sink_backlog_batch_size, settings.sink_batch_size)
         self.flush_interval_s = settings.sink_flush_interval_s
         self.replay_window = replay_window
         self._clock = clock
@@ -224,7 +227,7 @@ class ClickHouseSink:
         pack_position = kafka_position
         recent = part.recent
         short_id = route.id_after_ints == 1
-        batch_size = self.batch_size
+        batch_size, backlog_size = self.batch_size, self.backlog_batch_size
         batch = part.open
         for offset, value in zip(offsets, values, strict=True):
             if part.plan or value is None or value[:HEADER_SIZE] != fast_header:
@@ -245,7 +248,8 @@ class ClickHouseSink:
                 batch.bodies.append(body)
                 batch.offsets.append(offset)
                 batch.values.append(value)
-            if offset - batch.first + 1 >= batch_size:
+            size = offset - batch.first + 1
+            if size >= batch_size and (size >= backlog_size or not part.sealed):
                 part.sealed.append(batch)
                 batch = part.open = None
 
@@ -283,8 +287,13 @@ class ClickHouseSink:
                 part.plan.popleft()
                 batch.planned = True
                 self._seal(part)
-        elif offset - batch.first + 1 >= self.batch_size:
+        elif self._full(part, offset - batch.first + 1):
             self._seal(part)
+
+    def _full(self, part: _Partition, size: int) -> bool:
+        """Tell whether an open batch of ``size`` offsets is sealed: at the batch size, or while earlier
+        batches of its partition still wait for the writer, at the backlog batch size."""
+        return size >= self.batch_size and (size >= self.backlog_batch_size or not part.sealed)
 
     @staticmethod
     def _seal(part: _Partition) -> None:

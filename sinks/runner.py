@@ -90,7 +90,7 @@ class SinkRunner:
         self._lock = threading.Lock()
         self._unwell = threading.Event()
         self._paused = False
-        self.max_buffered = 8 * settings.sink_batch_size
+        self.max_buffered = 4 * max(settings.sink_batch_size, settings.sink_backlog_batch_size)
 
     def stop(self) -> None:
         """Ask the loop to write what it holds, commit, and return."""

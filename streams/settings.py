@@ -202,9 +202,10 @@ class Settings:
     stall_minutes: float = _setting(_parse_float, 5.0)
     offline_minutes: float = _setting(_parse_float, 3.0)
     retention_days: int = _setting(_parse_int, 90)
-    # Records per partition and insert when a backlog is drained (at the live rate the flush interval seals
-    # batches long before): the engine's fixed cost per insert is then spread over more rows.
-    sink_batch_size: int = _setting(_parse_int, 50_000)
+    sink_batch_size: int = _setting(_parse_int, 10_000)
+    # While a partition's earlier batches wait for the writer (a backlog), its open batch fills up to this
+    # many records: the engine's fixed cost per insert is then spread over more rows.
+    sink_backlog_batch_size: int = _setting(_parse_int, 50_000)
     sink_flush_interval_s: float = _setting(_parse_float, 1.0)
     sink_port: int = _setting(_parse_int, 6067)
     sink_retention: dict[str, int] = _setting(_parse_retention, factory=dict)
@@ -251,6 +252,7 @@ class Settings:
             "sink_port",
             "retention_days",
             "sink_batch_size",
+            "sink_backlog_batch_size",
             "ingest_burst",
             "ingest_max_batch",
             "deliveries_max_batch",

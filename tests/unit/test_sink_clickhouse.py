@@ -36,7 +36,12 @@ class FakeClock:
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
     return Settings.from_env(
-        {"WHATSUP_CLICKHOUSE_URL": f"chdb://{tmp_path / 'ch'}", "WHATSUP_SINK_BATCH_SIZE": "100"}
+        {
+            "WHATSUP_CLICKHOUSE_URL": f"chdb://{tmp_path / 'ch'}",
+            "WHATSUP_SINK_BATCH_SIZE": "100",
+            # Batches cut at the batch size however far behind the writer is, unless a test says otherwise.
+            "WHATSUP_SINK_BACKLOG_BATCH_SIZE": "100",
+        }
     )
 
 
@@ -62,7 +67,11 @@ def scalar(client: Client, sql: str) -> Any:
 
 def with_batch_size(settings: Settings, batch_size: int) -> Settings:
     return Settings.from_env(
-        {"WHATSUP_CLICKHOUSE_URL": settings.clickhouse_url, "WHATSUP_SINK_BATCH_SIZE": str(batch_size)}
+        {
+            "WHATSUP_CLICKHOUSE_URL": settings.clickhouse_url,
+            "WHATSUP_SINK_BATCH_SIZE": str(batch_size),
+            "WHATSUP_SINK_BACKLOG_BATCH_SIZE": str(batch_size),
+        }
     )
 
 
@@ -124,6 +133,27 @@ def test_batches_land_once_with_partition_and_offset(client: Client, settings: S
     assert sum(f.rows for f in written) == 250
     assert exactly_once_problems(query(client), CLEAN, {2: (0, 250)}) == []
     assert scalar(client, "SELECT count() FROM gps_pings FINAL") == 250
+
+
+def test_batches_grow_to_the_backlog_size_only_while_earlier_ones_wait_for_the_writer(
+    client: Client, settings: Settings
+) -> None:
+    backlog = Settings.from_env(
+        {
+            "WHATSUP_CLICKHOUSE_URL": settings.clickhouse_url,
+            "WHATSUP_SINK_BATCH_SIZE": "100",
+            "WHATSUP_SINK_BACKLOG_BATCH_SIZE": "250",
+        }
+    )
+    sink = ClickHouseSink(client, backlog)
+    sink.start()
+    values = [v for _, v in encoded_pings(5, 150)]
+    feed(sink, values[:600])  # the writer has not written anything yet: a backlog
+    written = drain(sink)
+    assert [f.next_offset for f in written] == [100, 350, 600]
+    feed(sink, values[600:], start=600)  # caught up: back to the batch size
+    assert [f.next_offset for f in drain(sink)] == [700, 750]
+    assert exactly_once_problems(query(client), CLEAN, {0: (0, 750)}) == []
 
 
 def test_replay_after_a_crash_between_insert_and_commit_leaves_no_duplicate(
