@@ -117,9 +117,11 @@ _eta = codec("EtaUpdate")
 state_lock = asyncio.Lock()
 # Newest offset processed per (topic, partition): the timer only speaks for partitions that are caught up.
 processed: dict[tuple[str, int], int] = {}
-# delivery id -> driver id for the drivers of this worker, kept by persist_states (see streams/web).
+# delivery id -> driver id for the drivers of this worker, for the delivery API (see streams/web). Per
+# driver, the stored bytes the index was built from and the delivery ids they added: recovery and rebalances
+# change the store without the agent, so a lookup that misses re-indexes whatever changed since.
 delivery_index: dict[str, str] = {}
-_indexed: set[bytes] = set()  # drivers whose deliveries are in the index (recovery fills the store alone)
+_indexed: dict[bytes, tuple[bytes, tuple[str, ...]]] = {}
 
 
 def eta_outputs(
@@ -257,11 +259,31 @@ async def deliver_records(records: list[tuple[str, bytes, bytes]]) -> None:
         await asyncio.to_thread(_producer.deliver, records)
 
 
-def index_deliveries(driver_id: str, state: DriverState) -> None:
-    """Remember which driver holds each of a state's deliveries, for the delivery API."""
-    for delivery in [*state.deliveries.values(), *state.finished]:
-        delivery_index[delivery.delivery_id] = driver_id
-    _indexed.add(driver_id.encode())
+def index_deliveries(key_bytes: bytes, packed: bytes | None, state: DriverState | None = None) -> None:
+    """Point each delivery of a driver's stored state at the driver; forget those its older state had."""
+    driver_id = key_bytes.decode()
+    _, old_ids = _indexed.pop(key_bytes, (b"", ()))
+    for delivery_id in old_ids:
+        if delivery_index.get(delivery_id) == driver_id:
+            del delivery_index[delivery_id]
+    if not packed:
+        return
+    state = state or DriverState.unpack(packed)
+    ids = tuple(d.delivery_id for d in [*state.deliveries.values(), *state.finished])
+    for delivery_id in ids:
+        delivery_index[delivery_id] = driver_id
+    _indexed[key_bytes] = (packed, ids)
+
+
+def refresh_index() -> None:
+    """Re-index the drivers whose stored bytes changed outside the agent, and drop those no longer here."""
+    store = driver_state.data
+    for key_bytes in [key for key in _indexed if key not in store]:
+        index_deliveries(key_bytes, None)
+    for key_bytes, packed in list(store.items()):
+        seen = _indexed.get(key_bytes)
+        if seen is None or seen[0] is not packed:
+            index_deliveries(key_bytes, packed)
 
 
 # The unpacked twin of each stored state, valid while the store still holds the very bytes it came from:
@@ -287,8 +309,8 @@ async def persist_states(states: dict[str, DriverState]) -> None:
     for (_, key_bytes, packed), state in zip(records, states.values(), strict=True):
         store[key_bytes] = packed
         _unpacked[key_bytes] = (packed, state)
-    for key, state in states.items():
-        index_deliveries(key, state)
+    for (_, key_bytes, packed), state in zip(records, states.values(), strict=True):
+        index_deliveries(key_bytes, packed, state)
 
 
 def count(counts: Counter[tuple[str, str]]) -> None:
@@ -379,12 +401,12 @@ def lookup(driver_id: str) -> DriverState | None:
 
 def find_delivery(delivery_id: str) -> tuple[str, Delivery] | None:
     """Return (driver id, delivery) for a delivery held by this worker's drivers."""
-    driver_id = delivery_index.get(delivery_id)
-    if driver_id is None and len(driver_state.data) > len(_indexed):
-        for key_bytes, packed in list(driver_state.data.items()):
-            if packed and key_bytes not in _indexed:
-                index_deliveries(key_bytes.decode(), DriverState.unpack(packed))
+    for attempt in range(2):
+        if attempt:
+            refresh_index()  # a miss: the store may have changed by recovery or a rebalance since
         driver_id = delivery_index.get(delivery_id)
-    state = lookup(driver_id) if driver_id else None
-    found = state.find(delivery_id) if state else None
-    return (driver_id, found) if driver_id and found else None
+        state = lookup(driver_id) if driver_id else None
+        found = state.find(delivery_id) if state else None
+        if driver_id and found:
+            return driver_id, found
+    return None

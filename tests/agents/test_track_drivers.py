@@ -228,3 +228,38 @@ def test_etas_are_published_on_change_and_the_arrival_is_recorded(captured: Sent
     assert all(b["computed_at"] > a["computed_at"] for a, b in itertools.pairwise(estimates))
     assert actual["method"] == "actual" and actual["eta"] == T0 + 40 * MIN
     assert [a["kind"] for a in alerts(captured)] == [], "a generous promise is not at risk"
+
+
+def test_deliveries_are_found_after_a_rebalance_changed_the_store_behind_the_agent(
+    captured: SentRecords,
+) -> None:
+    store = agents.driver_state.data
+
+    async def assign(pairs: list[tuple[str, str]]) -> None:
+        async with track_drivers.test_context() as agent:
+            feed = Feed(agent)
+            for n, (driver, delivery) in enumerate(pairs):
+                record = delivery_event(f"e-{driver}-{n}", "assigned", delivery, driver_id=driver)
+                await feed.put(EVENTS_TOPIC, record, T0, key=driver.encode())
+            await settle(lambda: all(driver.encode() in store for driver, _ in pairs))
+
+    # What another worker wrote to the changelog: drv-7 with two deliveries, drv-9 with one.
+    asyncio.run(assign([("drv-7", "dlv-1"), ("drv-7", "dlv-4"), ("drv-9", "dlv-3")]))
+    elsewhere = {key: store[key] for key in (b"drv-7", b"drv-9")}
+    store.clear()
+    agents.delivery_index.clear()
+    agents._indexed.clear()
+
+    # This worker saw drv-7 with dlv-1 only, and drv-8; then a rebalance took drv-8 away, and recovery
+    # brought drv-7's newer state and drv-9, whose events this worker never read.
+    asyncio.run(assign([("drv-7", "dlv-1"), ("drv-8", "dlv-2")]))
+    found = agents.find_delivery("dlv-2")
+    assert found is not None and found[0] == "drv-8"
+    del store[b"drv-8"]
+    store.update(elsewhere)
+
+    for delivery, driver in [("dlv-1", "drv-7"), ("dlv-4", "drv-7"), ("dlv-3", "drv-9")]:
+        found = agents.find_delivery(delivery)
+        assert found is not None and found[0] == driver and found[1].delivery_id == delivery
+    assert agents.find_delivery("dlv-2") is None, "a driver no longer held here must not answer"
+    assert "dlv-2" not in agents.delivery_index, "the index forgets what the store no longer holds"
