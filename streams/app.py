@@ -13,7 +13,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.codecs import faust_codec_name, register_faust_codecs
-from streams import acks, topics
+from streams import acks, shutdown, topics
 from streams.settings import get_settings
 from streams.telemetry.logs import logging_config, secret_values
 
@@ -61,6 +61,9 @@ app = faust.App(
     # JSON lines or text, phone numbers and secrets masked (streams/telemetry/logs.py).
     logging_config=logging_config(settings.log_level, settings.log_format, secret_values(settings)),
 )
+
+# A stop waits for unacknowledged records at most WHATSUP_STOP_WAIT_S (streams/shutdown.py).
+shutdown.install(settings.stop_wait_s)
 
 
 def _avro_topic(name: str, *, raw_values: bool = False) -> faust.TopicT:

@@ -226,6 +226,7 @@ class Settings:
     geofence_radius_m: float = _setting(_parse_float, 150.0)
     depots_geojson: Path | None = _setting(lambda raw: Path(raw.strip()) if raw.strip() else None, None)
     tick_interval_s: float = _setting(_parse_float, 5.0)
+    stop_wait_s: float = _setting(_parse_float, 15.0)
     deliveries_max_batch: int = _setting(_parse_int, 500)
 
     eta_min_change_s: float = _setting(_parse_float, 60.0)
@@ -284,6 +285,7 @@ class Settings:
             "stall_grace_s",
             "geofence_radius_m",
             "tick_interval_s",
+            "stop_wait_s",
             "eta_min_change_s",
             "eta_max_interval_s",
             "eta_default_speed_mps",
