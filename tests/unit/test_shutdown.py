@@ -59,3 +59,21 @@ def test_nothing_unacknowledged_commits_once_and_returns() -> None:
     consumer = Consumer(unacked=0, acked_after_s=None)
     assert asyncio.run(drain_acks(consumer, wait_s=30.0)) == 0  # type: ignore[arg-type]
     assert consumer.commits == 0 and consumer.final_commits == 1
+
+
+def test_a_worker_that_cannot_finish_its_stop_exits_at_the_deadline() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, time\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from streams.worker import exit_unless_stopped\n"
+        "exit_unless_stopped(0.5, 'SIGTERM')\n"
+        "time.sleep(60)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 30, "the process must not have slept its 60 s"
+    assert "did not stop within 0.5 s of SIGTERM" in done.stderr
