@@ -15,6 +15,8 @@ import threading
 
 import faust
 
+from streams.settings import get_settings
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,9 +35,7 @@ class Worker(faust.Worker):
         connection mid-rebalance (seen: a heartbeat retried every 100 ms for minutes after SIGTERM).
         """
         if not self._signal_stop_time:
-            from streams.app import settings
-
-            exit_unless_stopped(settings.stop_wait_s + STOP_GRACE_S, sig.name)
+            exit_unless_stopped(get_settings().stop_wait_s + STOP_GRACE_S, sig.name)
         super()._schedule_shutdown(sig)
 
 

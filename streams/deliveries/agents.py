@@ -309,7 +309,6 @@ async def persist_states(states: dict[str, DriverState]) -> None:
     for (_, key_bytes, packed), state in zip(records, states.values(), strict=True):
         store[key_bytes] = packed
         _unpacked[key_bytes] = (packed, state)
-    for (_, key_bytes, packed), state in zip(records, states.values(), strict=True):
         index_deliveries(key_bytes, packed, state)
 
 
@@ -399,14 +398,18 @@ def lookup(driver_id: str) -> DriverState | None:
     return DriverState.unpack(packed) if packed else None
 
 
+def _indexed_delivery(delivery_id: str) -> tuple[str, Delivery] | None:
+    """Return (driver id, delivery) if the index points at a driver of this store that holds it."""
+    driver_id = delivery_index.get(delivery_id)
+    state = lookup(driver_id) if driver_id else None
+    found = state.find(delivery_id) if state else None
+    return (driver_id, found) if driver_id and found else None
+
+
 def find_delivery(delivery_id: str) -> tuple[str, Delivery] | None:
     """Return (driver id, delivery) for a delivery held by this worker's drivers."""
-    for attempt in range(2):
-        if attempt:
-            refresh_index()  # a miss: the store may have changed by recovery or a rebalance since
-        driver_id = delivery_index.get(delivery_id)
-        state = lookup(driver_id) if driver_id else None
-        found = state.find(delivery_id) if state else None
-        if driver_id and found:
-            return driver_id, found
-    return None
+    found = _indexed_delivery(delivery_id)
+    if found is None:
+        refresh_index()  # a miss: recovery or a rebalance may have changed the store since
+        found = _indexed_delivery(delivery_id)
+    return found
