@@ -8,17 +8,22 @@ its ``take_events`` buffer never acknowledges it, so a worker given SIGTERM coul
 records not acknowledged are not committed, so the next owner of their partitions reads them again; the
 agents are built for that (they skip what their state has already applied), exactly as after a kill -9.
 
-Only the stop is bounded; a rebalance waits as Faust does.
+Faust waits twice on the way out (``App._stop_consumer``, then ``Consumer.on_stop``); the deadline is the
+stop's, so the second wait only commits. Only the stop is bounded; a rebalance waits as Faust does.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import weakref
 
 from faust.transport.consumer import Consumer
 
 logger = logging.getLogger(__name__)
+
+# Consumers whose stop has already spent its wait.
+_waited: weakref.WeakSet[Consumer] = weakref.WeakSet()
 
 
 async def drain_acks(consumer: Consumer, wait_s: float) -> int:
@@ -42,13 +47,22 @@ async def drain_acks(consumer: Consumer, wait_s: float) -> int:
     return left
 
 
+async def wait_on_stop(consumer: Consumer, wait_s: float) -> None:
+    """Wait for acknowledgements once per stop, at most ``wait_s``; a later call of the stop only commits."""
+    if consumer in _waited:
+        await consumer.commit_and_end_transactions()
+        return
+    _waited.add(consumer)
+    await drain_acks(consumer, wait_s)
+
+
 def install(wait_s: float) -> None:
     """Bound every Faust consumer's wait for acknowledgements to ``wait_s`` seconds once its app stops."""
     wait_unbounded = Consumer.wait_empty
 
     async def wait_empty(self: Consumer) -> None:
         if self.app.should_stop:  # the app's stop (App._stop_consumer, Consumer.on_stop), not a rebalance
-            await drain_acks(self, wait_s)
+            await wait_on_stop(self, wait_s)
         else:
             await wait_unbounded(self)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
-from streams.shutdown import drain_acks
+import pytest
+
+from streams.shutdown import drain_acks, wait_on_stop
 
 
 class Message:
@@ -59,6 +62,24 @@ def test_nothing_unacknowledged_commits_once_and_returns() -> None:
     consumer = Consumer(unacked=0, acked_after_s=None)
     assert asyncio.run(drain_acks(consumer, wait_s=30.0)) == 0  # type: ignore[arg-type]
     assert consumer.commits == 0 and consumer.final_commits == 1
+
+
+def test_the_stop_waits_once_though_faust_asks_twice(caplog: pytest.LogCaptureFixture) -> None:
+    consumer = Consumer(unacked=1, acked_after_s=None)
+
+    async def stop() -> tuple[float, float]:
+        started = time.monotonic()
+        await wait_on_stop(consumer, 0.5)  # type: ignore[arg-type]  # App._stop_consumer
+        first = time.monotonic()
+        await wait_on_stop(consumer, 0.5)  # type: ignore[arg-type]  # Consumer.on_stop
+        return first - started, time.monotonic() - first
+
+    with caplog.at_level(logging.WARNING, logger="streams.shutdown"):
+        first, second = asyncio.run(stop())
+    assert first >= 0.5
+    assert second < 0.25, "the second call must not wait again"
+    assert consumer.final_commits == 2, "both calls commit what was acknowledged"
+    assert len([r for r in caplog.records if "not acknowledged" in r.getMessage()]) == 1
 
 
 def test_a_worker_that_cannot_finish_its_stop_exits_at_the_deadline() -> None:
