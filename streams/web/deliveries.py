@@ -7,8 +7,10 @@ event fits its delivery is judged by ``track_drivers``, which dead-letters the m
 ``GET /v1/drivers/{driver_id}`` and ``GET /v1/deliveries/{delivery_id}`` answer from ``driver_state``. With
 several workers, a request reaching a worker that does not own the driver's partition is forwarded to the one
 that does (found with Faust's router, from the partition assignment); a delivery is found through the
-worker-local delivery -> driver index, and a worker that does not hold it asks the others. Every answer of
-these routes, refusals included, is recorded on ``api.access`` before it is sent.
+worker-local delivery -> driver index, and a worker that does not hold it asks the others. While a worker's
+tables are not settled (before its first recovery, and from the start of a rebalance until its recovery ends)
+these routes answer 503 ``state_recovering`` with Retry-After instead of a 404 or an old state. Every answer
+of these routes, refusals included, is recorded on ``api.access`` before it is sent.
 """
 
 from __future__ import annotations
@@ -140,9 +142,24 @@ def _owner(driver_id: str) -> URL | None:
     return None
 
 
+def state_settled() -> bool:
+    """Tell whether this worker's tables hold the state of the partitions it owns.
+
+    Not before the first assignment has been recovered, nor from the start of a rebalance until its recovery
+    has finished: meanwhile the store may lack drivers it is about to recover, or still hold drivers another
+    worker now owns and changes.
+    """
+    recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]  # TableManager's
+    return recovered and not app.rebalancing
+
+
 def _relay(view: View, route: str, answer: httpx.Response) -> Response:
     delivery_metrics.API_ROUTED.labels(route).inc()
-    return view.bytes(answer.content, status=answer.status_code, content_type="application/json")
+    retry = answer.headers.get("Retry-After")
+    headers = {"Retry-After": retry} if retry else None
+    return view.bytes(
+        answer.content, status=answer.status_code, content_type="application/json", headers=headers
+    )
 
 
 def driver_view(driver_id: str, state: Any) -> dict[str, Any]:
@@ -177,14 +194,26 @@ class _ReadView(View):
                 await audit(request, self.route_name, exc.status, exc.principal, "", **ids)  # type: ignore[arg-type]
             return _error(self, self.route_name, exc.status, exc.reason, str(exc))
 
+    async def _recovering(self, request: Request, who: Principal, **ids: str | None) -> Response:
+        """Answer 503 while the state is not settled: a 404 or an old state then would be a wrong answer."""
+        message = "this worker is recovering its live state; retry shortly"
+        body = {"error": "state_recovering", "message": message}
+        return await self._audited(request, 503, body, who, headers={"Retry-After": "1"}, **ids)
+
     async def _audited(
-        self, request: Request, status: int, body: dict[str, Any], who: Principal, **kw: Any
+        self,
+        request: Request,
+        status: int,
+        body: dict[str, Any],
+        who: Principal,
+        headers: dict[str, str] | None = None,
+        **kw: Any,
     ) -> Response:
         try:
             await audit(request, self.route_name, status, who.fingerprint, who.role(self.allowed), **kw)
         except KafkaError as exc:
             return _error(self, self.route_name, 503, "audit_unavailable", f"cannot record the access: {exc}")
-        return _answer(self, self.route_name, status, body)
+        return _answer(self, self.route_name, status, body, **(headers or {}))
 
 
 @app.page(DRIVER_ROUTE)
@@ -200,6 +229,8 @@ class DriverView(_ReadView):
         owner = None if request.headers.get(ROUTED_HEADER) else _owner(driver_id)
         if owner is not None:
             return _relay(self, self.route_name, await _forward(request, str(owner)))
+        if not state_settled():
+            return await self._recovering(request, who, driver_id=driver_id)
         state = agents.lookup(driver_id)
         if state is None:
             body = {"error": "not_found", "message": f"no live state for driver {driver_id}"}
@@ -210,11 +241,16 @@ class DriverView(_ReadView):
 
 
 async def _ask_other_workers(request: Request) -> httpx.Response | None:
-    """Ask every other worker for a delivery only they can hold; return the first answer that is not 404."""
+    """Ask every other worker for a delivery only they can hold.
+
+    Return the first answer that is neither 404 nor 503; else a 503 (a worker still recovering may hold it);
+    else None.
+    """
     try:
         hosts = list(app.router.tables_metadata())
     except (KeyError, AttributeError):
         return None
+    recovering = None
     for host in hosts:
         url = URL(str(host)) if "://" in str(host) else URL(f"http://{host}")
         if _same_node(url):
@@ -223,9 +259,11 @@ async def _ask_other_workers(request: Request) -> httpx.Response | None:
             answer = await _forward(request, str(url))
         except httpx.HTTPError:
             continue
-        if answer.status_code != 404:
+        if answer.status_code == 503:
+            recovering = recovering or answer
+        elif answer.status_code != 404:
             return answer
-    return None
+    return recovering
 
 
 def may_read(who: Principal, found: tuple[str, Any] | None) -> bool:
@@ -245,6 +283,8 @@ class DeliveryView(_ReadView):
         who = await self._principal(request, delivery_id=delivery_id)
         if not isinstance(who, Principal):
             return who
+        if not state_settled():
+            return await self._recovering(request, who, delivery_id=delivery_id)
         found = agents.find_delivery(delivery_id)
         if found is None and not request.headers.get(ROUTED_HEADER):
             answer = await _ask_other_workers(request)

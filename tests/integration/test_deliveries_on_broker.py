@@ -173,6 +173,37 @@ def test_events_and_dispatcher_api_answer_by_role_and_every_read_is_audited(
     assert not any(key in str(r.value) for r in access for key in keys), "a key leaked into the audit trail"
 
 
+def test_a_restarted_worker_answers_503_until_its_state_is_recovered_never_a_wrong_404(
+    delivery_worker: WorkerProcess,
+) -> None:
+    driver = f"rec-{uuid.uuid4().hex[:6]}"
+    assert post(delivery_worker, INGEST, event(driver, "dlv-r", "assigned", 1)).status_code == 202
+    driver_path = f"/v1/drivers/{driver}"
+    known = poll(lambda: get(delivery_worker, driver_path, DISPATCH), lambda r: r.status_code == 200)
+    assert known.status_code == 200, known.text
+    delivery_worker.stop()
+
+    delivery_worker.start()  # returns as soon as the web server answers, before the group is joined
+    answers: list[httpx.Response] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        answers.append(get(delivery_worker, driver_path, DISPATCH))
+        answers.append(get(delivery_worker, "/v1/deliveries/dlv-r", DISPATCH))
+        if answers[-2].status_code == answers[-1].status_code == 200:
+            break
+        time.sleep(0.05)
+    statuses = [a.status_code for a in answers]
+    assert statuses[-2:] == [200, 200], statuses
+    assert set(statuses) <= {200, 503}, f"a wrong answer while recovering: {statuses}"
+    recovering = [a for a in answers if a.status_code == 503]
+    assert recovering, "the worker answered 200 at once: the recovery window was not observed"
+    assert all(
+        a.json()["error"] == "state_recovering" and a.headers["Retry-After"] == "1" for a in recovering
+    )
+    # Once settled, a driver nobody has seen is still a plain 404.
+    assert get(delivery_worker, "/v1/drivers/nobody", DISPATCH).status_code == 404
+
+
 class ScriptedPhone:
     """A phone sending a clean ping every half second in real time, as the test steers it."""
 
