@@ -2,13 +2,12 @@
 
 On a fresh fix the driver's current stop (where they stay, since when) and recent speed are updated; for each
 delivery in transit the estimate is the learned travel time of the cells along the way to the drop-off, times
-the detour factor, over the rider's own pace against those cells (``eta.update_pace``), plus what is left of
-the stop the driver is in, as long stops in transit went on for the fleet (``eta.expected_dwell_s``). Where
-no cell on the way has been learned, the blend of the recent speed and the default speaks instead. A stop in
-transit that ends becomes dwell samples the caller teaches the fleet. An estimate is published when
-``should_emit`` says so, and one ``late_risk`` alert per delivery is raised when an estimate passes the
-promise plus the grace. At arrival, the first and the last ETA published are compared with the actual
-arrival.
+the detour factor, plus what is left of the stop the driver is in, as long stops in transit went on for the
+fleet (``eta.expected_dwell_s``). Where no cell on the way has been learned, the blend of the recent speed and
+the default speaks instead. A stop in transit that ends becomes dwell samples the caller teaches the fleet.
+An estimate is published when ``should_emit`` says so, and one ``late_risk`` alert per delivery is raised
+when an estimate passes the promise plus the grace. At arrival, the first and the last ETA published are
+compared with the actual arrival.
 """
 
 from __future__ import annotations
@@ -28,9 +27,7 @@ from streams.deliveries.eta import (
     estimate_eta,
     expected_dwell_s,
     is_late_risk,
-    pace_factor,
     should_emit,
-    update_pace,
     update_recent_speed,
     update_stop,
 )
@@ -87,18 +84,10 @@ def on_fix(
     ts = int(ping["device_ts"])
     speed, evidence, last_ts = state.recent
     fresh = last_ts is None or ts > last_ts
-    step_m = float(ping["step_m"])
-    reported = ping.get("speed_mps")
-    if reported is not None and reported < config.min_moving_mps:
-        step_m = 0.0  # a phone that says it stands still: walking to a door or GPS jitter, not riding
-    recent = update_recent_speed(RecentSpeed(speed, evidence, last_ts), step_m, ts, config)
+    recent = update_recent_speed(RecentSpeed(speed, evidence, last_ts), float(ping["step_m"]), ts, config)
     state.recent = [recent.speed_mps, recent.evidence_s, recent.last_ts]
     lat, lon = float(ping["lat"]), float(ping["lon"])
     cell_speed = learned.cell_speed
-    here = cell_speed(int(ping["h3_r7"]), ts) if ping.get("h3_r7") is not None else None
-    ratio, ratio_evidence = state.pace
-    pace = update_pace(RecentSpeed(ratio, ratio_evidence, last_ts), step_m, here, ts, config)
-    state.pace = [pace.speed_mps, pace.evidence_s]
     if not fresh:
         return [], [], []  # an out-of-order fix says nothing about where the driver is now
     stop = Stop(*state.stop) if state.stop else None
@@ -109,14 +98,13 @@ def on_fix(
     if now - ts > horizon_ms:
         return [], [], samples  # a long-delayed fix: an ETA from where the driver was long ago misleads
     dwell_s = expected_dwell_s(stop, ts, learned.dwell, config)
-    rider_pace = pace_factor(pace, config)
     updates, alerts = [], []
     for delivery in sorted(state.deliveries.values(), key=lambda d: d.delivery_id):
         if delivery.status not in IN_TRANSIT:
             continue
         route_s = time_along(cell_speed, lat, lon, *delivery.dropoff, ts)
         if route_s is not None:
-            estimate = estimate_along(lat, lon, *delivery.dropoff, ts, route_s, config, dwell_s, rider_pace)
+            estimate = estimate_along(lat, lon, *delivery.dropoff, ts, route_s, config, dwell_s)
         else:
             recent_mps = recent.speed_mps if recent.evidence_s > 0 else None
             estimate = estimate_eta(

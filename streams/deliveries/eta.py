@@ -64,9 +64,6 @@ class EtaConfig:
     # How long stops in transit went on, learned beyond each of these elapsed times: a stop of a minute is
     # probably a queue, one of five more likely a wait that lasts.
     dwell_thresholds_s: tuple[int, ...] = DWELL_THRESHOLDS_S
-    # How much faster or slower than the cells' learned speeds a rider's own pace may make the riding time:
-    # a pace far outside these is a passing jam or a burst of speed, not the rider.
-    pace_bounds: tuple[float, float] = (0.8, 1.25)
 
     def __post_init__(self) -> None:
         positive = ("detour_factor", "default_speed_mps", "min_speed_mps", "max_speed_mps", "recent_tau_s")
@@ -81,8 +78,6 @@ class EtaConfig:
             raise ValueError("max_recent_weight must lie in [0, 1]")
         if any(t <= 0 for t in self.dwell_thresholds_s):
             raise ValueError("dwell_thresholds_s must be positive")
-        if not 0.0 < self.pace_bounds[0] <= 1.0 <= self.pace_bounds[1]:
-            raise ValueError("pace_bounds must hold 1 and be positive")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EtaConfig:
@@ -138,41 +133,9 @@ def update_recent_speed(prev: RecentSpeed, step_m: float, ts_ms: int, config: Et
     return RecentSpeed(speed, min(evidence, config.recent_tau_s), ts_ms)
 
 
-def update_pace(
-    prev: RecentSpeed, step_m: float, here_mps: float | None, ts_ms: int, config: EtaConfig
-) -> RecentSpeed:
-    """Fold one fix into the rider's pace: their speed over the learned speed of the cell they ride in.
-
-    ``prev.speed_mps`` holds the ratio (1: as fast as the fleet there). The cells differ far more than
-    riders do, so each step is compared with the learned speed of the cell it was ridden in; the recent
-    speed is never divided by the speed of whichever cell the rider happens to be in now. Parked steps and
-    cells not learned yet leave it as it was.
-    """
-    if not here_mps or prev.last_ts is None or ts_ms <= prev.last_ts:
-        return prev
-    dt_s = (ts_ms - prev.last_ts) / 1000.0
-    step_speed = min(max(step_m, 0.0) / dt_s, config.max_speed_mps)
-    if step_speed < config.min_moving_mps:
-        return RecentSpeed(prev.speed_mps, prev.evidence_s, ts_ms)
-    kept_s = prev.evidence_s * math.exp(-dt_s / config.recent_tau_s)
-    evidence = kept_s + dt_s
-    ratio = (prev.speed_mps * kept_s + step_speed / here_mps * dt_s) / evidence
-    return RecentSpeed(ratio, min(evidence, config.recent_tau_s), ts_ms)
-
-
-def pace_factor(pace: RecentSpeed | None, config: EtaConfig) -> float:
-    """Return the pace to divide the learned riding time by, shrunk toward 1 while evidence is thin."""
-    if pace is None or pace.evidence_s <= 0:
-        return 1.0
-    shrink = recent_weight(pace.evidence_s, config) / max(config.max_recent_weight, 1e-9)
-    low, high = config.pace_bounds
-    return min(max(1.0 + shrink * (pace.speed_mps - 1.0), low), high)
-
-
-def riding_seconds(route_s: float, remaining_m: float, config: EtaConfig, pace: float = 1.0) -> float:
-    """Return the riding time left: the time along the way at the learned speeds, times the detour, over
-    the rider's pace."""
-    seconds = max(route_s, 0.0) * config.detour_factor / pace
+def riding_seconds(route_s: float, remaining_m: float, config: EtaConfig) -> float:
+    """Return the riding time left: the time along the way at the learned speeds, times the detour."""
+    seconds = max(route_s, 0.0) * config.detour_factor
     # The speed bounds hold here too: a few unlucky cells cannot make a rider crawl or fly.
     return min(max(seconds, remaining_m / config.max_speed_mps), remaining_m / config.min_speed_mps)
 
@@ -186,15 +149,13 @@ def estimate_along(
     route_s: float,
     config: EtaConfig,
     dwell_s: float = 0.0,
-    pace: float = 1.0,
 ) -> EtaEstimate:
-    """Estimate from the learned travel time along the way (``route_s``: the straight line, cell by cell),
-    the rider's pace against those speeds (``pace_factor``) and the seconds the stop the driver is in is
-    expected to last still (``dwell_s``)."""
+    """Estimate from the learned travel time along the way (``route_s``: the straight line, cell by cell)
+    and the seconds the stop the driver is in is expected to last still (``dwell_s``)."""
     remaining = remaining_distance_m(lat, lon, dropoff_lat, dropoff_lon, config)
     if remaining <= config.arrival_radius_m * config.detour_factor:
         return EtaEstimate(now_ms, remaining, 0.0, EtaMethod.ARRIVED, now_ms)
-    riding = riding_seconds(route_s, remaining, config, pace)
+    riding = riding_seconds(route_s, remaining, config)
     method = EtaMethod.DWELL if dwell_s > 0 else EtaMethod.CELL
     seconds = riding + max(dwell_s, 0.0)
     return EtaEstimate(now_ms + round(seconds * 1000.0), remaining, remaining / riding, method, now_ms)

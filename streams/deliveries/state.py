@@ -135,7 +135,6 @@ class DriverState:
     alerts: dict[str, OpenAlert] = field(default_factory=dict)  # open alerts by kind
     recent: list[Any] = field(default_factory=lambda: [0.0, 0.0, None])  # recent speed, evidence s, last ts
     stop: list[Any] | None = None  # eta.Stop's fields, in order: where the driver stays, since when
-    pace: list[float] = field(default_factory=lambda: [1.0, 0.0])  # speed over the cells' learned, evidence s
 
     def status(self) -> str:
         """Return idle, on_delivery, stalled or offline (the most urgent wins)."""
@@ -172,7 +171,6 @@ class DriverState:
             "alerts": {k: _fields(a) for k, a in self.alerts.items()},
             "recent": self.recent,
             "stop": self.stop,
-            "pace": self.pace,
         }
         return json.dumps(data, separators=(",", ":")).encode()
 
@@ -194,7 +192,6 @@ class DriverState:
             alerts={k: OpenAlert(**v) for k, v in data["alerts"].items()},
             recent=data.get("recent", [0.0, 0.0, None]),
             stop=data.get("stop"),
-            pace=data.get("pace", [1.0, 0.0]),
         )
 
 

@@ -106,7 +106,7 @@ def test_a_stop_in_transit_adds_the_learned_dwell_and_teaches_it_when_it_ends() 
     state = carrying(T0 + 120 * MIN)
     learned = estimates.Learned(lambda cell, ts: 8.0, {60: 400.0, 120: 340.0}.get)
     moving, _, _ = estimates.on_fix(state, "drv", fix(T0, -23.60), learned, T0 + 100, CONFIG, 120_000)
-    parked = [fix(T0 + i * 10_000, -23.60 + (i % 2) * 1e-5, 1.1) for i in range(1, 12)]  # standing, 110 s
+    parked = [fix(T0 + i * 10_000, -23.60 + (i % 2) * 1e-5) for i in range(1, 12)]  # standing, 110 s
     updates, samples = [], []
     for f in parked:
         u, _, s = estimates.on_fix(state, "drv", f, learned, f["device_ts"] + 100, CONFIG, 120_000)
