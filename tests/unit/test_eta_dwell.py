@@ -96,15 +96,16 @@ def test_expected_dwell_comes_from_the_highest_threshold_passed() -> None:
 def test_the_expected_end_of_a_stop_never_moves_earlier_within_a_threshold(a: float, b: float) -> None:
     learned = {60: 400.0, 120: 340.0, 240: 220.0, 480: 60.0}.get
     stop = Stop(LAT, LON, NOW, NOW)
-    lo, hi = sorted((a, b))
+    # The moments as the clock gives them, in whole milliseconds; ends are compared at those very moments.
+    lo, hi = (int(s * 1000) / 1000 for s in sorted((a, b)))
     for elapsed in (lo, hi):
-        assert expected_dwell_s(stop, NOW + int(elapsed * 1000), learned, CONFIG) >= 0.0
+        assert expected_dwell_s(stop, NOW + round(elapsed * 1000), learned, CONFIG) >= 0.0
     same = [t for t in CONFIG.dwell_thresholds_s if t <= lo] == [
         t for t in CONFIG.dwell_thresholds_s if t <= hi
     ]
     if same and lo >= 60:
-        end_lo = lo + expected_dwell_s(stop, NOW + int(lo * 1000), learned, CONFIG)
-        end_hi = hi + expected_dwell_s(stop, NOW + int(hi * 1000), learned, CONFIG)
+        end_lo = lo + expected_dwell_s(stop, NOW + round(lo * 1000), learned, CONFIG)
+        end_hi = hi + expected_dwell_s(stop, NOW + round(hi * 1000), learned, CONFIG)
         assert end_hi >= end_lo - 1e-6
 
 
