@@ -1,10 +1,10 @@
 """ETAs for the deliveries a driver carries, on each new fix, with the ETA core (eta.py). Pure.
 
-On a fresh fix the driver's current stop (where they stay, since when) and recent speed are updated; for each
-delivery in transit the estimate is the learned travel time of the cells along the way to the drop-off, times
-the detour factor, plus what is left of the stop the driver is in, as long stops in transit went on for the
-fleet (``eta.expected_dwell_s``). Where no cell on the way has been learned, the blend of the recent speed and
-the default speaks instead. A stop in transit that ends becomes dwell samples the caller teaches the fleet.
+On a fresh fix the driver's current stop (where they stay, or crawl in a jam, since when) and recent speed
+are updated; for each delivery in transit the estimate is the learned travel time of the cells along the way
+to the drop-off, times the detour factor, plus what is left of the stop the driver is in, as long stops in
+transit went on for the fleet (``eta.expected_dwell_s``). Where no cell on the way has been learned, the blend
+of the recent speed and the default speaks instead. A stop in transit that ends becomes dwell samples the caller teaches the fleet.
 An estimate is published when ``should_emit`` says so, and one ``late_risk`` alert per delivery is raised
 when an estimate passes the promise plus the grace. At arrival, the first and the last ETA published are
 compared with the actual arrival.
@@ -26,6 +26,7 @@ from streams.deliveries.eta import (
     estimate_along,
     estimate_eta,
     expected_dwell_s,
+    is_crawling,
     is_late_risk,
     should_emit,
     update_recent_speed,
@@ -92,7 +93,10 @@ def on_fix(
         return [], [], []  # an out-of-order fix says nothing about where the driver is now
     stop = Stop(*state.stop) if state.stop else None
     carrying = state.in_transit() is not None
-    stop, ended_s = update_stop(stop, lat, lon, ts, ping.get("speed_mps"), carrying, config)
+    phone_mps = ping.get("speed_mps")
+    moving_mps = phone_mps if phone_mps is not None else ping.get("derived_speed_mps")
+    crawling = is_crawling(moving_mps, cell_speed(int(ping["h3_r7"]), ts), config)
+    stop, ended_s = update_stop(stop, lat, lon, ts, phone_mps, carrying, config, crawling=crawling)
     state.stop = [stop.lat, stop.lon, stop.since_ts, stop.in_transit_since]
     samples = dwell_samples(ended_s, config) if ended_s is not None else []
     if now - ts > horizon_ms:

@@ -61,6 +61,9 @@ class EtaConfig:
     min_moving_mps: float = 1.0
     # A driver staying within this radius (GPS noise, walking to a door) is stopped.
     stop_radius_m: float = 50.0
+    # Riding slower than this share of what the cell usually allows is crawling in a jam: the driver is held
+    # up as at a stop, and the hold-up is expected to last as long as stops did.
+    crawl_fraction: float = 0.45
     # How long stops in transit went on, learned beyond each of these elapsed times: a stop of a minute is
     # probably a queue, one of five more likely a wait that lasts.
     dwell_thresholds_s: tuple[int, ...] = DWELL_THRESHOLDS_S
@@ -76,6 +79,8 @@ class EtaConfig:
             raise ValueError("min_speed_mps must not exceed max_speed_mps")
         if not 0.0 <= self.max_recent_weight <= 1.0:
             raise ValueError("max_recent_weight must lie in [0, 1]")
+        if not 0.0 <= self.crawl_fraction < 1.0:
+            raise ValueError("crawl_fraction must lie in [0, 1)")
         if any(t <= 0 for t in self.dwell_thresholds_s):
             raise ValueError("dwell_thresholds_s must be positive")
 
@@ -163,7 +168,8 @@ def estimate_along(
 
 @dataclass(frozen=True)
 class Stop:
-    """Where the driver has stayed within ``stop_radius_m`` since when, and since when while in transit."""
+    """Where the driver is held up (stayed within ``stop_radius_m``, or crawled) since when, and since when
+    while in transit."""
 
     lat: float
     lon: float
@@ -179,25 +185,38 @@ def update_stop(
     speed_mps: float | None,
     in_transit: bool,
     config: EtaConfig,
+    *,
+    crawling: bool = False,
 ) -> tuple[Stop, float | None]:
     """Follow the driver's current stop on a fresh fix; return it and, when one in transit just ended, its
     in-transit duration (s).
 
     A fix away from the stop's place, or one whose own speed says the phone is moving (a frozen chip repeats
-    its place while the rider goes on), ends the stop and starts a new one where the driver is now.
+    its place while the rider goes on), ends the stop and starts a new one where the driver is now. A
+    ``crawling`` fix (``is_crawling``: a jam) keeps the driver held up wherever the crawl has got to.
     """
     moving = speed_mps is not None and speed_mps >= config.min_moving_mps
-    if prev is not None and not moving and haversine_m(prev.lat, prev.lon, lat, lon) <= config.stop_radius_m:
+    if prev is not None and (
+        crawling or (not moving and haversine_m(prev.lat, prev.lon, lat, lon) <= config.stop_radius_m)
+    ):
         since = prev.in_transit_since
         if since is None and in_transit:
             since = ts_ms
         elif since is not None and not in_transit:
             since = None  # the delivery ended during the stop: it is not a wait on the way
-        return Stop(prev.lat, prev.lon, prev.since_ts, since), None
+        where = (lat, lon) if crawling else (prev.lat, prev.lon)
+        return Stop(*where, prev.since_ts, since), None
     ended = None
     if prev is not None and prev.in_transit_since is not None:
         ended = (ts_ms - prev.in_transit_since) / 1000.0
     return Stop(lat, lon, ts_ms, ts_ms if in_transit else None), ended
+
+
+def is_crawling(speed_mps: float | None, cell_mps: float | None, config: EtaConfig) -> bool:
+    """Say whether a driver moving at ``speed_mps`` crawls, far below the cell's learned speed: a jam."""
+    if speed_mps is None or cell_mps is None or not math.isfinite(speed_mps):
+        return False
+    return config.min_moving_mps <= speed_mps < config.crawl_fraction * cell_mps
 
 
 def dwell_samples(duration_s: float, config: EtaConfig) -> list[tuple[int, float]]:

@@ -121,3 +121,29 @@ def test_a_stop_in_transit_adds_the_learned_dwell_and_teaches_it_when_it_ends() 
     off["speed_mps"] = 7.0
     _, _, samples = estimates.on_fix(state, "drv", off, learned, off["device_ts"] + 100, CONFIG, 120_000)
     assert samples == [(60, 80.0), (120, 20.0)]
+
+
+def _crawl(config: EtaConfig) -> tuple[list[Any], list[Any]]:
+    """Ride, crawl through a jam at 1.5 m/s for 150 s (225 m), ride on; return the updates and samples."""
+    state = carrying(T0 + 120 * MIN)
+    learned = estimates.Learned(lambda cell, ts: 8.0, {60: 400.0, 120: 340.0}.get)
+    fixes = [fix(T0, -23.60) | {"speed_mps": 8.0}]
+    fixes += [fix(T0 + i * 5_000, -23.60 + 7.5 * i / 111_195, 7.5) | {"speed_mps": 1.5} for i in range(1, 31)]
+    fixes += [fix(T0 + 155_000, -23.60 + 265 / 111_195, 40.0) | {"speed_mps": 8.0}]
+    updates, samples = [], []
+    for f in fixes:
+        u, _, s = estimates.on_fix(state, "drv", f, learned, f["device_ts"] + 100, config, 120_000)
+        updates += u
+        samples += s
+    return updates, samples
+
+
+def test_a_jam_holds_the_driver_up_like_a_stop_and_teaches_how_long_it_lasted() -> None:
+    updates, samples = _crawl(CONFIG)
+    jammed = [u for u in updates if u["method"] == "dwell"]
+    assert jammed, "a minute into the crawl, the ETA counts the dwell the fleet taught"
+    assert jammed[0]["eta"] - updates[0]["eta"] == pytest.approx(400_000 + 60_000, abs=20_000)
+    assert samples == [(60, 95.0), (120, 35.0)]
+    # Crawling is judged against the cell: with no crawl share, the same jam is plain slow riding.
+    updates, samples = _crawl(EtaConfig(crawl_fraction=0.0))
+    assert samples == [] and all(u["method"] != "dwell" for u in updates)

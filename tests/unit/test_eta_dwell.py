@@ -13,6 +13,7 @@ from streams.deliveries.eta import (
     dwell_samples,
     estimate_along,
     expected_dwell_s,
+    is_crawling,
     remaining_distance_m,
     update_stop,
 )
@@ -76,6 +77,31 @@ def test_a_phone_that_says_it_moves_ends_the_stop() -> None:
     assert ended == 90.0 and stop.since_ts == NOW + 90_000
 
 
+def test_crawling_is_moving_far_below_what_the_cell_usually_allows() -> None:
+    assert is_crawling(1.5, 8.0, CONFIG)  # a jam where riders usually do 8 m/s
+    assert not is_crawling(4.0, 8.0, CONFIG)  # slow traffic, still riding
+    assert not is_crawling(0.5, 8.0, CONFIG)  # parked: the stop radius speaks for that
+    assert not is_crawling(1.5, None, CONFIG), "without a learned speed nothing says what is slow here"
+    assert not is_crawling(None, 8.0, CONFIG)
+    assert not is_crawling(float("nan"), 8.0, CONFIG)
+    assert not is_crawling(1.5, 8.0, EtaConfig(crawl_fraction=0.0))
+
+
+def test_a_crawl_holds_the_driver_up_wherever_it_gets_to() -> None:
+    stop, _ = update_stop(None, LAT, LON, NOW, 8.0, True, CONFIG)
+    for i in range(1, 61):  # 300 s at 1.5 m/s: 450 m, far beyond the stop radius
+        at = NOW + i * 5_000
+        stop, ended = update_stop(stop, _north(7.5 * i), LON, at, 1.5, True, CONFIG, crawling=True)
+        assert ended is None and stop.in_transit_since == NOW
+    assert (stop.lat, stop.lon) == (_north(450.0), LON), "held up where the crawl has got to"
+    stop, ended = update_stop(stop, _north(490.0), LON, NOW + 305_000, 8.0, True, CONFIG)
+    assert ended == 305.0 and stop.since_ts == NOW + 305_000
+    # Without the crawl, the same fixes are riding: every one starts a new stop and none is held up.
+    stop, _ = update_stop(None, LAT, LON, NOW, 8.0, True, CONFIG)
+    stop, ended = update_stop(stop, _north(7.5), LON, NOW + 5_000, 1.5, True, CONFIG)
+    assert ended == 5.0 and stop.since_ts == NOW + 5_000
+
+
 def test_dwell_samples_are_the_seconds_beyond_each_threshold_passed() -> None:
     assert dwell_samples(30.0, CONFIG) == []
     assert dwell_samples(300.0, CONFIG) == [(60, 240.0), (120, 180.0), (240, 60.0)]
@@ -112,5 +138,7 @@ def test_the_expected_end_of_a_stop_never_moves_earlier_within_a_threshold(a: fl
 def test_config_rejects_bad_stop_settings() -> None:
     with pytest.raises(ValueError, match="stop_radius_m"):
         EtaConfig(stop_radius_m=0)
+    with pytest.raises(ValueError, match="crawl_fraction"):
+        EtaConfig(crawl_fraction=1.0)
     with pytest.raises(ValueError, match="dwell_thresholds_s"):
         EtaConfig(dwell_thresholds_s=(0, 60))
