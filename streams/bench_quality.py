@@ -2,7 +2,9 @@
 
 The fleet is played in real time (records go out when the wall clock reaches their upload time), so the
 worker's wall-clock timers and the pings' event time agree, as in production. History pings (riders
-without deliveries in the hour before) go first, so the learned cell speeds have something to say.
+without deliveries in the hour before) go first, so the learned cell speeds have something to say; then the
+worker is taught how long the stops in transit of drivers delivering in the half hour before lasted
+(``teach_past``), so the fleet's first stops meet a worker that knows what a worker in service knows.
 """
 
 from __future__ import annotations
@@ -12,21 +14,29 @@ import contextlib
 import subprocess
 import time
 import tracemalloc
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
-from connectors.simulator.deliveries import DeliverySimConfig, history_pings, simulate_deliveries
+from connectors.simulator.deliveries import (
+    DeliverySimConfig,
+    history_pings,
+    past_deliveries,
+    simulate_deliveries,
+)
 from connectors.simulator.deliveries_run import PlayReport, collect, play
 from connectors.simulator.eta_loop import replay_etas
 from connectors.simulator.score import QualityReport, score_etas, score_run
 from streams import topics
 from streams.bench import Result, _bench_settings, _env, _start_worker
-from streams.deliveries.cell_speeds import CellSpeed, cell_key
+from streams.deliveries.cell_speeds import CellSpeed, cell_key, dwell_key
 from streams.deliveries.eta import EtaConfig
-from streams.deliveries.speeds import CellSpeedReplica, tail_changelog
+from streams.deliveries.speeds import CellSpeedReplica, encode_sum, samples_topic_name, tail_changelog
+from streams.kafka import make_producer
 from streams.settings import Settings
 
 QUALITY_NOTES = (
@@ -40,11 +50,16 @@ QUALITY_NOTES = (
     "ETA error: every `deliveries.eta` update for an in-transit delivery that arrived, against the true "
     "arrival; the baseline is computed at the same moments from the driver's newest fix, straight line at "
     "the run's own average straight-line speed (tuned on the answer, so generous to the baseline).",
+    "Before the fleet, the worker is taught how long stops in transit lasted for 200 other drivers delivering"
+    " (with the same kinds of episode) in the half hour before: the harness runs the tracking agent's ETA "
+    "step over their day and sends the dwell samples it gives to `cell-speed-samples`, the topic the tracking"
+    " agent itself teaches through. Without it the fleet's first stops, all in its first minutes, would meet "
+    "a worker that has never seen a stop end, which no worker in service is.",
     "`ETA core replayed`: the harness cleans the same pings and runs the tracking agent's ETA step "
-    "(`estimates.on_fix`, with the learned speeds as snapshotted from the worker's changelog after the "
-    "history) over them and the delivery events in upload order, and scores what it would publish the same "
-    "way. It measures the ETA core "
-    "apart from the agent that publishes; the rows above it measure what the worker actually published.",
+    "(`estimates.on_fix`, with the learned speeds and dwell as snapshotted from the worker's changelog after "
+    "the history) over them and the delivery events in upload order, and scores what it would publish the "
+    "same way. It measures the ETA core apart from the agent that publishes; the rows above it measure what "
+    "the worker actually published.",
     "The machine was shared with other work while this ran.",
 )
 
@@ -63,6 +78,8 @@ class QualityRun:
     etas: list[dict[str, Any]]
     # The ETA core run by the harness over the same fixes, with the speeds the worker learned from history.
     replayed: tuple[int, float, float, float]
+    # What the worker had learned when the fleet started (cell speeds, and the dwell it was taught).
+    learned: dict[str, CellSpeed]
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
@@ -98,28 +115,69 @@ def wait_for_records(settings: Settings, topic: str, count: int, timeout_s: floa
     raise RuntimeError(f"{topic} did not reach {count} records within {timeout_s} s")
 
 
-def snapshot_speeds(settings: Settings, timeout_s: float = 30.0) -> CellSpeedReplica:
-    """Copy the speeds the worker has learned so far, once its changelog stops growing for 3 s."""
+def snapshot_speeds(
+    settings: Settings,
+    timeout_s: float = 30.0,
+    until: Callable[[CellSpeedReplica], bool] | None = None,
+) -> CellSpeedReplica:
+    """Copy the speeds the worker has learned so far, once its changelog stops growing for 3 s (and, given
+    ``until``, once what it holds satisfies it: failing if it never does within ``timeout_s``)."""
     replica = CellSpeedReplica()
     changelog = f"{settings.app_id}-cell_speeds-changelog"
 
-    async def follow() -> None:
+    async def follow() -> bool:
         task = asyncio.create_task(
             tail_changelog(changelog, settings.partitions, settings.kafka_bootstrap, replica, poll_ms=200)
         )
         deadline, seen, stable_since = time.monotonic() + timeout_s, -1, time.monotonic()
+        done = False
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
+            if until is not None and not until(replica):
+                continue
             if len(replica.speeds) != seen:
                 seen, stable_since = len(replica.speeds), time.monotonic()
             elif seen > 0 and time.monotonic() - stable_since >= 3.0:
+                done = True
                 break
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        return done
 
-    asyncio.run(follow())
+    if not asyncio.run(follow()) and until is not None:
+        raise RuntimeError(f"the learned speeds did not reach what was taught within {timeout_s} s")
     return replica
+
+
+def teach_past(
+    settings: Settings, config: DeliverySimConfig, learned: CellSpeedReplica, drivers: int, minutes: float
+) -> CellSpeedReplica:
+    """Teach the worker how long stops in transit lasted for ``drivers`` delivering in the ``minutes``
+    before the fleet, as its tracking agent would have had it run then; return what it has learned after.
+
+    The past days go through the tracking agent's ETA step (``replay_etas``, with the speeds the worker has
+    learned) in this process, and the dwell samples it gives go to ``cell-speed-samples``, the topic the
+    tracking agent teaches through: played through the worker, pings minutes old would page dispatchers
+    about drivers whose pings are only queued.
+    """
+    taught: list[tuple[int, float, int]] = []
+    past = past_deliveries(config, drivers, minutes)
+    replay_etas(past, dict(learned.speeds), EtaConfig.from_settings(settings), taught)
+    producer = make_producer(settings)
+    topic = samples_topic_name(settings)
+    for threshold, seconds, ts in taught:
+        producer.produce(topic, key=dwell_key(threshold).encode(), value=encode_sum(seconds, 1, ts))
+        producer.poll(0)
+    if producer.flush(60) != 0:
+        raise RuntimeError("dwell samples left undelivered after 60 s")
+    wanted = Counter(threshold for threshold, _, _ in taught)
+
+    def holds_all(replica: CellSpeedReplica) -> bool:
+        learned = {b: replica.speeds.get(dwell_key(b)) for b in wanted}
+        return all(v is not None and v.weight >= 0.95 * wanted[b] for b, v in learned.items())
+
+    return snapshot_speeds(settings, timeout_s=60.0, until=holds_all)
 
 
 def run_fleet(
@@ -128,8 +186,13 @@ def run_fleet(
     history_drivers: int,
     history_minutes: float,
     drain_s: float,
+    past_minutes: float = 0.0,
 ) -> QualityRun:
-    """Play a fleet (and its history) into ``settings``' topics, wait for the worker, score the outputs."""
+    """Play a fleet (and its history) into ``settings``' topics, wait for the worker, score the outputs.
+
+    With ``past_minutes``, the history's drivers also deliver before the fleet and the worker is taught how
+    long their stops in transit lasted (``teach_past``), as a worker in service has learned.
+    """
     history = history_pings(config, history_drivers, history_minutes)
     # History first, and cleaned before the fleet starts: a backlog in the clean stage delays live pings,
     # and the offline timer would page for drivers whose pings are only queued.
@@ -137,6 +200,8 @@ def run_fleet(
     clean = topics.qualified(topics.GPS_PINGS_CLEAN, settings.topic_prefix)
     wait_for_records(settings, clean, int(len(history) * 0.97))
     learned = snapshot_speeds(settings)
+    if past_minutes > 0:
+        learned = teach_past(settings, config, learned, history_drivers, past_minutes)
     # The fleet starts now, however long the history took: played late, it would all arrive at once.
     config = replace(config, start_ms=int(time.time() * 1000) + 5_000)
     days = simulate_deliveries(config)
@@ -160,7 +225,9 @@ def run_fleet(
     deliveries = sum(len(d.deliveries) for d in days)
     eta_config = EtaConfig.from_settings(settings)
     replayed = score_etas(days, replay_etas(days, dict(learned.speeds), eta_config))
-    return QualityRun(config, played, report, deliveries, episodes, days, alerts, etas, replayed)
+    return QualityRun(
+        config, played, report, deliveries, episodes, days, alerts, etas, replayed, dict(learned.speeds)
+    )
 
 
 def replica_memory(cells: int = 1_500) -> tuple[float, float]:
@@ -242,7 +309,9 @@ def bench_quality(base: Settings, quick: bool) -> list[Result]:
             stall_minutes=settings.stall_minutes,
             offline_minutes=settings.offline_minutes,
         )
-        run = run_fleet(settings, config, history_drivers=200, history_minutes=45, drain_s=20)
+        run = run_fleet(
+            settings, config, history_drivers=200, history_minutes=45, drain_s=20, past_minutes=30
+        )
     finally:
         worker.terminate()
         worker.wait(60)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from h3.api import basic_int as h3
@@ -428,3 +428,17 @@ def history_pings(config: DeliverySimConfig, drivers: int, minutes: float) -> li
             sim._ride()
         pings.extend(sim.day.pings)
     return pings
+
+
+def past_deliveries(config: DeliverySimConfig, drivers: int, minutes: float) -> list[DriverDay]:
+    """Simulate other drivers delivering in the ``minutes`` before the run, with the same episodes: what a
+    worker that ran then saw (how long stops in transit lasted), as a worker in service has seen."""
+    past = replace(
+        config,
+        drivers=drivers,
+        minutes=minutes,
+        start_ms=config.start_ms - int(minutes * 60_000),
+        seed=config.seed + 2,
+        driver_prefix=f"{config.driver_prefix}p",
+    )
+    return simulate_deliveries(past)

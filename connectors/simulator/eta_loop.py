@@ -12,7 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.simulator.deliveries import DeliverySimConfig, DriverDay, history_pings, simulate_deliveries
+from connectors.simulator.deliveries import (
+    DeliverySimConfig,
+    DriverDay,
+    history_pings,
+    past_deliveries,
+    simulate_deliveries,
+)
 from connectors.simulator.score import score_etas
 from streams.deliveries import estimates
 from streams.deliveries.cell_speeds import (
@@ -63,14 +69,18 @@ def learn(clean_pings: Iterable[dict[str, Any]], config: SpeedConfig | None = No
 
 
 def replay_etas(
-    days: Iterable[DriverDay], speeds: dict[str, CellSpeed], config: EtaConfig
+    days: Iterable[DriverDay],
+    speeds: dict[str, CellSpeed],
+    config: EtaConfig,
+    taught: list[tuple[int, float, int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the tracking agent's ETA step over the fleet's day as it arrives; return what it would publish.
 
     Every driver's cleaned pings and delivery events are taken together in upload order (the wall clock,
     as when the fleet is played in real time) through the same pure steps the agent runs
     (``state.apply_event``, ``estimates.on_fix``), starting from the learned ``speeds``; what the fleet
-    teaches on the way (how long stops in transit last) is folded in as it happens, as the worker does.
+    teaches on the way (how long stops in transit last) is folded in as it happens, as the worker does, and
+    appended to ``taught`` as (threshold s, seconds beyond it, when) if given.
     """
     learned = Learned(
         lambda cell, ts: lookup(speeds, cell, ts, SPEEDS),
@@ -92,6 +102,8 @@ def replay_etas(
         for threshold, seconds in samples:
             key = dwell_key(threshold)
             speeds[key] = fold(speeds.get(key), seconds, 1, now, SPEEDS)
+            if taught is not None:
+                taught.append((threshold, seconds, now))
         published += updates
     return published
 
@@ -116,9 +128,16 @@ def score_offline(
     eta: EtaConfig | None = None,
     history_drivers: int = 200,
     history_minutes: float = 45.0,
+    past_minutes: float = 0.0,
 ) -> tuple[OfflineScore, list[DriverDay]]:
-    """Simulate a fleet and its history, learn, replay the ETA core, and score it."""
+    """Simulate a fleet and its history, learn, replay the ETA core, and score it.
+
+    With ``past_minutes``, the history's drivers also deliver in the minutes before the fleet, and the ETA
+    core learns from their stops in transit first, as the quality benchmark's worker does.
+    """
     speeds = learn(clean(history_pings(fleet, history_drivers, history_minutes)))
+    if past_minutes > 0:
+        replay_etas(past_deliveries(fleet, history_drivers, past_minutes), speeds, eta or EtaConfig())
     days = simulate_deliveries(fleet)
     published = replay_etas(days, speeds, eta or EtaConfig())
     return OfflineScore(*score_etas(days, published)), days

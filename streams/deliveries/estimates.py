@@ -1,13 +1,13 @@
 """ETAs for the deliveries a driver carries, on each new fix, with the ETA core (eta.py). Pure.
 
-On a fresh fix the driver's current stop (where they stay, or crawl in a jam, since when) and recent speed
-are updated; for each delivery in transit the estimate is the learned travel time of the cells along the way
-to the drop-off, times the detour factor, plus what is left of the stop the driver is in, as long stops in
+On a fresh fix the driver's current stop (where they stay, or crawl in a jam, since when) and recent speed are
+updated; for each delivery in transit the estimate is the learned travel time of the cells along the way to
+the drop-off, times the detour factor, plus what is left of the stop the driver is in, as long stops in
 transit went on for the fleet (``eta.expected_dwell_s``). Where no cell on the way has been learned, the blend
-of the recent speed and the default speaks instead. A stop in transit that ends becomes dwell samples the caller teaches the fleet.
-An estimate is published when ``should_emit`` says so, and one ``late_risk`` alert per delivery is raised
-when an estimate passes the promise plus the grace. At arrival, the first and the last ETA published are
-compared with the actual arrival.
+of the recent speed and the default speaks instead. A stop in transit that ends becomes dwell samples the
+caller teaches the fleet. An estimate is published when ``should_emit`` says so, and one ``late_risk`` alert
+per delivery is raised when an estimate passes the promise plus the grace. At arrival, the first and the last
+ETA published are compared with the actual arrival.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from streams.deliveries.cell_speeds import (
     summarize,
 )
 from streams.pings import agents as ping_agents
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,14 @@ SPEEDS = SpeedConfig()
 BATCH_SIZE = 5_000
 BATCH_WITHIN_S = 1.0
 
+
+def samples_topic_name(config: Settings) -> str:
+    """Return the name of the topic the learned speeds and dwell are taught through, for a deployment."""
+    return f"{config.topic_prefix}{config.app_id}-cell-speed-samples"
+
+
 cell_speed_samples_topic = app.topic(
-    f"{settings.topic_prefix}{settings.app_id}-cell-speed-samples",
+    samples_topic_name(settings),
     key_type=str,
     value_type=bytes,
     key_serializer="raw",

@@ -74,7 +74,7 @@ def fleet(
             weights=(0.10, 0.25, 0.10, 0.10, 0.10, 0.10, 0.15, 0.10),
             traffic_hour=12,
         )
-        yield run_fleet(settings, config, history_drivers=40, history_minutes=10, drain_s=8)
+        yield run_fleet(settings, config, history_drivers=40, history_minutes=10, drain_s=8, past_minutes=4)
     finally:
         worker.stop()
 
@@ -102,6 +102,16 @@ def test_the_worker_publishes_etas_for_deliveries_in_transit(fleet: QualityRun) 
     arrived = {d.delivery_id for day in fleet.days for d in day.deliveries if d.arrived_at is not None}
     estimated = {u["delivery_id"] for u in fleet.etas if u["method"] != "actual"}
     assert len(arrived & estimated) >= 0.9 * len(arrived)
+
+
+def test_the_worker_was_taught_how_long_the_past_stops_in_transit_lasted(fleet: QualityRun) -> None:
+    # Read back from the worker's changelog before the fleet started: the fleet's own stops had taught
+    # nothing yet, so every dwell it holds came from the past, through cell-speed-samples.
+    taught = {key: v for key, v in fleet.learned.items() if key.startswith("dwell:")}
+    assert taught.get("dwell:60") is not None and taught["dwell:60"].weight >= 5, taught
+    # The past's stops in transit (stalls and waits of 1.4 to 1.9 times the 45 s stall time) went on a few
+    # seconds to about half a minute beyond the first threshold.
+    assert 0 < taught["dwell:60"].speed_mps < 40, taught
 
 
 @pytest.mark.xfail(

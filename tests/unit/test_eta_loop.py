@@ -5,9 +5,17 @@ from __future__ import annotations
 import math
 import statistics
 
-from connectors.simulator.deliveries import DeliverySimConfig, area_speed_mps, history_pings
-from connectors.simulator.eta_loop import clean, learn, score_offline
-from streams.deliveries.cell_speeds import hour_of_week
+import pytest
+
+from connectors.simulator.deliveries import (
+    DeliverySimConfig,
+    area_speed_mps,
+    history_pings,
+    past_deliveries,
+)
+from connectors.simulator.eta_loop import clean, learn, replay_etas, score_offline
+from streams.deliveries.cell_speeds import dwell_key, hour_of_week
+from streams.deliveries.eta import EtaConfig
 
 FLEET = DeliverySimConfig(drivers=30, minutes=14, start_ms=1_795_020_000_000, seed=5)
 
@@ -38,3 +46,25 @@ def test_the_replayed_agent_publishes_etas_that_are_scored_against_the_baseline(
     assert arrived >= 10 and score.updates >= 2 * arrived
     assert math.isfinite(score.mae_s) and math.isfinite(score.baseline_mae_s)
     assert 30 < score.baseline_mae_s < 400 and 30 < score.mae_s < 400
+
+
+def test_past_deliveries_are_other_drivers_delivering_in_the_minutes_before_the_fleet() -> None:
+    past = past_deliveries(FLEET, 12, 10)
+    assert len(past) == 12 and all(day.driver_id.startswith("dsimp-") for day in past)
+    times = [p["device_ts"] for day in past for p in day.pings]
+    # The day ends when the fleet starts (its last tick may run a few seconds over, as every day's does).
+    assert FLEET.start_ms - 10 * 60_000 <= min(times) and max(times) < FLEET.start_ms + 12_000
+    assert not {day.driver_id for day in past} & {f"dsim-{i:05d}" for i in range(FLEET.drivers)}
+
+
+def test_a_replayed_past_teaches_the_dwell_of_its_stops_in_transit() -> None:
+    speeds = learn(clean(history_pings(FLEET, 40, 20)))
+    taught: list[tuple[int, float, int]] = []
+    replay_etas(past_deliveries(FLEET, 40, 14), speeds, EtaConfig(), taught)
+    assert taught, "stops in transit that ended teach how long they lasted"
+    for threshold in {t for t, _, _ in taught}:
+        samples = [seconds for t, seconds, _ in taught if t == threshold]
+        learned = speeds[dwell_key(threshold)]
+        assert learned.weight == pytest.approx(len(samples), rel=1e-3)
+        assert learned.speed_mps == pytest.approx(statistics.fmean(samples), rel=1e-3)
+    assert all(seconds > 0 and FLEET.start_ms - 14 * 60_000 < ts for _, seconds, ts in taught)
