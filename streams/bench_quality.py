@@ -33,7 +33,7 @@ from connectors.simulator.eta_loop import replay_etas
 from connectors.simulator.score import QualityReport, score_etas, score_run
 from streams import topics
 from streams.bench import Result, _bench_settings, _env, _start_worker
-from streams.deliveries.cell_speeds import CellSpeed, cell_key, dwell_key
+from streams.deliveries.cell_speeds import CellSpeed, cell_key
 from streams.deliveries.eta import EtaConfig
 from streams.deliveries.speeds import CellSpeedReplica, encode_sum, samples_topic_name, tail_changelog
 from streams.kafka import make_producer
@@ -153,29 +153,30 @@ def snapshot_speeds(
 def teach_past(
     settings: Settings, config: DeliverySimConfig, learned: CellSpeedReplica, drivers: int, minutes: float
 ) -> CellSpeedReplica:
-    """Teach the worker how long stops in transit lasted for ``drivers`` delivering in the ``minutes``
-    before the fleet, as its tracking agent would have had it run then; return what it has learned after.
+    """Teach the worker how long stops in transit lasted, and how long riding took against the ETAs, for
+    ``drivers`` delivering in the ``minutes`` before the fleet, as its tracking agent would have had it run
+    then; return what it has learned after.
 
     The past days go through the tracking agent's ETA step (``replay_etas``, with the speeds the worker has
-    learned) in this process, and the dwell samples it gives go to ``cell-speed-samples``, the topic the
-    tracking agent teaches through: played through the worker, pings minutes old would page dispatchers
-    about drivers whose pings are only queued.
+    learned) in this process, and the dwell and ride samples it gives go to ``cell-speed-samples``, the
+    topic the tracking agent teaches through: played through the worker, pings minutes old would page
+    dispatchers about drivers whose pings are only queued.
     """
-    taught: list[tuple[int, float, int]] = []
+    taught: list[tuple[str, float, int]] = []
     past = past_deliveries(config, drivers, minutes)
     replay_etas(past, dict(learned.speeds), EtaConfig.from_settings(settings), taught)
     producer = make_producer(settings)
     topic = samples_topic_name(settings)
-    for threshold, seconds, ts in taught:
-        producer.produce(topic, key=dwell_key(threshold).encode(), value=encode_sum(seconds, 1, ts))
+    for key, value, ts in taught:
+        producer.produce(topic, key=key.encode(), value=encode_sum(value, 1, ts))
         producer.poll(0)
     if producer.flush(60) != 0:
-        raise RuntimeError("dwell samples left undelivered after 60 s")
-    wanted = Counter(threshold for threshold, _, _ in taught)
+        raise RuntimeError("learned samples left undelivered after 60 s")
+    wanted = Counter(key for key, _, _ in taught)
 
     def holds_all(replica: CellSpeedReplica) -> bool:
-        learned = {b: replica.speeds.get(dwell_key(b)) for b in wanted}
-        return all(v is not None and v.weight >= 0.95 * wanted[b] for b, v in learned.items())
+        learned = {key: replica.speeds.get(key) for key in wanted}
+        return all(v is not None and v.weight >= 0.95 * wanted[k] for k, v in learned.items())
 
     return snapshot_speeds(settings, timeout_s=60.0, until=holds_all)
 

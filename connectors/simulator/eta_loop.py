@@ -22,6 +22,7 @@ from connectors.simulator.deliveries import (
 from connectors.simulator.score import score_etas
 from streams.deliveries import estimates
 from streams.deliveries.cell_speeds import (
+    RIDE_KEY,
     CellSpeed,
     SpeedConfig,
     dwell_key,
@@ -33,7 +34,7 @@ from streams.deliveries.cell_speeds import (
 from streams.deliveries.estimates import Learned
 from streams.deliveries.eta import EtaConfig
 from streams.deliveries.stall import StallConfig
-from streams.deliveries.state import DriverState, apply_event
+from streams.deliveries.state import Delivery, DriverState, apply_event
 from streams.pings.rules import RuleConfig, evaluate
 from streams.pings.state import DriverPingState
 
@@ -72,20 +73,28 @@ def replay_etas(
     days: Iterable[DriverDay],
     speeds: dict[str, CellSpeed],
     config: EtaConfig,
-    taught: list[tuple[int, float, int]] | None = None,
+    taught: list[tuple[str, float, int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the tracking agent's ETA step over the fleet's day as it arrives; return what it would publish.
 
     Every driver's cleaned pings and delivery events are taken together in upload order (the wall clock,
     as when the fleet is played in real time) through the same pure steps the agent runs
     (``state.apply_event``, ``estimates.on_fix``), starting from the learned ``speeds``; what the fleet
-    teaches on the way (how long stops in transit last) is folded in as it happens, as the worker does, and
-    appended to ``taught`` as (threshold s, seconds beyond it, when) if given.
+    teaches on the way (how long stops in transit last, how long riding took against the ETAs' riding time
+    at each arrival) is folded in as it happens, as the worker does, and appended to ``taught`` as (learned
+    key, sample, when) if given.
     """
     learned = Learned(
         lambda cell, ts: lookup(speeds, cell, ts, SPEEDS),
         lambda b: lookup_fleet(speeds, dwell_key(b), SPEEDS),
+        lambda: lookup_fleet(speeds, RIDE_KEY, SPEEDS),
     )
+
+    def teach(key: str, value: float, now: int) -> None:
+        speeds[key] = fold(speeds.get(key), value, 1, now, SPEEDS)
+        if taught is not None:
+            taught.append((key, value, now))
+
     records: list[tuple[int, int, str, dict[str, Any]]] = []
     for day in days:
         records += [(e["upload_at"], 0, day.driver_id, e) for e in day.events]
@@ -96,14 +105,15 @@ def replay_etas(
     for now, is_ping, driver, record in records:
         state = states.setdefault(driver, DriverState())
         if not is_ping:
-            apply_event(state, record)
+            applied = apply_event(state, record)
+            if isinstance(applied, Delivery) and estimates.first_arrival(applied):
+                ratio = estimates.ride_sample(state, applied, config)
+                if ratio is not None:
+                    teach(RIDE_KEY, ratio, now)
             continue
         updates, _, samples = estimates.on_fix(state, driver, record, learned, now, config, HORIZON_MS)
         for threshold, seconds in samples:
-            key = dwell_key(threshold)
-            speeds[key] = fold(speeds.get(key), seconds, 1, now, SPEEDS)
-            if taught is not None:
-                taught.append((threshold, seconds, now))
+            teach(dwell_key(threshold), seconds, now)
         published += updates
     return published
 

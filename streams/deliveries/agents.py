@@ -39,7 +39,13 @@ from streams.app import (
 )
 from streams.deliveries import estimates, metrics
 from streams.deliveries.eta import EtaConfig
-from streams.deliveries.speeds import dwell_records, lookup_cell_speed, lookup_dwell
+from streams.deliveries.speeds import (
+    dwell_records,
+    lookup_cell_speed,
+    lookup_dwell,
+    lookup_ride_ratio,
+    ride_records,
+)
 from streams.deliveries.stall import StallConfig, depots_from_geojson
 from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
 from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick
@@ -84,7 +90,7 @@ EVENTS_TOPIC = topics.qualified(topics.DELIVERIES_EVENTS, settings.topic_prefix)
 ALERTS_TOPIC = alerts_topic.get_topic_name()
 REJECTED_TOPIC = deliveries_rejected_topic.get_topic_name()
 ETA_TOPIC = deliveries_eta_topic.get_topic_name()
-LEARNED = estimates.Learned(lookup_cell_speed, lookup_dwell)
+LEARNED = estimates.Learned(lookup_cell_speed, lookup_dwell, lookup_ride_ratio)
 TAGS = {CLEAN_TOPIC: "p", EVENTS_TOPIC: "e"}
 
 # Both inputs through one raw channel: the agent decodes, so a bad record is dead-lettered, not a crash.
@@ -137,14 +143,16 @@ def eta_outputs(
     return etas + encode_alerts(key, alerts, "ping") + dwell_records(dwell, int(ping["device_ts"]))
 
 
-def arrival_outputs(key: str, delivery: Delivery) -> list[tuple[str, bytes, bytes]]:
-    """Record a delivery's actual arrival once, on its first arrived or delivered event."""
-    if delivery.status not in ("arrived", "delivered") or delivery.updated_at != delivery.arrived_at:
+def arrival_outputs(state: DriverState, key: str, delivery: Delivery) -> list[tuple[str, bytes, bytes]]:
+    """Record a delivery's actual arrival once, on its first arrived or delivered event, and teach the fleet
+    how long its riding took against what its ETAs foresaw."""
+    if not estimates.first_arrival(delivery):
         return []
     record, errors = estimates.on_arrival(key, delivery)
     for which, error_s in errors.items():
         metrics.ETA_ERROR.labels(which).observe(abs(error_s))
-    return [] if record is None else [(ETA_TOPIC, key.encode(), _eta.encode(record))]
+    taught = ride_records(estimates.ride_sample(state, delivery, ETA_CONFIG), delivery.updated_at)
+    return taught + ([] if record is None else [(ETA_TOPIC, key.encode(), _eta.encode(record))])
 
 
 def rejected_record(
@@ -222,7 +230,7 @@ def judge_batch(
         if tag == "e":
             alerts, dead_letter, applied = _judge_event(state, key, event.value, message, now, counts)
             if applied is not None:
-                outputs += arrival_outputs(key, applied)
+                outputs += arrival_outputs(state, key, applied)
         else:
             try:
                 ping = _clean_ping.decode(event.value)

@@ -103,6 +103,10 @@ def fold(prev: CellSpeed | None, speed_sum: float, count: int, ts: int, config: 
     return CellSpeed((prev.speed_mps * kept + speed_sum) / weight, weight, max(ts, prev.last_ts))
 
 
+# The fleet-wide key of how long riding took against the riding time the ETAs foresaw.
+RIDE_KEY = "ride:ratio"
+
+
 def dwell_key(threshold_s: int) -> str:
     """Return the table key of how long stops in transit went on beyond a threshold (fleet-wide)."""
     return f"dwell:{threshold_s}"

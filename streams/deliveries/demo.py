@@ -165,6 +165,14 @@ def show(settings: Settings) -> bool:
     print(f"  dead letter on deliveries.rejected: {dead.get('reason')} ({dead.get('detail')})")
     ok &= dead.get("reason") == "already_assigned"
 
+    etas = read_records(settings, topics.DELIVERIES_ETA, "EtaUpdate", {stalled}, 99, wait_s=3)
+    print(f"\nETAs the worker published on deliveries.eta for d{run}-1 (seconds from now):")
+    for eta in etas:
+        at, arrives = (eta["computed_at"] - now) / 1000, (eta["eta"] - now) / 1000
+        promised = (eta["promised_at"] - now) / 1000
+        print(f"  at {at:+5.0f} s: arrives {arrives:+5.0f} s ({eta['method']}; promised {promised:+.0f} s)")
+    ok &= bool(etas)
+
     answer = httpx.get(f"{url}/v1/drivers/{stalled}", headers={"X-API-Key": dispatcher}, timeout=10)
     body = answer.json()
     print(f"\nGET /v1/drivers/{stalled} (dispatcher key) -> {answer.status_code}")

@@ -20,6 +20,7 @@ from streams.deliveries.cell_speeds import time_along
 from streams.deliveries.eta import (
     EtaConfig,
     EtaEstimate,
+    EtaMethod,
     RecentSpeed,
     Stop,
     dwell_samples,
@@ -28,6 +29,7 @@ from streams.deliveries.eta import (
     expected_dwell_s,
     is_crawling,
     is_late_risk,
+    ride_ratio,
     should_emit,
     update_recent_speed,
     update_stop,
@@ -37,6 +39,8 @@ from streams.deliveries.state import IN_TRANSIT, Delivery, DriverState
 from streams.deliveries.tracker import alert_id, alert_record
 
 ACTUAL = "actual"  # method of the EtaUpdate recording a delivery's real arrival
+# ETAs whose riding time a delivery keeps for the calibration at arrival: the first and the newest.
+MAX_RIDES = 8
 
 
 def eta_record(driver_id: str, delivery: Delivery, estimate: EtaEstimate) -> dict[str, Any]:
@@ -57,13 +61,19 @@ def _no_dwell(threshold_s: int) -> float | None:
     return None
 
 
+def _no_ratio() -> float | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Learned:
-    """What the fleet has taught: a cell's speed at an instant's hour of week, and how long stops in transit
-    went on beyond each dwell threshold (None: not known yet)."""
+    """What the fleet has taught: a cell's speed at an instant's hour of week, how long stops in transit
+    went on beyond each dwell threshold, and how long riding took against the ETAs' riding time (None: not
+    known yet)."""
 
     cell_speed: Callable[[int, int], float | None]
     dwell: Callable[[int], float | None] = _no_dwell
+    ride_ratio: Callable[[], float | None] = _no_ratio
 
 
 def on_fix(
@@ -99,16 +109,21 @@ def on_fix(
     stop, ended_s = update_stop(stop, lat, lon, ts, phone_mps, carrying, config, crawling=crawling)
     state.stop = [stop.lat, stop.lon, stop.since_ts, stop.in_transit_since]
     samples = dwell_samples(ended_s, config) if ended_s is not None else []
+    if samples and ended_s is not None:  # a hold-up long enough to be a wait: the dwell speaks for it
+        for delivery in state.deliveries.values():
+            if delivery.status in IN_TRANSIT:
+                delivery.held_ms += round(ended_s * 1000)
     if now - ts > horizon_ms:
         return [], [], samples  # a long-delayed fix: an ETA from where the driver was long ago misleads
     dwell_s = expected_dwell_s(stop, ts, learned.dwell, config)
+    calibration = learned.ride_ratio() or 1.0
     updates, alerts = [], []
     for delivery in sorted(state.deliveries.values(), key=lambda d: d.delivery_id):
         if delivery.status not in IN_TRANSIT:
             continue
         route_s = time_along(cell_speed, lat, lon, *delivery.dropoff, ts)
         if route_s is not None:
-            estimate = estimate_along(lat, lon, *delivery.dropoff, ts, route_s, config, dwell_s)
+            estimate = estimate_along(lat, lon, *delivery.dropoff, ts, route_s, config, dwell_s, calibration)
         else:
             recent_mps = recent.speed_mps if recent.evidence_s > 0 else None
             estimate = estimate_eta(
@@ -121,6 +136,10 @@ def on_fix(
             delivery.eta, delivery.eta_at = estimate.eta_ms, estimate.computed_at
             if delivery.eta_first is None:
                 delivery.eta_first = estimate.eta_ms
+            if estimate.method in (EtaMethod.CELL, EtaMethod.DWELL):
+                riding_ms = estimate.eta_ms - ts - round(dwell_s * 1000)
+                delivery.rides.append([ts, riding_ms, delivery.held_ms])
+                del delivery.rides[1 : -MAX_RIDES + 1]  # the first and the newest
             updates.append(eta_record(driver_id, delivery, estimate))
         if not delivery.late_alerted and is_late_risk(estimate, delivery.promised_at, config):
             delivery.late_alerted = True
@@ -137,6 +156,29 @@ def on_fix(
             detail = f"ETA {estimate.eta_ms} passes the promise {delivery.promised_at} plus the grace"
             alerts.append(alert_record("late_risk", driver_id, opened, now, detail=detail))
     return updates, alerts, samples
+
+
+def first_arrival(delivery: Delivery) -> bool:
+    """Say whether the event just applied is the delivery's first arrived or delivered event."""
+    return delivery.status in ("arrived", "delivered") and delivery.updated_at == delivery.arrived_at
+
+
+def ride_sample(state: DriverState, delivery: Delivery, config: EtaConfig) -> float | None:
+    """Return how long the delivery's riding took against what its ETAs foresaw, on its first arrival.
+
+    A hold-up still going on at the door (a customer slow to come down before "arrived" is tapped) is a
+    wait, not riding, for as long as fixes showed it.
+    """
+    if delivery.arrived_at is None:
+        return None
+    held = delivery.held_ms
+    stop = Stop(*state.stop) if state.stop else None
+    seen_until = state.recent[2]  # the newest fix: a silence before the arrival is not a wait seen
+    if stop is not None and stop.in_transit_since is not None and seen_until is not None:
+        waited = min(delivery.arrived_at, seen_until) - stop.in_transit_since
+        if waited >= min(config.dwell_thresholds_s) * 1000:
+            held += waited
+    return ride_ratio(delivery.rides, delivery.arrived_at, held, config)
 
 
 def on_arrival(driver_id: str, delivery: Delivery) -> tuple[dict[str, Any] | None, dict[str, float]]:

@@ -64,6 +64,8 @@ class EtaConfig:
     # Riding slower than this share of what the cell usually allows is crawling in a jam: the driver is held
     # up as at a stop, and the hold-up is expected to last as long as stops did.
     crawl_fraction: float = 0.45
+    # A delivery whose riding took longer or shorter than this against its ETAs teaches no calibration.
+    ride_ratio_bounds: tuple[float, float] = (0.5, 1.6)
     # How long stops in transit went on, learned beyond each of these elapsed times: a stop of a minute is
     # probably a queue, one of five more likely a wait that lasts.
     dwell_thresholds_s: tuple[int, ...] = DWELL_THRESHOLDS_S
@@ -138,9 +140,10 @@ def update_recent_speed(prev: RecentSpeed, step_m: float, ts_ms: int, config: Et
     return RecentSpeed(speed, min(evidence, config.recent_tau_s), ts_ms)
 
 
-def riding_seconds(route_s: float, remaining_m: float, config: EtaConfig) -> float:
-    """Return the riding time left: the time along the way at the learned speeds, times the detour."""
-    seconds = max(route_s, 0.0) * config.detour_factor
+def riding_seconds(route_s: float, remaining_m: float, config: EtaConfig, calibration: float = 1.0) -> float:
+    """Return the riding time left: the time along the way at the learned speeds, times the detour and the
+    fleet's learned calibration (how long riders took against what was foreseen)."""
+    seconds = max(route_s, 0.0) * config.detour_factor * calibration
     # The speed bounds hold here too: a few unlucky cells cannot make a rider crawl or fly.
     return min(max(seconds, remaining_m / config.max_speed_mps), remaining_m / config.min_speed_mps)
 
@@ -154,13 +157,14 @@ def estimate_along(
     route_s: float,
     config: EtaConfig,
     dwell_s: float = 0.0,
+    calibration: float = 1.0,
 ) -> EtaEstimate:
     """Estimate from the learned travel time along the way (``route_s``: the straight line, cell by cell)
     and the seconds the stop the driver is in is expected to last still (``dwell_s``)."""
     remaining = remaining_distance_m(lat, lon, dropoff_lat, dropoff_lon, config)
     if remaining <= config.arrival_radius_m * config.detour_factor:
         return EtaEstimate(now_ms, remaining, 0.0, EtaMethod.ARRIVED, now_ms)
-    riding = riding_seconds(route_s, remaining, config)
+    riding = riding_seconds(route_s, remaining, config, calibration)
     method = EtaMethod.DWELL if dwell_s > 0 else EtaMethod.CELL
     seconds = riding + max(dwell_s, 0.0)
     return EtaEstimate(now_ms + round(seconds * 1000.0), remaining, remaining / riding, method, now_ms)
@@ -237,6 +241,26 @@ def expected_dwell_s(
             beyond = learned(threshold)
             return max(beyond - (elapsed - threshold), 0.0) if beyond is not None else 0.0
     return 0.0
+
+
+def ride_ratio(rides: list[list[int]], arrived_at_ms: int, held_ms: int, config: EtaConfig) -> float | None:
+    """Return how long a delivery's riding took against the riding time its ETAs foresaw, or None.
+
+    ``rides`` holds, for each ETA published, [computed at, riding ms foreseen, long hold-ups ms so far];
+    ``held_ms`` is the long hold-ups' total at arrival. The riding that followed an ETA is the time to the
+    arrival less the long hold-ups after it (the dwell speaks for those). A ratio outside the bounds means a
+    hold-up the phone never showed (a stop while offline): it teaches nothing about riding.
+    """
+    took = foreseen = 0
+    for at, riding_ms, held_then in rides:
+        ridden = arrived_at_ms - at - (held_ms - held_then)
+        if riding_ms > 0 and ridden > 0:
+            took, foreseen = took + ridden, foreseen + riding_ms
+    if foreseen <= 0:
+        return None
+    ratio = took / foreseen
+    low, high = config.ride_ratio_bounds
+    return ratio if low <= ratio <= high else None
 
 
 def remaining_distance_m(

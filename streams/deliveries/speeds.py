@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.app import app, gps_pings_clean_topic, settings
 from streams.deliveries.cell_speeds import (
+    RIDE_KEY,
     CellSpeed,
     SpeedConfig,
     dwell_key,
@@ -153,6 +154,18 @@ def lookup_cell_speed(h3_r7: int, ts_ms: int) -> float | None:
 def lookup_dwell(threshold_s: int) -> float | None:
     """Return how long the fleet's stops in transit went on beyond ``threshold_s``, or None if unknown."""
     return lookup_fleet(replica.speeds, dwell_key(threshold_s), SPEEDS)
+
+
+def lookup_ride_ratio() -> float | None:
+    """Return how long the fleet's riding took against the ETAs' riding time, if enough arrivals taught it."""
+    return lookup_fleet(replica.speeds, RIDE_KEY, SPEEDS)
+
+
+def ride_records(ratio: float | None, ts_ms: int) -> list[tuple[str, bytes, bytes]]:
+    """Return the record that teaches the fleet one arrival's riding ratio (to ``cell-speed-samples``)."""
+    if ratio is None:
+        return []
+    return [(cell_speed_samples_topic.get_topic_name(), RIDE_KEY.encode(), encode_sum(ratio, 1, ts_ms))]
 
 
 def dwell_records(samples: Sequence[tuple[int, float]], ts_ms: int) -> list[tuple[str, bytes, bytes]]:

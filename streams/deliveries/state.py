@@ -90,6 +90,10 @@ class Delivery:
     arrived_at: int | None = None  # event time of the first arrived or delivered event
     picked_up_at: int | None = None  # event time of the pickup: a stall only counts from then
     owner: str | None = None  # API key fingerprint that assigned it: a partner reads only its own
+    # Seconds (ms) of long hold-ups in transit that ended while carrying it: waits the dwell accounts for.
+    held_ms: int = 0
+    # Riding time of the ETAs published along the learned cells: [computed at, riding ms, held_ms then].
+    rides: list[list[int]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         """Return the delivery as the dispatcher API shows it in a driver's active deliveries."""

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 from faust.types import TP
+from h3.api import basic_int as h3
 
 from schemas.codecs import codec
 from streams.app import alerts_topic, deliveries_eta_topic, deliveries_rejected_topic
-from streams.deliveries import agents
+from streams.deliveries import agents, speeds
 from streams.deliveries.agents import CLEAN_TOPIC, EVENTS_TOPIC, track_drivers
+from streams.deliveries.cell_speeds import RIDE_KEY, CellSpeed, cell_key, hour_of_week
 from tests.agents.conftest import SentRecords
 
 T0 = 1_790_000_010_000
@@ -205,17 +207,22 @@ def test_the_timer_pages_a_silent_driver_once_and_skips_partitions_not_caught_up
     )
 
 
+async def pick_up_and_ride(feed: Feed, ride_ms: int, step_m: float) -> None:
+    """Assign and pick up dlv-1 with a generous promise, then ride south, one fix per 5 s."""
+    generous = T0 + 600 * MIN
+    await feed.put(EVENTS_TOPIC, delivery_event("e1", "assigned", promised_at=generous), T0)
+    await feed.put(EVENTS_TOPIC, delivery_event("e2", "picked_up", promised_at=generous), T0)
+    lat = -23.55
+    for i, ts in enumerate(range(T0, T0 + ride_ms, 5_000)):
+        lat -= step_m / 111_195
+        await feed.put(CLEAN_TOPIC, clean_ping(i, ts, lat, step_m=step_m), ts + 500)
+
+
 def test_etas_are_published_on_change_and_the_arrival_is_recorded(captured: SentRecords) -> None:
     async def run() -> None:
         async with track_drivers.test_context() as agent:
             feed = Feed(agent)
-            generous = T0 + 600 * MIN
-            await feed.put(EVENTS_TOPIC, delivery_event("e1", "assigned", promised_at=generous), T0)
-            await feed.put(EVENTS_TOPIC, delivery_event("e2", "picked_up", promised_at=generous), T0)
-            lat = -23.55
-            for i, ts in enumerate(range(T0, T0 + 10 * MIN, 5_000)):
-                lat -= 50 / 111_195  # 10 m/s south, towards the drop-off
-                await feed.put(CLEAN_TOPIC, clean_ping(i, ts, lat, step_m=50.0), ts + 500)
+            await pick_up_and_ride(feed, 10 * MIN, 50.0)  # 10 m/s towards the drop-off
             await feed.put(EVENTS_TOPIC, delivery_event("e3", "delivered", ts=T0 + 40 * MIN), T0 + 40 * MIN)
             await settle(lambda: any(e["method"] == "actual" for e in captured.values(deliveries_eta_topic)))
             await asyncio.sleep(0.2)
@@ -263,3 +270,42 @@ def test_deliveries_are_found_after_a_rebalance_changed_the_store_behind_the_age
         assert found is not None and found[0] == driver and found[1].delivery_id == delivery
     assert agents.find_delivery("dlv-2") is None, "a driver no longer held here must not answer"
     assert "dlv-2" not in agents.delivery_index, "the index forgets what the store no longer holds"
+
+
+def test_an_arrival_teaches_the_fleet_how_long_riding_took_against_the_etas(
+    captured: SentRecords, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every cell on the way has a learned speed, so the ETAs are ridden cell by cell and kept for the
+    # calibration; the arrival comes when the first ETA said.
+    learned = speeds.CellSpeedReplica()
+    monkeypatch.setattr(speeds, "replica", learned)
+    south = [(-23.55 - i * 0.01, -46.63 - i * 0.0113) for i in range(20)]
+    for lat, lon in south:
+        cell = h3.latlng_to_cell(lat, lon, 7)
+        learned.put(cell_key(cell, hour_of_week(T0)).encode(), CellSpeed(8.0, 50.0, T0))
+
+    async def run() -> None:
+        async with track_drivers.test_context() as agent:
+            feed = Feed(agent)
+            await pick_up_and_ride(feed, 5 * MIN, 40.0)
+            await settle(lambda: captured.values(deliveries_eta_topic))
+            first = captured.values(deliveries_eta_topic)[0]
+            arrived = delivery_event("e3", "arrived", ts=first["eta"])
+            await feed.put(EVENTS_TOPIC, arrived, first["eta"])
+            await settle(lambda: captured.keys(speeds.cell_speed_samples_topic))
+            await asyncio.sleep(0.2)
+
+    asyncio.run(run())
+    etas = captured.values(deliveries_eta_topic)
+    assert {e["method"] for e in etas[:-1]} == {"cell"} and etas[-1]["method"] == "actual"
+    taught = list(
+        zip(
+            captured.keys(speeds.cell_speed_samples_topic),
+            captured.values(speeds.cell_speed_samples_topic),
+            strict=True,
+        )
+    )
+    assert [key for key, _ in taught] == [RIDE_KEY.encode()]
+    sample = CellSpeed.unpack(taught[0][1])
+    assert sample.weight == 1.0 and sample.last_ts == etas[0]["eta"]
+    assert 0.5 <= sample.speed_mps <= 1.6

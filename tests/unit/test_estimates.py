@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from streams.deliveries import estimates
-from streams.deliveries.eta import EtaConfig
+from streams.deliveries.eta import EtaConfig, ride_ratio
 from streams.deliveries.state import DriverState, apply_event
 from streams.deliveries.tracker import TrackerConfig, on_event
 
@@ -147,3 +147,40 @@ def test_a_jam_holds_the_driver_up_like_a_stop_and_teaches_how_long_it_lasted() 
     # Crawling is judged against the cell: with no crawl share, the same jam is plain slow riding.
     updates, samples = _crawl(EtaConfig(crawl_fraction=0.0))
     assert samples == [] and all(u["method"] != "dwell" for u in updates)
+
+
+def test_each_published_riding_time_is_kept_and_the_arrival_teaches_the_ratio() -> None:
+    state = carrying(T0 + 120 * MIN)
+    learned = estimates.Learned(lambda cell, ts: 8.0, {60: 100.0}.get)
+    ride(state, northbound(T0, 12))  # riding: the first ETA and perhaps more
+    delivery = state.deliveries["d1"]
+    assert delivery.rides and delivery.rides[0][0] == T0 and delivery.held_ms == 0
+    first_riding_ms = delivery.rides[0][1]
+    # A 3-minute wait on the way, then on: the wait is held, not riding.
+    at = T0 + 60_000
+    for i in range(37):
+        f = fix(at + i * 5_000, -23.60 + 11 * 50 / 111_195, 0.0) | {"speed_mps": 0.0}
+        estimates.on_fix(state, "drv", f, learned, f["device_ts"] + 100, CONFIG, 120_000)
+    moving = fix(at + 190_000, -23.60 + 12 * 50 / 111_195) | {"speed_mps": 8.0}
+    estimates.on_fix(state, "drv", moving, learned, moving["device_ts"] + 100, CONFIG, 120_000)
+    assert delivery.held_ms == 195_000, "from the last riding fix, 55 s in, to the first moving one"
+    # Arrival when the first ETA's riding time has been ridden, plus the wait and 5 s.
+    arrived = T0 + 55_000 + 195_000 + first_riding_ms
+    apply_event(state, {"event_id": "e9", "delivery_id": "d1", "type": "arrived", "ts": arrived})
+    assert estimates.first_arrival(delivery)
+    ratio = estimates.ride_sample(state, delivery, CONFIG)
+    assert ratio is not None and abs(ratio - 1.0) < 0.05
+    counting_the_wait = ride_ratio(delivery.rides, arrived, 0, CONFIG)
+    assert counting_the_wait is not None and counting_the_wait > ratio + 0.05
+
+
+def test_a_wait_at_the_door_before_arrived_is_tapped_is_not_riding() -> None:
+    state = carrying(T0 + 120 * MIN)
+    delivery = state.deliveries["d1"]
+    delivery.rides = [[T0, 300_000, 0]]
+    state.stop = [-23.5, -46.63, T0 + 300_000, T0 + 300_000]  # at the door since 300 s, in transit
+    state.recent = [8.0, 120.0, T0 + 595_000]  # and seen there until 5 s before "arrived"
+    apply_event(state, {"event_id": "e9", "delivery_id": "d1", "type": "arrived", "ts": T0 + 600_000})
+    assert estimates.ride_sample(state, delivery, CONFIG) == pytest.approx(305 / 300)
+    state.stop = None  # the same arrival without the wait seen: twice the foreseen riding, out of bounds
+    assert estimates.ride_sample(state, delivery, CONFIG) is None

@@ -15,6 +15,8 @@ from streams.deliveries.eta import (
     expected_dwell_s,
     is_crawling,
     remaining_distance_m,
+    ride_ratio,
+    riding_seconds,
     update_stop,
 )
 
@@ -142,3 +144,31 @@ def test_config_rejects_bad_stop_settings() -> None:
         EtaConfig(crawl_fraction=1.0)
     with pytest.raises(ValueError, match="dwell_thresholds_s"):
         EtaConfig(dwell_thresholds_s=(0, 60))
+
+
+def test_riding_time_is_scaled_by_the_learned_calibration() -> None:
+    plain = riding_seconds(400.0, 3_000.0, CONFIG)
+    assert plain == pytest.approx(400.0 * CONFIG.detour_factor)
+    assert riding_seconds(400.0, 3_000.0, CONFIG, 0.9) == pytest.approx(0.9 * plain)
+    # The speed bounds still hold after the calibration.
+    assert riding_seconds(400.0, 3_000.0, CONFIG, 0.01) == pytest.approx(3_000.0 / CONFIG.max_speed_mps)
+    along = estimate_along(LAT, LON, DROP_LAT, DROP_LON, NOW, 400.0, CONFIG, calibration=0.9)
+    assert along.eta_ms == NOW + round(0.9 * plain * 1000)
+
+
+def test_the_ride_ratio_is_riding_taken_over_riding_foreseen_without_the_long_hold_ups() -> None:
+    # Two ETAs: at 0 s foreseeing 600 s of riding, at 300 s foreseeing 330 s; arrival at 660 s.
+    rides = [[NOW, 600_000, 0], [NOW + 300_000, 330_000, 0]]
+    assert ride_ratio(rides, NOW + 660_000, 0, CONFIG) == pytest.approx((660 + 360) / (600 + 330))
+    # A 200 s wait between the two ETAs: riding after the first one is 200 s shorter than the clock says.
+    rides = [[NOW, 600_000, 0], [NOW + 500_000, 150_000, 200_000]]
+    assert ride_ratio(rides, NOW + 660_000, 200_000, CONFIG) == pytest.approx((460 + 160) / (600 + 150))
+
+
+def test_a_ride_ratio_out_of_bounds_or_without_riding_teaches_nothing() -> None:
+    assert ride_ratio([], NOW, 0, CONFIG) is None
+    assert ride_ratio([[NOW, 0, 0]], NOW + 60_000, 0, CONFIG) is None
+    # Twice as long as foreseen: a stop the phone never showed (offline), not how riders ride.
+    assert ride_ratio([[NOW, 300_000, 0]], NOW + 600_000, 0, CONFIG) is None
+    assert ride_ratio([[NOW, 300_000, 0]], NOW + 100_000, 0, CONFIG) is None
+    assert ride_ratio([[NOW, 300_000, 0]], NOW + 330_000, 0, CONFIG) == pytest.approx(1.1)

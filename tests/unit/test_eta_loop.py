@@ -14,7 +14,7 @@ from connectors.simulator.deliveries import (
     past_deliveries,
 )
 from connectors.simulator.eta_loop import clean, learn, replay_etas, score_offline
-from streams.deliveries.cell_speeds import dwell_key, hour_of_week
+from streams.deliveries.cell_speeds import RIDE_KEY, dwell_key, hour_of_week
 from streams.deliveries.eta import EtaConfig
 
 FLEET = DeliverySimConfig(drivers=30, minutes=14, start_ms=1_795_020_000_000, seed=5)
@@ -59,12 +59,15 @@ def test_past_deliveries_are_other_drivers_delivering_in_the_minutes_before_the_
 
 def test_a_replayed_past_teaches_the_dwell_of_its_stops_in_transit() -> None:
     speeds = learn(clean(history_pings(FLEET, 40, 20)))
-    taught: list[tuple[int, float, int]] = []
+    taught: list[tuple[str, float, int]] = []
     replay_etas(past_deliveries(FLEET, 40, 14), speeds, EtaConfig(), taught)
-    assert taught, "stops in transit that ended teach how long they lasted"
-    for threshold in {t for t, _, _ in taught}:
-        samples = [seconds for t, seconds, _ in taught if t == threshold]
-        learned = speeds[dwell_key(threshold)]
-        assert learned.weight == pytest.approx(len(samples), rel=1e-3)
-        assert learned.speed_mps == pytest.approx(statistics.fmean(samples), rel=1e-3)
-    assert all(seconds > 0 and FLEET.start_ms - 14 * 60_000 < ts for _, seconds, ts in taught)
+    keys = {key for key, _, _ in taught}
+    assert dwell_key(60) in keys, "stops in transit that ended teach how long they lasted"
+    assert RIDE_KEY in keys, "arrivals teach how long riding took against the ETAs"
+    for key in keys:
+        samples = [value for k, value, _ in taught if k == key]
+        assert speeds[key].weight == pytest.approx(len(samples), rel=1e-3)
+        assert speeds[key].speed_mps == pytest.approx(statistics.fmean(samples), rel=1e-3)
+    assert all(value > 0 and FLEET.start_ms - 14 * 60_000 < ts for _, value, ts in taught)
+    ratios = [value for key, value, _ in taught if key == RIDE_KEY]
+    assert all(0.5 <= r <= 1.6 for r in ratios) and 0.7 < statistics.median(ratios) < 1.3
