@@ -138,7 +138,7 @@ def on_fix(
                 delivery.eta_first = estimate.eta_ms
             if estimate.method in (EtaMethod.CELL, EtaMethod.DWELL):
                 riding_ms = estimate.eta_ms - ts - round(dwell_s * 1000)
-                delivery.rides.append([ts, riding_ms, delivery.held_ms])
+                delivery.rides.append([ts, riding_ms, delivery.held_ms + _held_so_far(stop, ts, config)])
                 del delivery.rides[1 : -MAX_RIDES + 1]  # the first and the newest
             updates.append(eta_record(driver_id, delivery, estimate))
         if not delivery.late_alerted and is_late_risk(estimate, delivery.promised_at, config):
@@ -158,6 +158,15 @@ def on_fix(
     return updates, alerts, samples
 
 
+def _held_so_far(stop: Stop | None, ts: int, config: EtaConfig) -> int:
+    """Return how long (ms) the driver has been held up in transit at ``ts``, once it counts as a wait: that
+    part of the hold-up, added to ``held_ms`` when it ends, lies before an ETA made now."""
+    if stop is None or stop.in_transit_since is None:
+        return 0
+    elapsed = ts - stop.in_transit_since
+    return elapsed if elapsed >= min(config.dwell_thresholds_s) * 1000 else 0
+
+
 def first_arrival(delivery: Delivery) -> bool:
     """Say whether the event just applied is the delivery's first arrived or delivered event."""
     return delivery.status in ("arrived", "delivered") and delivery.updated_at == delivery.arrived_at
@@ -171,14 +180,10 @@ def ride_sample(state: DriverState, delivery: Delivery, config: EtaConfig) -> fl
     """
     if delivery.arrived_at is None:
         return None
-    held = delivery.held_ms
     stop = Stop(*state.stop) if state.stop else None
     seen_until = state.recent[2]  # the newest fix: a silence before the arrival is not a wait seen
-    if stop is not None and stop.in_transit_since is not None and seen_until is not None:
-        waited = min(delivery.arrived_at, seen_until) - stop.in_transit_since
-        if waited >= min(config.dwell_thresholds_s) * 1000:
-            held += waited
-    return ride_ratio(delivery.rides, delivery.arrived_at, held, config)
+    waiting = _held_so_far(stop, min(delivery.arrived_at, seen_until or 0), config)
+    return ride_ratio(delivery.rides, delivery.arrived_at, delivery.held_ms + waiting, config)
 
 
 def on_arrival(driver_id: str, delivery: Delivery) -> tuple[dict[str, Any] | None, dict[str, float]]:

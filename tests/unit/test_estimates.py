@@ -164,6 +164,10 @@ def test_each_published_riding_time_is_kept_and_the_arrival_teaches_the_ratio() 
     moving = fix(at + 190_000, -23.60 + 12 * 50 / 111_195) | {"speed_mps": 8.0}
     estimates.on_fix(state, "drv", moving, learned, moving["device_ts"] + 100, CONFIG, 120_000)
     assert delivery.held_ms == 195_000, "from the last riding fix, 55 s in, to the first moving one"
+    during = [r for r in delivery.rides if T0 + 55_000 < r[0] < T0 + 250_000]
+    assert during, "an ETA was published during the wait"
+    # Published a minute or more into the wait: that much of it lies before the ETA, not in the riding after.
+    assert all(held_then == at - (T0 + 55_000) for at, _, held_then in during)
     # Arrival when the first ETA's riding time has been ridden, plus the wait and 5 s.
     arrived = T0 + 55_000 + 195_000 + first_riding_ms
     apply_event(state, {"event_id": "e9", "delivery_id": "d1", "type": "arrived", "ts": arrived})
