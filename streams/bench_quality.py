@@ -50,16 +50,16 @@ QUALITY_NOTES = (
     "ETA error: every `deliveries.eta` update for an in-transit delivery that arrived, against the true "
     "arrival; the baseline is computed at the same moments from the driver's newest fix, straight line at "
     "the run's own average straight-line speed (tuned on the answer, so generous to the baseline).",
-    "Before the fleet, the worker is taught how long stops in transit lasted for 200 other drivers delivering"
-    " (with the same kinds of episode) in the half hour before: the harness runs the tracking agent's ETA "
-    "step over their day and sends the dwell samples it gives to `cell-speed-samples`, the topic the tracking"
-    " agent itself teaches through. Without it the fleet's first stops, all in its first minutes, would meet "
-    "a worker that has never seen a stop end, which no worker in service is.",
+    "Before the fleet, the worker is taught what 200 other drivers delivering (with the same kinds of "
+    "episode) in the half hour before showed it: the harness runs the tracking agent's ETA step over their "
+    "day and sends the riding, dwell and ride samples it gives to `cell-speed-samples`, the topic the speeds "
+    "and tracking agents teach through. Without it the fleet's first stops, all in its first minutes, would "
+    "meet a worker that has never seen a stop end, which no worker in service is.",
     "`ETA core replayed`: the harness cleans the same pings and runs the tracking agent's ETA step "
-    "(`estimates.on_fix`, with the learned speeds and dwell as snapshotted from the worker's changelog after "
-    "the history) over them and the delivery events in upload order, and scores what it would publish the "
-    "same way. It measures the ETA core apart from the agent that publishes; the rows above it measure what "
-    "the worker actually published.",
+    "(`estimates.on_fix`, from the learned speeds, dwell and ride calibration as snapshotted from the "
+    "worker's changelog before the fleet, learning from the fleet as the worker does) over them and the "
+    "delivery events in upload order, and scores what it would publish the same way. It measures the ETA core"
+    " apart from the agent that publishes; the rows above it measure what the worker actually published.",
     "The machine was shared with other work while this ran.",
 )
 
@@ -153,15 +153,16 @@ def snapshot_speeds(
 def teach_past(
     settings: Settings, config: DeliverySimConfig, learned: CellSpeedReplica, drivers: int, minutes: float
 ) -> CellSpeedReplica:
-    """Teach the worker how long stops in transit lasted, and how long riding took against the ETAs, for
-    ``drivers`` delivering in the ``minutes`` before the fleet, as its tracking agent would have had it run
-    then; return what it has learned after.
+    """Teach the worker how fast riders rode, how long stops in transit lasted, and how long riding took
+    against the ETAs, for ``drivers`` delivering in the ``minutes`` before the fleet, as its agents would
+    have had it run then; return what it has learned after.
 
     The past days go through the tracking agent's ETA step (``replay_etas``, with the speeds the worker has
-    learned) in this process, and the dwell and ride samples it gives go to ``cell-speed-samples``, the
-    topic the tracking agent teaches through: played through the worker, pings minutes old would page
-    dispatchers about drivers whose pings are only queued.
+    learned) in this process, and the riding, dwell and ride samples it gives go to ``cell-speed-samples``,
+    the topic the speeds and tracking agents teach through: played through the worker, pings minutes old
+    would page dispatchers about drivers whose pings are only queued.
     """
+
     taught: list[tuple[str, float, int]] = []
     past = past_deliveries(config, drivers, minutes)
     replay_etas(past, dict(learned.speeds), EtaConfig.from_settings(settings), taught)

@@ -62,11 +62,20 @@ def learn(clean_pings: Iterable[dict[str, Any]], config: SpeedConfig | None = No
     config = config or SpeedConfig()
     speeds: dict[str, CellSpeed] = {}
     for ping in clean_pings:
-        sample = sample_of(ping, config)
-        if sample is not None:
-            key, speed, ts = sample
-            speeds[key] = fold(speeds.get(key), speed, 1, ts, config)
+        learn_one(speeds, ping, config)
     return speeds
+
+
+def learn_one(
+    speeds: dict[str, CellSpeed], ping: dict[str, Any], config: SpeedConfig
+) -> tuple[str, float, int] | None:
+    """Fold one clean ping into the learned speeds, as the speeds agents do; return the sample, if any."""
+    known = lookup(speeds, int(ping["h3_r7"]), int(ping["device_ts"]), config)
+    sample = sample_of(ping, config, known)
+    if sample is not None:
+        key, speed, ts = sample
+        speeds[key] = fold(speeds.get(key), speed, 1, ts, config)
+    return sample
 
 
 def replay_etas(
@@ -80,9 +89,9 @@ def replay_etas(
     Every driver's cleaned pings and delivery events are taken together in upload order (the wall clock,
     as when the fleet is played in real time) through the same pure steps the agent runs
     (``state.apply_event``, ``estimates.on_fix``), starting from the learned ``speeds``; what the fleet
-    teaches on the way (how long stops in transit last, how long riding took against the ETAs' riding time
-    at each arrival) is folded in as it happens, as the worker does, and appended to ``taught`` as (learned
-    key, sample, when) if given.
+    teaches on the way (the cells' riding speeds, how long stops in transit last, how long riding took
+    against the ETAs' riding time at each arrival) is folded in as it happens, as the worker does, and
+    appended to ``taught`` as (learned key, sample, when) if given.
     """
     learned = Learned(
         lambda cell, ts: lookup(speeds, cell, ts, SPEEDS),
@@ -112,6 +121,9 @@ def replay_etas(
                     teach(RIDE_KEY, ratio, now)
             continue
         updates, _, samples = estimates.on_fix(state, driver, record, learned, now, config, HORIZON_MS)
+        sample = learn_one(speeds, record, SPEEDS)  # the speeds agents learn from every clean ping too
+        if sample is not None and taught is not None:
+            taught.append(sample)
         for threshold, seconds in samples:
             teach(dwell_key(threshold), seconds, now)
         published += updates

@@ -26,12 +26,18 @@ _EPOCH_WEEKDAY_SHIFT_H = 3 * 24
 _PACK = struct.Struct(">ddq")
 
 
+# Slower than this share of what a cell usually allows is crawling in a jam: the ETA counts it as a hold-up
+# (like a stop), so it is not the cell's riding speed either.
+CRAWL_FRACTION = 0.45
+
+
 @dataclass(frozen=True)
 class SpeedConfig:
     """What a sample must look like to count, and how fast history fades."""
 
     # Below this a rider is parked (waiting at a restaurant, a stall), which says nothing about traffic.
     min_moving_mps: float = 1.0
+    crawl_fraction: float = CRAWL_FRACTION
     max_speed_mps: float = 30.0
     # Weight halves every two weeks of event time.
     half_life_ms: int = 14 * 24 * HOUR_MS
@@ -69,14 +75,22 @@ def cell_key(h3_r7: int, how: int) -> str:
     return f"{h3_r7:x}:{how}"
 
 
-def sample_of(ping: Mapping[str, Any], config: SpeedConfig) -> tuple[str, float, int] | None:
-    """Return (key, speed, event time) for a clean ping that tells something about traffic, else None."""
+def sample_of(
+    ping: Mapping[str, Any], config: SpeedConfig, known_mps: float | None = None
+) -> tuple[str, float, int] | None:
+    """Return (key, speed, event time) for a clean ping that tells something about riding in traffic, else
+    None. ``known_mps``: what the cell has taught so far at this hour, if anything."""
     speed = ping.get("derived_speed_mps")
     if ping.get("late") or speed is None or not math.isfinite(speed):
         # A late fix was measured against a newer one: its derived speed is not a riding speed.
         return None
     if not config.min_moving_mps <= speed <= config.max_speed_mps:
         return None
+    phone = ping.get("speed_mps")
+    if phone is not None and phone < config.min_moving_mps:
+        return None  # the phone says it stands still: the step is GPS jitter or a walk to the door
+    if known_mps is not None and speed < config.crawl_fraction * known_mps:
+        return None  # crawling in a jam: a hold-up the dwell accounts for, not how the cell rides
     ts = int(ping["device_ts"])
     return cell_key(int(ping["h3_r7"]), hour_of_week(ts)), float(speed), ts
 

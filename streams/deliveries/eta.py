@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from streams.deliveries.cell_speeds import CRAWL_FRACTION
 from streams.pings.rules import haversine_m
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class EtaConfig:
     stop_radius_m: float = 50.0
     # Riding slower than this share of what the cell usually allows is crawling in a jam: the driver is held
     # up as at a stop, and the hold-up is expected to last as long as stops did.
-    crawl_fraction: float = 0.45
+    crawl_fraction: float = CRAWL_FRACTION
     # A delivery whose riding took longer or shorter than this against its ETAs teaches no calibration.
     ride_ratio_bounds: tuple[float, float] = (0.5, 1.6)
     # How long stops in transit went on, learned beyond each of these elapsed times: a stop of a minute is
