@@ -3,8 +3,8 @@
 The fleet is played in real time (records go out when the wall clock reaches their upload time), so the
 worker's wall-clock timers and the pings' event time agree, as in production. History pings (riders
 without deliveries in the hour before) go first, so the learned cell speeds have something to say; then the
-worker is taught how long the stops in transit of drivers delivering in the half hour before lasted
-(``teach_past``), so the fleet's first stops meet a worker that knows what a worker in service knows.
+worker is taught what drivers delivering in the half hour before showed (``teach_past``), so the fleet's
+first stops meet a worker that knows what a worker in service knows.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class QualityRun:
     etas: list[dict[str, Any]]
     # The ETA core run by the harness over the same fixes, with the speeds the worker learned from history.
     replayed: tuple[int, float, float, float]
-    # What the worker had learned when the fleet started (cell speeds, and the dwell it was taught).
+    # What the worker had learned when the fleet started (cell speeds, dwell, ride calibration).
     learned: dict[str, CellSpeed]
 
 
@@ -162,7 +162,6 @@ def teach_past(
     the topic the speeds and tracking agents teach through: played through the worker, pings minutes old
     would page dispatchers about drivers whose pings are only queued.
     """
-
     taught: list[tuple[str, float, int]] = []
     past = past_deliveries(config, drivers, minutes)
     replay_etas(past, dict(learned.speeds), EtaConfig.from_settings(settings), taught)
@@ -192,8 +191,8 @@ def run_fleet(
 ) -> QualityRun:
     """Play a fleet (and its history) into ``settings``' topics, wait for the worker, score the outputs.
 
-    With ``past_minutes``, the history's drivers also deliver before the fleet and the worker is taught how
-    long their stops in transit lasted (``teach_past``), as a worker in service has learned.
+    With ``past_minutes``, the history's drivers also deliver before the fleet and the worker is taught what
+    their day showed (``teach_past``), as a worker in service has learned.
     """
     history = history_pings(config, history_drivers, history_minutes)
     # History first, and cleaned before the fleet starts: a backlog in the clean stage delays live pings,

@@ -70,8 +70,7 @@ def learn_one(
     speeds: dict[str, CellSpeed], ping: dict[str, Any], config: SpeedConfig
 ) -> tuple[str, float, int] | None:
     """Fold one clean ping into the learned speeds, as the speeds agents do; return the sample, if any."""
-    known = lookup(speeds, int(ping["h3_r7"]), int(ping["device_ts"]), config)
-    sample = sample_of(ping, config, known)
+    sample = sample_of(ping, config, lambda cell, ts: lookup(speeds, cell, ts, config))
     if sample is not None:
         key, speed, ts = sample
         speeds[key] = fold(speeds.get(key), speed, 1, ts, config)

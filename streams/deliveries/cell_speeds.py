@@ -76,10 +76,11 @@ def cell_key(h3_r7: int, how: int) -> str:
 
 
 def sample_of(
-    ping: Mapping[str, Any], config: SpeedConfig, known_mps: float | None = None
+    ping: Mapping[str, Any], config: SpeedConfig, known: Callable[[int, int], float | None] | None = None
 ) -> tuple[str, float, int] | None:
     """Return (key, speed, event time) for a clean ping that tells something about riding in traffic, else
-    None. ``known_mps``: what the cell has taught so far at this hour, if anything."""
+    None. ``known(h3_r7, ts)``: what a cell has taught so far at an instant's hour, asked only of a ping
+    that is riding."""
     speed = ping.get("derived_speed_mps")
     if ping.get("late") or speed is None or not math.isfinite(speed):
         # A late fix was measured against a newer one: its derived speed is not a riding speed.
@@ -89,10 +90,11 @@ def sample_of(
     phone = ping.get("speed_mps")
     if phone is not None and phone < config.min_moving_mps:
         return None  # the phone says it stands still: the step is GPS jitter or a walk to the door
+    ts, cell = int(ping["device_ts"]), int(ping["h3_r7"])
+    known_mps = known(cell, ts) if known is not None else None
     if known_mps is not None and speed < config.crawl_fraction * known_mps:
         return None  # crawling in a jam: a hold-up the dwell accounts for, not how the cell rides
-    ts = int(ping["device_ts"])
-    return cell_key(int(ping["h3_r7"]), hour_of_week(ts)), float(speed), ts
+    return cell_key(cell, hour_of_week(ts)), float(speed), ts
 
 
 def summarize(samples: Iterable[tuple[str, float, int]]) -> dict[str, tuple[float, int, int]]:

@@ -83,8 +83,7 @@ async def learn_cell_speeds(stream: faust.StreamT[Any]) -> None:
     """Turn clean pings into per-cell speed sums, repartitioned by cell."""
     topic = cell_speed_samples_topic.get_topic_name()
     async for pings in stream.take(BATCH_SIZE, within=BATCH_WITHIN_S):
-        samples = (sample_of(p, SPEEDS, replica.lookup(int(p["h3_r7"]), int(p["device_ts"]))) for p in pings)
-        sums = summarize(s for s in samples if s is not None)
+        sums = summarize(s for s in (sample_of(p, SPEEDS, replica.lookup) for p in pings) if s is not None)
         records = [(topic, key.encode(), encode_sum(*value)) for key, value in sums.items()]
         # Acknowledged before the batch is: a crash replays the batch, at worst counting it twice.
         await ping_agents.deliver_records(records)

@@ -56,8 +56,8 @@ def test_a_step_the_phone_calls_standing_still_or_a_crawl_in_a_jam_is_not_the_ce
     assert sample_of(jitter, CONFIG) is None
     assert sample_of(_ping(3.0) | {"speed_mps": 2.8}, CONFIG) == (cell_key(CELL, 8), 3.0, MONDAY_0830)
     # Crawling at 1.5 m/s where riders do 8: a hold-up the ETA counts apart; at 4 m/s, slow riding.
-    assert sample_of(_ping(1.5), CONFIG, known_mps=8.0) is None
-    assert sample_of(_ping(4.0), CONFIG, known_mps=8.0) == (cell_key(CELL, 8), 4.0, MONDAY_0830)
+    assert sample_of(_ping(1.5), CONFIG, lambda cell, ts: 8.0) is None
+    assert sample_of(_ping(4.0), CONFIG, lambda cell, ts: 8.0) == (cell_key(CELL, 8), 4.0, MONDAY_0830)
     assert sample_of(_ping(1.5), CONFIG) is not None, "a cell nothing has taught yet learns from any riding"
 
 
