@@ -22,13 +22,13 @@ from connectors.simulator.deliveries import (
 from connectors.simulator.score import score_etas
 from streams.deliveries import estimates
 from streams.deliveries.cell_speeds import (
-    RIDE_KEY,
     CellSpeed,
     SpeedConfig,
     dwell_key,
     fold,
     lookup,
     lookup_fleet,
+    ride_key,
     sample_of,
 )
 from streams.deliveries.estimates import Learned
@@ -95,7 +95,7 @@ def replay_etas(
     learned = Learned(
         lambda cell, ts: lookup(speeds, cell, ts, SPEEDS),
         lambda b: lookup_fleet(speeds, dwell_key(b), SPEEDS),
-        lambda: lookup_fleet(speeds, RIDE_KEY, SPEEDS),
+        lambda heading: lookup_fleet(speeds, ride_key(heading), SPEEDS),
     )
 
     def teach(key: str, value: float, now: int) -> None:
@@ -115,9 +115,8 @@ def replay_etas(
         if not is_ping:
             applied = apply_event(state, record)
             if isinstance(applied, Delivery) and estimates.first_arrival(applied):
-                ratio = estimates.ride_sample(state, applied, config)
-                if ratio is not None:
-                    teach(RIDE_KEY, ratio, now)
+                for heading, ratio in estimates.ride_samples(state, applied, config):
+                    teach(ride_key(heading), ratio, now)
             continue
         updates, _, samples = estimates.on_fix(state, driver, record, learned, now, config, HORIZON_MS)
         sample = learn_one(speeds, record, SPEEDS)  # the speeds agents learn from every clean ping too

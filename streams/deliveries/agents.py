@@ -151,7 +151,7 @@ def arrival_outputs(state: DriverState, key: str, delivery: Delivery) -> list[tu
     record, errors = estimates.on_arrival(key, delivery)
     for which, error_s in errors.items():
         metrics.ETA_ERROR.labels(which).observe(abs(error_s))
-    taught = ride_records(estimates.ride_sample(state, delivery, ETA_CONFIG), delivery.updated_at)
+    taught = ride_records(estimates.ride_samples(state, delivery, ETA_CONFIG), delivery.updated_at)
     return taught + ([] if record is None else [(ETA_TOPIC, key.encode(), _eta.encode(record))])
 
 

@@ -123,6 +123,11 @@ def fold(prev: CellSpeed | None, speed_sum: float, count: int, ts: int, config: 
 RIDE_KEY = "ride:ratio"
 
 
+def ride_key(heading: int | None) -> str:
+    """Return the table key of the riding calibration for a class of heading, or the whole fleet's (None)."""
+    return RIDE_KEY if heading is None else f"{RIDE_KEY}:{heading}"
+
+
 def dwell_key(threshold_s: int) -> str:
     """Return the table key of how long stops in transit went on beyond a threshold (fleet-wide)."""
     return f"dwell:{threshold_s}"

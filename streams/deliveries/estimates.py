@@ -1,13 +1,15 @@
 """ETAs for the deliveries a driver carries, on each new fix, with the ETA core (eta.py). Pure.
 
-On a fresh fix the driver's current stop (where they stay, or crawl in a jam, since when) and recent speed are
-updated; for each delivery in transit the estimate is the learned travel time of the cells along the way to
-the drop-off, times the detour factor, plus what is left of the stop the driver is in, as long stops in
-transit went on for the fleet (``eta.expected_dwell_s``). Where no cell on the way has been learned, the blend
-of the recent speed and the default speaks instead. A stop in transit that ends becomes dwell samples the
-caller teaches the fleet. An estimate is published when ``should_emit`` says so, and one ``late_risk`` alert
-per delivery is raised when an estimate passes the promise plus the grace. At arrival, the first and the last
-ETA published are compared with the actual arrival.
+On a fresh fix the driver's current stop (where they stay, or crawl in a jam, since when), recent speed, pace
+against the cells and heading are updated; for each delivery in transit the estimate is the learned travel
+time of the cells along the way to the drop-off, times the detour factor and the calibration the fleet's
+arrivals taught for the rider's class of heading against the drop-off, over the rider's pace, plus what is
+left of the stop the driver is in, as long stops in transit went on for the fleet (``eta.expected_dwell_s``).
+Where no cell on the way has been learned, the blend of the recent speed and the default speaks instead. A
+stop in transit that ends becomes dwell samples the caller teaches the fleet. An estimate is published when
+``should_emit`` says so, and one ``late_risk`` alert per delivery is raised when an estimate passes the
+promise plus the grace. At arrival, the first and the last ETA published are compared with the actual
+arrival, and the riding each foresaw with the riding done (``ride_samples``).
 """
 
 from __future__ import annotations
@@ -21,16 +23,22 @@ from streams.deliveries.eta import (
     EtaConfig,
     EtaEstimate,
     EtaMethod,
+    Pace,
     RecentSpeed,
     Stop,
     dwell_samples,
     estimate_along,
     estimate_eta,
     expected_dwell_s,
+    heading_class,
     is_crawling,
     is_late_risk,
+    pace_factor,
     ride_ratio,
+    ride_ratios,
     should_emit,
+    update_heading,
+    update_pace,
     update_recent_speed,
     update_stop,
 )
@@ -61,19 +69,19 @@ def _no_dwell(threshold_s: int) -> float | None:
     return None
 
 
-def _no_ratio() -> float | None:
+def _no_ratio(heading: int | None) -> float | None:
     return None
 
 
 @dataclass(frozen=True)
 class Learned:
     """What the fleet has taught: a cell's speed at an instant's hour of week, how long stops in transit
-    went on beyond each dwell threshold, and how long riding took against the ETAs' riding time (None: not
-    known yet)."""
+    went on beyond each dwell threshold, and how long riding took against the ETAs' riding time for a class
+    of heading (``eta.heading_class``) or the whole fleet (None). Each answers None while not known yet."""
 
     cell_speed: Callable[[int, int], float | None]
     dwell: Callable[[int], float | None] = _no_dwell
-    ride_ratio: Callable[[], float | None] = _no_ratio
+    ride_ratio: Callable[[int | None], float | None] = _no_ratio
 
 
 def on_fix(
@@ -105,9 +113,13 @@ def on_fix(
     carrying = state.in_transit() is not None
     phone_mps = ping.get("speed_mps")
     moving_mps = phone_mps if phone_mps is not None else ping.get("derived_speed_mps")
-    crawling = is_crawling(moving_mps, cell_speed(int(ping["h3_r7"]), ts), config)
+    here_mps = cell_speed(int(ping["h3_r7"]), ts)
+    crawling = is_crawling(moving_mps, here_mps, config)
+    state.pace = _fold_pace(state.pace, ping, here_mps, ts - last_ts if last_ts is not None else 0, config)
     stop, ended_s = update_stop(stop, lat, lon, ts, phone_mps, carrying, config, crawling=crawling)
     state.stop = [stop.lat, stop.lon, stop.since_ts, stop.in_transit_since]
+    heading = update_heading(tuple(state.heading) if state.heading else None, lat, lon, phone_mps, config)
+    state.heading = list(heading)
     samples = dwell_samples(ended_s, config) if ended_s is not None else []
     if samples and ended_s is not None:  # a hold-up long enough to be a wait: the dwell speaks for it
         for delivery in state.deliveries.values():
@@ -116,14 +128,19 @@ def on_fix(
     if now - ts > horizon_ms:
         return [], [], samples  # a long-delayed fix: an ETA from where the driver was long ago misleads
     dwell_s = expected_dwell_s(stop, ts, learned.dwell, config)
-    calibration = learned.ride_ratio() or 1.0
+    fleet_calibration = learned.ride_ratio(None) or 1.0
+    pace = pace_factor(Pace(*state.pace), config)
     updates, alerts = [], []
     for delivery in sorted(state.deliveries.values(), key=lambda d: d.delivery_id):
         if delivery.status not in IN_TRANSIT:
             continue
         route_s = time_along(cell_speed, lat, lon, *delivery.dropoff, ts)
+        way = heading_class(heading[2], lat, lon, *delivery.dropoff, config)
+        calibration = (learned.ride_ratio(way) if way is not None else None) or fleet_calibration
         if route_s is not None:
-            estimate = estimate_along(lat, lon, *delivery.dropoff, ts, route_s, config, dwell_s, calibration)
+            estimate = estimate_along(
+                lat, lon, *delivery.dropoff, ts, route_s, config, dwell_s, calibration, pace
+            )
         else:
             recent_mps = recent.speed_mps if recent.evidence_s > 0 else None
             estimate = estimate_eta(
@@ -137,8 +154,10 @@ def on_fix(
             if delivery.eta_first is None:
                 delivery.eta_first = estimate.eta_ms
             if estimate.method in (EtaMethod.CELL, EtaMethod.DWELL):
-                riding_ms = estimate.eta_ms - ts - round(dwell_s * 1000)
-                delivery.rides.append([ts, riding_ms, delivery.held_ms + _held_so_far(stop, ts, config)])
+                # The riding time as the cells foresaw it, before the calibration: what arrivals calibrate.
+                riding_ms = round((estimate.eta_ms - ts - dwell_s * 1000) / calibration)
+                held = delivery.held_ms + _held_so_far(stop, ts, config)
+                delivery.rides.append([ts, riding_ms, held, -1 if way is None else way])
                 del delivery.rides[1 : -MAX_RIDES + 1]  # the first and the newest
             updates.append(eta_record(driver_id, delivery, estimate))
         if not delivery.late_alerted and is_late_risk(estimate, delivery.promised_at, config):
@@ -158,6 +177,22 @@ def on_fix(
     return updates, alerts, samples
 
 
+def _fold_pace(
+    pace: list[float], ping: dict[str, Any], cell_mps: float | None, dt_ms: int, config: EtaConfig
+) -> list[float]:
+    """Fold a fresh fix's step into the rider's pace, if the step is riding as the learned speeds count it:
+    moving by the fixes and by the phone, and not crawling against the cell (a jam is not the rider)."""
+    step_mps, phone = ping.get("derived_speed_mps"), ping.get("speed_mps")
+    if step_mps is None or not cell_mps or ping.get("late"):
+        return pace
+    if not config.min_moving_mps <= step_mps <= config.max_speed_mps:
+        return pace
+    if (phone is not None and phone < config.min_moving_mps) or step_mps < config.crawl_fraction * cell_mps:
+        return pace
+    folded = update_pace(Pace(*pace), float(step_mps), cell_mps, dt_ms / 1000.0, config)
+    return [folded.ratio, folded.evidence_s]
+
+
 def _held_so_far(stop: Stop | None, ts: int, config: EtaConfig) -> int:
     """Return how long (ms) the driver has been held up in transit at ``ts``, once it counts as a wait: that
     part of the hold-up, added to ``held_ms`` when it ends, lies before an ETA made now."""
@@ -172,18 +207,24 @@ def first_arrival(delivery: Delivery) -> bool:
     return delivery.status in ("arrived", "delivered") and delivery.updated_at == delivery.arrived_at
 
 
-def ride_sample(state: DriverState, delivery: Delivery, config: EtaConfig) -> float | None:
-    """Return how long the delivery's riding took against what its ETAs foresaw, on its first arrival.
+def ride_samples(state: DriverState, delivery: Delivery, config: EtaConfig) -> list[tuple[int | None, float]]:
+    """Return how long the delivery's riding took against what its ETAs foresaw, on its first arrival: for
+    the whole fleet (heading class None) and after each ETA, for the class of heading it was made in.
 
     A hold-up still going on at the door (a customer slow to come down before "arrived" is tapped) is a
     wait, not riding, for as long as fixes showed it.
     """
     if delivery.arrived_at is None:
-        return None
+        return []
     stop = Stop(*state.stop) if state.stop else None
     seen_until = state.recent[2]  # the newest fix: a silence before the arrival is not a wait seen
     waiting = _held_so_far(stop, min(delivery.arrived_at, seen_until or 0), config)
-    return ride_ratio(delivery.rides, delivery.arrived_at, delivery.held_ms + waiting, config)
+    held = delivery.held_ms + waiting
+    fleet = ride_ratio(delivery.rides, delivery.arrived_at, held, config)
+    if fleet is None:
+        return []  # a hold-up the phone never showed: no ETA of this delivery teaches riding
+    by_heading = ride_ratios(delivery.rides, delivery.arrived_at, held, config)
+    return [(None, fleet), *((cls, ratio) for cls, ratio in by_heading)]
 
 
 def on_arrival(driver_id: str, delivery: Delivery) -> tuple[dict[str, Any] | None, dict[str, float]]:

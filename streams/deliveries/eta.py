@@ -70,6 +70,17 @@ class EtaConfig:
     # How long stops in transit went on, learned beyond each of these elapsed times: a stop of a minute is
     # probably a queue, one of five more likely a wait that lasts.
     dwell_thresholds_s: tuple[int, ...] = DWELL_THRESHOLDS_S
+    # A rider's own pace against the cells' learned speeds (some ride faster than the fleet, some slower):
+    # averaged over this long of riding, trusted half at this many seconds of it, and bounded, since a pace
+    # far outside the bounds is a burst or a passing jam, not the rider.
+    pace_tau_s: float = 1800.0
+    pace_half_weight_s: float = 60.0
+    pace_bounds: tuple[float, float] = (0.8, 1.25)
+    # The calibration is learned per class of heading: the angle between the rider's way and the bearing to
+    # the drop-off, in classes this wide (a rider riding straight at the door has less detour left than one
+    # riding across). A step shorter than ``heading_step_m`` is GPS noise, not a way.
+    heading_class_deg: float = 15.0
+    heading_step_m: float = 20.0
 
     def __post_init__(self) -> None:
         positive = ("detour_factor", "default_speed_mps", "min_speed_mps", "max_speed_mps", "recent_tau_s")
@@ -86,6 +97,12 @@ class EtaConfig:
             raise ValueError("crawl_fraction must lie in [0, 1)")
         if any(t <= 0 for t in self.dwell_thresholds_s):
             raise ValueError("dwell_thresholds_s must be positive")
+        if not self.pace_tau_s > 0 or self.pace_half_weight_s < 0:
+            raise ValueError("pace_tau_s must be positive and pace_half_weight_s not negative")
+        if not 0.0 < self.heading_class_deg <= 180.0:
+            raise ValueError("heading_class_deg must lie in (0, 180]")
+        if not 0.0 < self.pace_bounds[0] <= 1.0 <= self.pace_bounds[1]:
+            raise ValueError("pace_bounds must be positive and hold 1")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EtaConfig:
@@ -141,10 +158,47 @@ def update_recent_speed(prev: RecentSpeed, step_m: float, ts_ms: int, config: Et
     return RecentSpeed(speed, min(evidence, config.recent_tau_s), ts_ms)
 
 
-def riding_seconds(route_s: float, remaining_m: float, config: EtaConfig, calibration: float = 1.0) -> float:
+@dataclass(frozen=True)
+class Pace:
+    """A rider's riding speed over the learned speed of the cells ridden (1: as fast as the fleet there), and
+    how many seconds of riding back it (decayed)."""
+
+    ratio: float = 1.0
+    evidence_s: float = 0.0
+
+
+def update_pace(prev: Pace, step_mps: float, cell_mps: float | None, dt_s: float, config: EtaConfig) -> Pace:
+    """Fold one riding step (``step_mps`` over ``dt_s`` seconds, in a cell whose learned speed is
+    ``cell_mps``) into the rider's pace.
+
+    Each step is compared with the cell it was ridden in: cells differ far more than riders do. The caller
+    passes only steps the learned speeds would count as riding (not parked, not crawling in a jam).
+    """
+    if not cell_mps or cell_mps <= 0 or dt_s <= 0 or not math.isfinite(step_mps):
+        return prev
+    kept_s = prev.evidence_s * math.exp(-dt_s / config.pace_tau_s)
+    evidence = kept_s + dt_s
+    ratio = (prev.ratio * kept_s + step_mps / cell_mps * dt_s) / evidence
+    return Pace(ratio, min(evidence, config.pace_tau_s))
+
+
+def pace_factor(pace: Pace, config: EtaConfig) -> float:
+    """Return the pace to divide the learned riding time by: shrunk toward 1 while evidence is thin, and
+    bounded."""
+    evidence = max(pace.evidence_s, 0.0)
+    if evidence <= 0:
+        return 1.0
+    trust = evidence / (evidence + config.pace_half_weight_s)
+    low, high = config.pace_bounds
+    return min(max(1.0 + trust * (pace.ratio - 1.0), low), high)
+
+
+def riding_seconds(
+    route_s: float, remaining_m: float, config: EtaConfig, calibration: float = 1.0, pace: float = 1.0
+) -> float:
     """Return the riding time left: the time along the way at the learned speeds, times the detour and the
-    fleet's learned calibration (how long riders took against what was foreseen)."""
-    seconds = max(route_s, 0.0) * config.detour_factor * calibration
+    fleet's learned calibration (how long riders took against what was foreseen), over the rider's pace."""
+    seconds = max(route_s, 0.0) * config.detour_factor * calibration / pace
     # The speed bounds hold here too: a few unlucky cells cannot make a rider crawl or fly.
     return min(max(seconds, remaining_m / config.max_speed_mps), remaining_m / config.min_speed_mps)
 
@@ -159,13 +213,15 @@ def estimate_along(
     config: EtaConfig,
     dwell_s: float = 0.0,
     calibration: float = 1.0,
+    pace: float = 1.0,
 ) -> EtaEstimate:
-    """Estimate from the learned travel time along the way (``route_s``: the straight line, cell by cell)
-    and the seconds the stop the driver is in is expected to last still (``dwell_s``)."""
+    """Estimate from the learned travel time along the way (``route_s``: the straight line, cell by cell),
+    the rider's pace against it (``pace_factor``) and the seconds the stop the driver is in is expected to
+    last still (``dwell_s``)."""
     remaining = remaining_distance_m(lat, lon, dropoff_lat, dropoff_lon, config)
     if remaining <= config.arrival_radius_m * config.detour_factor:
         return EtaEstimate(now_ms, remaining, 0.0, EtaMethod.ARRIVED, now_ms)
-    riding = riding_seconds(route_s, remaining, config, calibration)
+    riding = riding_seconds(route_s, remaining, config, calibration, pace)
     method = EtaMethod.DWELL if dwell_s > 0 else EtaMethod.CELL
     seconds = riding + max(dwell_s, 0.0)
     return EtaEstimate(now_ms + round(seconds * 1000.0), remaining, remaining / riding, method, now_ms)
@@ -244,6 +300,67 @@ def expected_dwell_s(
     return 0.0
 
 
+def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Return the initial bearing from one point to another, degrees clockwise from north in [0, 360)."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dlon = math.radians(lon2 - lon1)
+    y = math.sin(dlon) * math.cos(phi2)
+    x = math.cos(phi1) * math.sin(phi2) - math.sin(phi1) * math.cos(phi2) * math.cos(dlon)
+    return math.degrees(math.atan2(y, x)) % 360.0
+
+
+def update_heading(
+    prev: tuple[float, float, float | None] | None,
+    lat: float,
+    lon: float,
+    speed_mps: float | None,
+    config: EtaConfig,
+) -> tuple[float, float, float | None]:
+    """Follow the rider's way on a fresh fix: (where, bearing of the last riding step or None).
+
+    A step shorter than ``heading_step_m``, or one the phone says it stood still for, keeps the way the
+    rider was going: a red light does not turn the bike.
+    """
+    if prev is None:
+        return lat, lon, None
+    plat, plon, way = prev
+    standing = speed_mps is not None and speed_mps < config.min_moving_mps
+    if standing or haversine_m(plat, plon, lat, lon) < config.heading_step_m:
+        return (plat, plon, way) if not standing else (lat, lon, way)
+    return lat, lon, bearing_deg(plat, plon, lat, lon)
+
+
+def heading_class(
+    way_deg: float | None, lat: float, lon: float, dropoff_lat: float, dropoff_lon: float, config: EtaConfig
+) -> int | None:
+    """Return the class of the angle between the rider's way and the bearing to the drop-off (0: riding
+    straight at it), or None while the way is unknown."""
+    if way_deg is None:
+        return None
+    off = abs((bearing_deg(lat, lon, dropoff_lat, dropoff_lon) - way_deg + 180.0) % 360.0 - 180.0)
+    return min(int(off // config.heading_class_deg), math.ceil(180.0 / config.heading_class_deg) - 1)
+
+
+def ride_ratios(
+    rides: list[list[int]], arrived_at_ms: int, held_ms: int, config: EtaConfig
+) -> list[tuple[int, float]]:
+    """Return (heading class, ratio) of each ETA of a delivery whose riding is known, within the bounds.
+
+    A ride recorded without a heading class (``-1``, or an older three-field record) gives none.
+    """
+    ratios = []
+    low, high = config.ride_ratio_bounds
+    for at, riding_ms, held_then, *rest in rides:
+        cls = rest[0] if rest else -1
+        ridden = arrived_at_ms - at - (held_ms - held_then)
+        if cls < 0 or riding_ms <= 0 or ridden <= 0:
+            continue
+        ratio = ridden / riding_ms
+        if low <= ratio <= high:
+            ratios.append((cls, ratio))
+    return ratios
+
+
 def ride_ratio(rides: list[list[int]], arrived_at_ms: int, held_ms: int, config: EtaConfig) -> float | None:
     """Return how long a delivery's riding took against the riding time its ETAs foresaw, or None.
 
@@ -253,7 +370,7 @@ def ride_ratio(rides: list[list[int]], arrived_at_ms: int, held_ms: int, config:
     hold-up the phone never showed (a stop while offline): it teaches nothing about riding.
     """
     took = foreseen = 0
-    for at, riding_ms, held_then in rides:
+    for at, riding_ms, held_then, *_ in rides:
         ridden = arrived_at_ms - at - (held_ms - held_then)
         if riding_ms > 0 and ridden > 0:
             took, foreseen = took + ridden, foreseen + riding_ms

@@ -28,13 +28,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.app import app, gps_pings_clean_topic, settings
 from streams.deliveries.cell_speeds import (
-    RIDE_KEY,
     CellSpeed,
     SpeedConfig,
     dwell_key,
     fold,
     lookup,
     lookup_fleet,
+    ride_key,
     sample_of,
     summarize,
 )
@@ -156,16 +156,16 @@ def lookup_dwell(threshold_s: int) -> float | None:
     return lookup_fleet(replica.speeds, dwell_key(threshold_s), SPEEDS)
 
 
-def lookup_ride_ratio() -> float | None:
-    """Return how long the fleet's riding took against the ETAs' riding time, if enough arrivals taught it."""
-    return lookup_fleet(replica.speeds, RIDE_KEY, SPEEDS)
+def lookup_ride_ratio(heading: int | None) -> float | None:
+    """Return how long riding took against the ETAs' riding time, for a class of heading or the whole fleet
+    (None), if enough arrivals taught it."""
+    return lookup_fleet(replica.speeds, ride_key(heading), SPEEDS)
 
 
-def ride_records(ratio: float | None, ts_ms: int) -> list[tuple[str, bytes, bytes]]:
-    """Return the record that teaches the fleet one arrival's riding ratio (to ``cell-speed-samples``)."""
-    if ratio is None:
-        return []
-    return [(cell_speed_samples_topic.get_topic_name(), RIDE_KEY.encode(), encode_sum(ratio, 1, ts_ms))]
+def ride_records(samples: Sequence[tuple[int | None, float]], ts_ms: int) -> list[tuple[str, bytes, bytes]]:
+    """Return the records that teach the fleet one arrival's riding ratios (to ``cell-speed-samples``)."""
+    topic = cell_speed_samples_topic.get_topic_name()
+    return [(topic, ride_key(heading).encode(), encode_sum(ratio, 1, ts_ms)) for heading, ratio in samples]
 
 
 def dwell_records(samples: Sequence[tuple[int, float]], ts_ms: int) -> list[tuple[str, bytes, bytes]]:

@@ -92,7 +92,8 @@ class Delivery:
     owner: str | None = None  # API key fingerprint that assigned it: a partner reads only its own
     # Seconds (ms) of long hold-ups in transit that ended while carrying it: waits the dwell accounts for.
     held_ms: int = 0
-    # Riding time of the ETAs published along the learned cells: [computed at, riding ms, held_ms then].
+    # Riding time of the ETAs published along the learned cells, before calibration: [computed at, riding ms,
+    # held_ms then, heading class or -1].
     rides: list[list[int]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
@@ -139,6 +140,10 @@ class DriverState:
     alerts: dict[str, OpenAlert] = field(default_factory=dict)  # open alerts by kind
     recent: list[Any] = field(default_factory=lambda: [0.0, 0.0, None])  # recent speed, evidence s, last ts
     stop: list[Any] | None = None  # eta.Stop's fields, in order: where the driver stays, since when
+    pace: list[float] = field(
+        default_factory=lambda: [1.0, 0.0]
+    )  # eta.Pace: over the cells' speeds, evidence s
+    heading: list[Any] | None = None  # eta.update_heading: where the way was last measured from, its bearing
 
     def status(self) -> str:
         """Return idle, on_delivery, stalled or offline (the most urgent wins)."""
@@ -175,6 +180,8 @@ class DriverState:
             "alerts": {k: _fields(a) for k, a in self.alerts.items()},
             "recent": self.recent,
             "stop": self.stop,
+            "pace": self.pace,
+            "heading": self.heading,
         }
         return json.dumps(data, separators=(",", ":")).encode()
 
@@ -196,6 +203,8 @@ class DriverState:
             alerts={k: OpenAlert(**v) for k, v in data["alerts"].items()},
             recent=data.get("recent", [0.0, 0.0, None]),
             stop=data.get("stop"),
+            pace=data.get("pace", [1.0, 0.0]),
+            heading=data.get("heading"),
         )
 
 

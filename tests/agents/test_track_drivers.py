@@ -287,7 +287,7 @@ def test_an_arrival_teaches_the_fleet_how_long_riding_took_against_the_etas(
     async def run() -> None:
         async with track_drivers.test_context() as agent:
             feed = Feed(agent)
-            await pick_up_and_ride(feed, 5 * MIN, 40.0)
+            await pick_up_and_ride(feed, 6 * MIN, 40.0)  # past the ETA refresh at 5 min: a second ETA
             await settle(lambda: captured.values(deliveries_eta_topic))
             first = captured.values(deliveries_eta_topic)[0]
             arrived = delivery_event("e3", "arrived", ts=first["eta"])
@@ -305,7 +305,12 @@ def test_an_arrival_teaches_the_fleet_how_long_riding_took_against_the_etas(
             strict=True,
         )
     )
-    assert [key for key, _ in taught] == [RIDE_KEY.encode()]
-    sample = CellSpeed.unpack(taught[0][1])
-    assert sample.weight == 1.0 and sample.last_ts == etas[0]["eta"]
-    assert 0.5 <= sample.speed_mps <= 1.6
+    # The whole fleet's ratio, then one per ETA published for the class of heading it was made in (all but
+    # the first, made at the first fix, before any heading; the last record is the actual arrival).
+    keys = [key.decode() for key, _ in taught]
+    assert keys[0] == RIDE_KEY and len(keys) == 1 + len(etas) - 2 > 1
+    assert all(key.startswith(f"{RIDE_KEY}:") for key in keys[1:])
+    for _, raw in taught:
+        sample = CellSpeed.unpack(raw)
+        assert sample.weight == 1.0 and sample.last_ts == etas[0]["eta"]
+        assert 0.5 <= sample.speed_mps <= 1.6

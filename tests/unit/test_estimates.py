@@ -167,13 +167,20 @@ def test_each_published_riding_time_is_kept_and_the_arrival_teaches_the_ratio() 
     during = [r for r in delivery.rides if T0 + 55_000 < r[0] < T0 + 250_000]
     assert during, "an ETA was published during the wait"
     # Published a minute or more into the wait: that much of it lies before the ETA, not in the riding after.
-    assert all(held_then == at - (T0 + 55_000) for at, _, held_then in during)
+    assert all(held_then == at - (T0 + 55_000) for at, _, held_then, _ in during)
     # Arrival when the first ETA's riding time has been ridden, plus the wait and 5 s.
     arrived = T0 + 55_000 + 195_000 + first_riding_ms
     apply_event(state, {"event_id": "e9", "delivery_id": "d1", "type": "arrived", "ts": arrived})
     assert estimates.first_arrival(delivery)
-    ratio = estimates.ride_sample(state, delivery, CONFIG)
-    assert ratio is not None and abs(ratio - 1.0) < 0.05
+    samples = estimates.ride_samples(state, delivery, CONFIG)
+    assert samples and samples[0][0] is None, "the whole fleet's ratio first"
+    ratio = samples[0][1]
+    assert abs(ratio - 1.0) < 0.05
+    # Each ETA made with a heading teaches its class too: riding straight north at a drop-off due north, class
+    # 0. The first, at the first fix, knew no heading yet.
+    assert delivery.rides[0][3] == -1 and all(r[3] == 0 for r in delivery.rides[1:])
+    assert len(samples) == len(delivery.rides) and {cls for cls, _ in samples[1:]} == {0}
+    assert all(abs(r - 1.0) < 0.1 for _, r in samples[1:])
     counting_the_wait = ride_ratio(delivery.rides, arrived, 0, CONFIG)
     assert counting_the_wait is not None and counting_the_wait > ratio + 0.05
 
@@ -181,10 +188,13 @@ def test_each_published_riding_time_is_kept_and_the_arrival_teaches_the_ratio() 
 def test_a_wait_at_the_door_before_arrived_is_tapped_is_not_riding() -> None:
     state = carrying(T0 + 120 * MIN)
     delivery = state.deliveries["d1"]
-    delivery.rides = [[T0, 300_000, 0]]
+    delivery.rides = [[T0, 300_000, 0, 3]]
     state.stop = [-23.5, -46.63, T0 + 300_000, T0 + 300_000]  # at the door since 300 s, in transit
     state.recent = [8.0, 120.0, T0 + 595_000]  # and seen there until 5 s before "arrived"
     apply_event(state, {"event_id": "e9", "delivery_id": "d1", "type": "arrived", "ts": T0 + 600_000})
-    assert estimates.ride_sample(state, delivery, CONFIG) == pytest.approx(305 / 300)
+    assert estimates.ride_samples(state, delivery, CONFIG) == [
+        (None, pytest.approx(305 / 300)),
+        (3, pytest.approx(305 / 300)),
+    ]
     state.stop = None  # the same arrival without the wait seen: twice the foreseen riding, out of bounds
-    assert estimates.ride_sample(state, delivery, CONFIG) is None
+    assert estimates.ride_samples(state, delivery, CONFIG) == []
