@@ -166,16 +166,20 @@ def time_along(
 
     A trip crosses several res-7 cells (about 1.2 km across); the one the driver is in says little about the
     rest of the way. Travel time is a sum over stretches of length over speed; a stretch in a cell nobody
-    has learned takes the mean of the known ones' slowness. None when no cell on the way is known.
+    has learned takes the mean of the known ones' slowness. Each stretch is ridden at its cell's speed at the
+    hour it is reached (the clock runs along the way at the speeds so far): a ride that outlasts a rush hour
+    rides its end in the traffic after it. None when no cell on the way is known.
     """
     distance = haversine_m(lat, lon, dropoff_lat, dropoff_lon)
     stretches = max(1, int(distance // step_m))
-    inverse, known = 0.0, 0
+    length_ms = distance / (stretches + 1) * 1000.0
+    inverse, known, elapsed_ms = 0.0, 0, 0.0
     for i in range(stretches + 1):
         f = i / stretches
         cell = h3.latlng_to_cell(lat + (dropoff_lat - lat) * f, lon + (dropoff_lon - lon) * f, 7)
-        speed = cell_speed(cell, ts_ms)
+        speed = cell_speed(cell, ts_ms + int(elapsed_ms))
         if speed:
             inverse += 1.0 / speed
             known += 1
+            elapsed_ms += length_ms / speed
     return distance * inverse / known if known else None

@@ -133,6 +133,23 @@ def test_time_along_the_way_sums_each_stretch_at_its_cells_speed() -> None:
     assert time_along(lambda c, ts: 9.0, *start, *start, MONDAY_0830) == 0.0
 
 
+def test_time_along_the_way_rides_each_stretch_at_the_hour_it_is_reached() -> None:
+    from streams.deliveries.cell_speeds import time_along
+    from streams.pings.rules import haversine_m
+
+    start, end = (-23.5614, -46.6559), (-23.5130, -46.6100)
+    distance = haversine_m(*start, *end)
+    rush_ends = MONDAY_0830 + 30 * 60_000  # 2 m/s until 9:00, 10 m/s after
+
+    def speed(cell: int, ts: int) -> float:
+        return 2.0 if ts < rush_ends else 10.0
+
+    # From 8:50, ten minutes of crawling (about 1.2 km), then the rest after the rush.
+    taken = time_along(speed, *start, *end, rush_ends - 10 * 60_000)
+    assert taken == pytest.approx(600 + (distance - 1_200) / 10.0, rel=0.06)
+    assert time_along(speed, *start, *end, rush_ends) == pytest.approx(distance / 10.0)
+
+
 def test_fleet_keys_speak_only_with_enough_samples() -> None:
     from streams.deliveries.cell_speeds import dwell_key, lookup_fleet
 
