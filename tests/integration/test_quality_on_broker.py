@@ -116,9 +116,10 @@ def test_the_worker_was_taught_how_long_the_past_stops_in_transit_lasted(fleet: 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="on trips without an injected episode the ETA is far better than the straight line, but stalls, "
-    "jams and long waits right after the pickup add minutes nothing seen before them foresees, and the "
-    "baseline's speed is the run's own average over those stops: not 30% better (docs/BENCHMARKS.md)",
+    reason="this four-minute fleet puts an episode in nine deliveries of ten, 200-260 m after the pickup: "
+    "stalls, jams and long waits add minutes nothing seen before them foresees, and the baseline's speed is "
+    "the run's own average over those stops (offline, the same fleet scores 0.13). The target is measured "
+    "on the benchmark's 500 drivers over 18 minutes (docs/BENCHMARKS.md)",
 )
 def test_published_etas_beat_the_straight_line_by_30_percent(fleet: QualityRun) -> None:
     assert fleet.report.eta_improvement >= 0.30, (fleet.report.eta_mae_s, fleet.report.baseline_mae_s)
