@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,13 @@ def _bench_settings(base: Settings, label: str) -> Settings:
     return settings
 
 
+def free_port() -> int:
+    """Return a loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHATSUP_")}
     env.update(
@@ -78,7 +86,8 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
             "WHATSUP_APP_ID": settings.app_id,
             "WHATSUP_PARTITIONS": str(settings.partitions),
             "WHATSUP_DATA_DIR": str(settings.data_dir / "bench" / settings.app_id),
-            "WHATSUP_WEB_PORT": str(settings.web_port + 100),
+            # A port of its own: a worker left over from a killed run must not answer this one's health check.
+            "WHATSUP_WEB_PORT": str(free_port()),
             "WHATSUP_LOG_LEVEL": "WARNING",
             **extra,
         }
@@ -198,7 +207,6 @@ def _run_clean_stage(base: Settings, runs: list[Any], workers: int) -> tuple[Set
     for i in range(workers):
         env = _env(settings)
         env["WHATSUP_DATA_DIR"] += f"-{i}"
-        env["WHATSUP_WEB_PORT"] = str(int(env["WHATSUP_WEB_PORT"]) + 10 + i)
         processes.append(_start_worker(env))
     sampler = _CpuSampler([p.pid for p in processes])
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,11 @@ import httpx
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas.codecs import codec
+from streams.bench import free_port as free_port  # re-exported: the tests pick ports the same way
 from streams.exceptions import SchemaError
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """Return a loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def docker_available() -> bool:
