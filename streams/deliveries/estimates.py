@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streams.deliveries.cell_speeds import time_along
+from streams.deliveries.cell_speeds import SpeedConfig, sample_of, time_along
 from streams.deliveries.eta import (
     EtaConfig,
     EtaEstimate,
@@ -49,6 +49,7 @@ from streams.deliveries.tracker import alert_id, alert_record
 ACTUAL = "actual"  # method of the EtaUpdate recording a delivery's real arrival
 # ETAs whose riding time a delivery keeps for the calibration at arrival: the first and the newest.
 MAX_RIDES = 8
+SPEEDS = SpeedConfig()  # which steps are riding: the same as for the learned speeds
 
 
 def eta_record(driver_id: str, delivery: Delivery, estimate: EtaEstimate) -> dict[str, Any]:
@@ -180,16 +181,12 @@ def on_fix(
 def _fold_pace(
     pace: list[float], ping: dict[str, Any], cell_mps: float | None, dt_ms: int, config: EtaConfig
 ) -> list[float]:
-    """Fold a fresh fix's step into the rider's pace, if the step is riding as the learned speeds count it:
-    moving by the fixes and by the phone, and not crawling against the cell (a jam is not the rider)."""
-    step_mps, phone = ping.get("derived_speed_mps"), ping.get("speed_mps")
-    if step_mps is None or not cell_mps or ping.get("late"):
+    """Fold a fresh fix's step into the rider's pace, if the step is riding as the learned speeds count it
+    (``cell_speeds.sample_of``: moving by the fixes and by the phone, not crawling against the cell)."""
+    riding = sample_of(ping, SPEEDS, lambda cell, ts: cell_mps)
+    if riding is None or not cell_mps:
         return pace
-    if not config.min_moving_mps <= step_mps <= config.max_speed_mps:
-        return pace
-    if (phone is not None and phone < config.min_moving_mps) or step_mps < config.crawl_fraction * cell_mps:
-        return pace
-    folded = update_pace(Pace(*pace), float(step_mps), cell_mps, dt_ms / 1000.0, config)
+    folded = update_pace(Pace(*pace), riding[1], cell_mps, dt_ms / 1000.0, config)
     return [folded.ratio, folded.evidence_s]
 
 
