@@ -95,7 +95,7 @@ def replay_etas(
     learned = Learned(
         lambda cell, ts: lookup(speeds, cell, ts, SPEEDS),
         lambda b: lookup_fleet(speeds, dwell_key(b), SPEEDS),
-        lambda heading: lookup_fleet(speeds, ride_key(heading), SPEEDS),
+        lambda direction: lookup_fleet(speeds, ride_key(direction), SPEEDS),
     )
 
     def teach(key: str, value: float, now: int) -> None:
@@ -115,8 +115,8 @@ def replay_etas(
         if not is_ping:
             applied = apply_event(state, record)
             if isinstance(applied, Delivery) and estimates.first_arrival(applied):
-                for heading, ratio in estimates.ride_samples(state, applied, config):
-                    teach(ride_key(heading), ratio, now)
+                for direction, ratio in estimates.ride_samples(state, applied, config):
+                    teach(ride_key(direction), ratio, now)
             continue
         updates, _, samples = estimates.on_fix(state, driver, record, learned, now, config, HORIZON_MS)
         sample = learn_one(speeds, record, SPEEDS)  # the speeds agents learn from every clean ping too

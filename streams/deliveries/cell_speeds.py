@@ -123,9 +123,10 @@ def fold(prev: CellSpeed | None, speed_sum: float, count: int, ts: int, config: 
 RIDE_KEY = "ride:ratio"
 
 
-def ride_key(heading: int | None) -> str:
-    """Return the table key of the riding calibration for a class of heading, or the whole fleet's (None)."""
-    return RIDE_KEY if heading is None else f"{RIDE_KEY}:{heading}"
+def ride_key(direction: int | None) -> str:
+    """Return the table key of the riding calibration for a class of the drop-off's direction
+    (``eta.direction_class``), or the whole fleet's (None)."""
+    return RIDE_KEY if direction is None else f"{RIDE_KEY}:to:{direction}"
 
 
 def dwell_key(threshold_s: int) -> str:

@@ -1,9 +1,9 @@
 """ETAs for the deliveries a driver carries, on each new fix, with the ETA core (eta.py). Pure.
 
-On a fresh fix the driver's current stop (where they stay, or crawl in a jam, since when), recent speed, pace
-against the cells and heading are updated; for each delivery in transit the estimate is the learned travel
-time of the cells along the way to the drop-off, times the detour factor and the calibration the fleet's
-arrivals taught for the rider's class of heading against the drop-off, over the rider's pace, plus what is
+On a fresh fix the driver's current stop (where they stay, or crawl in a jam, since when), recent speed and
+pace against the cells are updated; for each delivery in transit the estimate is the learned travel time of
+the cells along the way to the drop-off, times the detour factor and the calibration the fleet's arrivals
+taught for the direction of the drop-off from the rider, over the rider's pace, plus what is
 left of the stop the driver is in, as long stops in transit went on for the fleet (``eta.expected_dwell_s``).
 Where no cell on the way has been learned, the blend of the recent speed and the default speaks instead. A
 stop in transit that ends becomes dwell samples the caller teaches the fleet. An estimate is published when
@@ -26,18 +26,17 @@ from streams.deliveries.eta import (
     Pace,
     RecentSpeed,
     Stop,
+    direction_class,
     dwell_samples,
     estimate_along,
     estimate_eta,
     expected_dwell_s,
-    heading_class,
     is_crawling,
     is_late_risk,
     pace_factor,
     ride_ratio,
     ride_ratios,
     should_emit,
-    update_heading,
     update_pace,
     update_recent_speed,
     update_stop,
@@ -70,7 +69,7 @@ def _no_dwell(threshold_s: int) -> float | None:
     return None
 
 
-def _no_ratio(heading: int | None) -> float | None:
+def _no_ratio(direction: int | None) -> float | None:
     return None
 
 
@@ -78,7 +77,8 @@ def _no_ratio(heading: int | None) -> float | None:
 class Learned:
     """What the fleet has taught: a cell's speed at an instant's hour of week, how long stops in transit
     went on beyond each dwell threshold, and how long riding took against the ETAs' riding time for a class
-    of heading (``eta.heading_class``) or the whole fleet (None). Each answers None while not known yet."""
+    of the drop-off's direction (``eta.direction_class``) or the whole fleet (None). Each answers None while
+    not known yet."""
 
     cell_speed: Callable[[int, int], float | None]
     dwell: Callable[[int], float | None] = _no_dwell
@@ -119,8 +119,6 @@ def on_fix(
     state.pace = _fold_pace(state.pace, ping, here_mps, ts - last_ts if last_ts is not None else 0, config)
     stop, ended_s = update_stop(stop, lat, lon, ts, phone_mps, carrying, config, crawling=crawling)
     state.stop = [stop.lat, stop.lon, stop.since_ts, stop.in_transit_since]
-    heading = update_heading(tuple(state.heading) if state.heading else None, lat, lon, phone_mps, config)
-    state.heading = list(heading)
     samples = dwell_samples(ended_s, config) if ended_s is not None else []
     if samples and ended_s is not None:  # a hold-up long enough to be a wait: the dwell speaks for it
         for delivery in state.deliveries.values():
@@ -136,8 +134,8 @@ def on_fix(
         if delivery.status not in IN_TRANSIT:
             continue
         route_s = time_along(cell_speed, lat, lon, *delivery.dropoff, ts)
-        way = heading_class(heading[2], lat, lon, *delivery.dropoff, config)
-        calibration = (learned.ride_ratio(way) if way is not None else None) or fleet_calibration
+        way = direction_class(lat, lon, *delivery.dropoff, config)
+        calibration = learned.ride_ratio(way) or fleet_calibration
         if route_s is not None:
             estimate = estimate_along(
                 lat, lon, *delivery.dropoff, ts, route_s, config, dwell_s, calibration, pace
@@ -158,7 +156,7 @@ def on_fix(
                 # The riding time as the cells foresaw it, before the calibration: what arrivals calibrate.
                 riding_ms = round((estimate.eta_ms - ts - dwell_s * 1000) / calibration)
                 held = delivery.held_ms + _held_so_far(stop, ts, config)
-                delivery.rides.append([ts, riding_ms, held, -1 if way is None else way])
+                delivery.rides.append([ts, riding_ms, held, way])
                 del delivery.rides[1 : -MAX_RIDES + 1]  # the first and the newest
             updates.append(eta_record(driver_id, delivery, estimate))
         if not delivery.late_alerted and is_late_risk(estimate, delivery.promised_at, config):
@@ -206,7 +204,7 @@ def first_arrival(delivery: Delivery) -> bool:
 
 def ride_samples(state: DriverState, delivery: Delivery, config: EtaConfig) -> list[tuple[int | None, float]]:
     """Return how long the delivery's riding took against what its ETAs foresaw, on its first arrival: for
-    the whole fleet (heading class None) and after each ETA, for the class of heading it was made in.
+    the whole fleet (direction class None) and after each ETA, for the class of direction it was made in.
 
     A hold-up still going on at the door (a customer slow to come down before "arrived" is tapped) is a
     wait, not riding, for as long as fixes showed it.
@@ -220,8 +218,8 @@ def ride_samples(state: DriverState, delivery: Delivery, config: EtaConfig) -> l
     fleet = ride_ratio(delivery.rides, delivery.arrived_at, held, config)
     if fleet is None:
         return []  # a hold-up the phone never showed: no ETA of this delivery teaches riding
-    by_heading = ride_ratios(delivery.rides, delivery.arrived_at, held, config)
-    return [(None, fleet), *((cls, ratio) for cls, ratio in by_heading)]
+    by_direction = ride_ratios(delivery.rides, delivery.arrived_at, held, config)
+    return [(None, fleet), *by_direction]
 
 
 def on_arrival(driver_id: str, delivery: Delivery) -> tuple[dict[str, Any] | None, dict[str, float]]:

@@ -76,11 +76,10 @@ class EtaConfig:
     pace_tau_s: float = 1800.0
     pace_half_weight_s: float = 60.0
     pace_bounds: tuple[float, float] = (0.8, 1.25)
-    # The calibration is learned per class of heading: the angle between the rider's way and the bearing to
-    # the drop-off, in classes this wide (a rider riding straight at the door has less detour left than one
-    # riding across). A step shorter than ``heading_step_m`` is GPS noise, not a way.
-    heading_class_deg: float = 15.0
-    heading_step_m: float = 20.0
+    # The calibration is learned per class of direction: the bearing from the rider to the drop-off, in
+    # classes this wide. How far the streets wander from the straight line depends on which way it runs
+    # across the city's grid (along a street, little; across the blocks, up to the two sides of a triangle).
+    direction_class_deg: float = 15.0
 
     def __post_init__(self) -> None:
         positive = ("detour_factor", "default_speed_mps", "min_speed_mps", "max_speed_mps", "recent_tau_s")
@@ -99,8 +98,8 @@ class EtaConfig:
             raise ValueError("dwell_thresholds_s must be positive")
         if not self.pace_tau_s > 0 or self.pace_half_weight_s < 0:
             raise ValueError("pace_tau_s must be positive and pace_half_weight_s not negative")
-        if not 0.0 < self.heading_class_deg <= 180.0:
-            raise ValueError("heading_class_deg must lie in (0, 180]")
+        if not 0.0 < self.direction_class_deg <= 360.0:
+            raise ValueError("direction_class_deg must lie in (0, 360]")
         if not 0.0 < self.pace_bounds[0] <= 1.0 <= self.pace_bounds[1]:
             raise ValueError("pace_bounds must be positive and hold 1")
 
@@ -309,44 +308,20 @@ def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return math.degrees(math.atan2(y, x)) % 360.0
 
 
-def update_heading(
-    prev: tuple[float, float, float | None] | None,
-    lat: float,
-    lon: float,
-    speed_mps: float | None,
-    config: EtaConfig,
-) -> tuple[float, float, float | None]:
-    """Follow the rider's way on a fresh fix: (where, bearing of the last riding step or None).
-
-    A step shorter than ``heading_step_m``, or one the phone says it stood still for, keeps the way the
-    rider was going: a red light does not turn the bike.
-    """
-    if prev is None:
-        return lat, lon, None
-    plat, plon, way = prev
-    standing = speed_mps is not None and speed_mps < config.min_moving_mps
-    if standing or haversine_m(plat, plon, lat, lon) < config.heading_step_m:
-        return (plat, plon, way) if not standing else (lat, lon, way)
-    return lat, lon, bearing_deg(plat, plon, lat, lon)
-
-
-def heading_class(
-    way_deg: float | None, lat: float, lon: float, dropoff_lat: float, dropoff_lon: float, config: EtaConfig
-) -> int | None:
-    """Return the class of the angle between the rider's way and the bearing to the drop-off (0: riding
-    straight at it), or None while the way is unknown."""
-    if way_deg is None:
-        return None
-    off = abs((bearing_deg(lat, lon, dropoff_lat, dropoff_lon) - way_deg + 180.0) % 360.0 - 180.0)
-    return min(int(off // config.heading_class_deg), math.ceil(180.0 / config.heading_class_deg) - 1)
+def direction_class(lat: float, lon: float, dropoff_lat: float, dropoff_lon: float, config: EtaConfig) -> int:
+    """Return the class of the bearing from the rider to the drop-off (0: due north, counting clockwise)."""
+    classes = math.ceil(360.0 / config.direction_class_deg)
+    return min(
+        int(bearing_deg(lat, lon, dropoff_lat, dropoff_lon) // config.direction_class_deg), classes - 1
+    )
 
 
 def ride_ratios(
     rides: list[list[int]], arrived_at_ms: int, held_ms: int, config: EtaConfig
 ) -> list[tuple[int, float]]:
-    """Return (heading class, ratio) of each ETA of a delivery whose riding is known, within the bounds.
+    """Return (direction class, ratio) of each ETA of a delivery whose riding is known, within the bounds.
 
-    A ride recorded without a heading class (``-1``, or an older three-field record) gives none.
+    A ride recorded without a direction class (``-1``, or an older three-field record) gives none.
     """
     ratios = []
     low, high = config.ride_ratio_bounds

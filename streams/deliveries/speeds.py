@@ -156,16 +156,16 @@ def lookup_dwell(threshold_s: int) -> float | None:
     return lookup_fleet(replica.speeds, dwell_key(threshold_s), SPEEDS)
 
 
-def lookup_ride_ratio(heading: int | None) -> float | None:
-    """Return how long riding took against the ETAs' riding time, for a class of heading or the whole fleet
-    (None), if enough arrivals taught it."""
-    return lookup_fleet(replica.speeds, ride_key(heading), SPEEDS)
+def lookup_ride_ratio(direction: int | None) -> float | None:
+    """Return how long riding took against the ETAs' riding time, for a class of the drop-off's direction or
+    the whole fleet (None), if enough arrivals taught it."""
+    return lookup_fleet(replica.speeds, ride_key(direction), SPEEDS)
 
 
 def ride_records(samples: Sequence[tuple[int | None, float]], ts_ms: int) -> list[tuple[str, bytes, bytes]]:
     """Return the records that teach the fleet one arrival's riding ratios (to ``cell-speed-samples``)."""
     topic = cell_speed_samples_topic.get_topic_name()
-    return [(topic, ride_key(heading).encode(), encode_sum(ratio, 1, ts_ms)) for heading, ratio in samples]
+    return [(topic, ride_key(way).encode(), encode_sum(ratio, 1, ts_ms)) for way, ratio in samples]
 
 
 def dwell_records(samples: Sequence[tuple[int, float]], ts_ms: int) -> list[tuple[str, bytes, bytes]]:

@@ -93,7 +93,7 @@ class Delivery:
     # Seconds (ms) of long hold-ups in transit that ended while carrying it: waits the dwell accounts for.
     held_ms: int = 0
     # Riding time of the ETAs published along the learned cells, before calibration: [computed at, riding ms,
-    # held_ms then, heading class or -1].
+    # held_ms then, class of the drop-off's direction or -1].
     rides: list[list[int]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
@@ -143,7 +143,6 @@ class DriverState:
     pace: list[float] = field(
         default_factory=lambda: [1.0, 0.0]
     )  # eta.Pace: over the cells' speeds, evidence s
-    heading: list[Any] | None = None  # eta.update_heading: where the way was last measured from, its bearing
 
     def status(self) -> str:
         """Return idle, on_delivery, stalled or offline (the most urgent wins)."""
@@ -181,7 +180,6 @@ class DriverState:
             "recent": self.recent,
             "stop": self.stop,
             "pace": self.pace,
-            "heading": self.heading,
         }
         return json.dumps(data, separators=(",", ":")).encode()
 
@@ -204,7 +202,6 @@ class DriverState:
             recent=data.get("recent", [0.0, 0.0, None]),
             stop=data.get("stop"),
             pace=data.get("pace", [1.0, 0.0]),
-            heading=data.get("heading"),
         )
 
 

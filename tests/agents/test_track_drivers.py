@@ -305,11 +305,11 @@ def test_an_arrival_teaches_the_fleet_how_long_riding_took_against_the_etas(
             strict=True,
         )
     )
-    # The whole fleet's ratio, then one per ETA published for the class of heading it was made in (all but
-    # the first, made at the first fix, before any heading; the last record is the actual arrival).
+    # The whole fleet's ratio, then one per ETA published for the class of the drop-off's direction it was
+    # made in (the last record is the actual arrival).
     keys = [key.decode() for key, _ in taught]
-    assert keys[0] == RIDE_KEY and len(keys) == 1 + len(etas) - 2 > 1
-    assert all(key.startswith(f"{RIDE_KEY}:") for key in keys[1:])
+    assert keys[0] == RIDE_KEY and len(keys) == 1 + len(etas) - 1 > 2
+    assert all(key.startswith(f"{RIDE_KEY}:to:") for key in keys[1:])
     for _, raw in taught:
         sample = CellSpeed.unpack(raw)
         assert sample.weight == 1.0 and sample.last_ts == etas[0]["eta"]

@@ -176,10 +176,10 @@ def test_each_published_riding_time_is_kept_and_the_arrival_teaches_the_ratio() 
     assert samples and samples[0][0] is None, "the whole fleet's ratio first"
     ratio = samples[0][1]
     assert abs(ratio - 1.0) < 0.05
-    # Each ETA made with a heading teaches its class too: riding straight north at a drop-off due north, class
-    # 0. The first, at the first fix, knew no heading yet.
-    assert delivery.rides[0][3] == -1 and all(r[3] == 0 for r in delivery.rides[1:])
-    assert len(samples) == len(delivery.rides) and {cls for cls, _ in samples[1:]} == {0}
+    # Each ETA teaches the class of the drop-off's direction it was made in too: due north of the rider,
+    # class 0.
+    assert all(r[3] == 0 for r in delivery.rides)
+    assert len(samples) == 1 + len(delivery.rides) and {cls for cls, _ in samples[1:]} == {0}
     assert all(abs(r - 1.0) < 0.1 for _, r in samples[1:])
     counting_the_wait = ride_ratio(delivery.rides, arrived, 0, CONFIG)
     assert counting_the_wait is not None and counting_the_wait > ratio + 0.05

@@ -65,10 +65,10 @@ def test_a_replayed_past_teaches_its_riding_its_stops_in_transit_and_its_arrival
     keys = {key for key, _, _ in taught}
     assert dwell_key(60) in keys, "stops in transit that ended teach how long they lasted"
     assert RIDE_KEY in keys, "arrivals teach how long riding took against the ETAs"
-    by_heading = {key for key in keys if key.startswith(f"{RIDE_KEY}:")}
-    assert len(by_heading) > 3, "and how long it took by the rider's heading against the drop-off"
+    by_direction = {key for key in keys if key.startswith(f"{RIDE_KEY}:")}
+    assert len(by_direction) > 3, "and how long it took by the direction of the drop-off"
     dwells = {dwell_key(t) for t in EtaConfig().dwell_thresholds_s}
-    assert len(keys - {RIDE_KEY} - by_heading - dwells) > 10, "cells"
+    assert len(keys - {RIDE_KEY} - by_direction - dwells) > 10, "cells"
     for key in keys:
         samples = [value for k, value, _ in taught if k == key]
         if key in before:  # a cell the history taught: the past's riding adds to it (decay is slight)

@@ -1,4 +1,4 @@
-"""The rider's own pace and heading in the ETA, and the riding time kept for the calibration."""
+"""The rider's pace and the drop-off's direction in the ETA, and the riding time kept for the calibration."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from streams.deliveries.eta import (
     EtaConfig,
     Pace,
     bearing_deg,
-    heading_class,
+    direction_class,
     pace_factor,
     ride_ratios,
-    update_heading,
     update_pace,
 )
 from streams.deliveries.state import DriverState, apply_event
@@ -35,39 +34,41 @@ def test_bearings_are_clockwise_from_north() -> None:
     assert bearing_deg(LAT, LON, LAT, LON - 0.01) == pytest.approx(270.0, abs=0.01)
 
 
-def test_the_way_is_the_last_riding_step_and_survives_a_red_light() -> None:
-    way = update_heading(None, LAT, LON, None, CONFIG)
-    assert way == (LAT, LON, None), "one fix is no way yet"
-    way = update_heading(way, LAT + 10 / M_PER_DEG, LON, 5.0, CONFIG)
-    assert way[2] is None, "10 m is GPS noise, not a way: the step is measured from the first fix still"
-    way = update_heading(way, LAT + 30 / M_PER_DEG, LON, 5.0, CONFIG)
-    assert way[:2] == (LAT + 30 / M_PER_DEG, LON) and way[2] == pytest.approx(0.0, abs=0.01)
-    # Standing at a light, the phone's fixes wander east: the rider still faces north.
-    stopped = update_heading(way, LAT + 30 / M_PER_DEG, LON + 25 / M_PER_DEG, 0.0, CONFIG)
-    assert stopped[2] == way[2] and stopped[1] == LON + 25 / M_PER_DEG
-    # Riding on east from where the phone stood last.
-    east = update_heading(stopped, LAT + 30 / M_PER_DEG, LON + 100 / M_PER_DEG, 7.0, CONFIG)
-    assert east[2] == pytest.approx(90.0, abs=0.5)
-
-
 @pytest.mark.parametrize(
-    ("way", "expected"),
-    [(0.0, 0), (14.0, 0), (16.0, 1), (44.0, 2), (90.0, 6), (179.0, 11), (181.0, 11), (346.0, 0), (300.0, 4)],
+    ("to", "expected"),
+    [
+        (0.0, 0),
+        (14.0, 0),
+        (16.0, 1),
+        (44.0, 2),
+        (90.0, 6),
+        (179.0, 11),
+        (181.0, 12),
+        (302.0, 20),
+        (359.0, 23),
+    ],
 )
-def test_the_heading_class_is_the_angle_off_the_bearing_to_the_drop_off(way: float, expected: int) -> None:
-    # The drop-off lies due north: the angle is how far the way turns from north, either side.
-    assert heading_class(way, LAT, LON, LAT + 0.02, LON, CONFIG) == expected
+def test_the_direction_class_is_the_bearing_to_the_drop_off(to: float, expected: int) -> None:
+    drop = (
+        LAT + 0.02 * math.cos(math.radians(to)),
+        LON + 0.02 * math.sin(math.radians(to)) / math.cos(math.radians(LAT)),
+    )
+    assert direction_class(LAT, LON, *drop, CONFIG) == expected
 
 
-def test_no_heading_class_while_the_way_is_unknown() -> None:
-    assert heading_class(None, LAT, LON, LAT + 0.02, LON, CONFIG) is None
-
-
-@given(st.floats(0, 360, exclude_max=True), st.floats(0, 360, exclude_max=True))
-def test_heading_classes_cover_the_half_turn(way: float, to: float) -> None:
+@given(st.floats(0, 360, exclude_max=True))
+def test_direction_classes_cover_the_whole_turn(to: float) -> None:
     drop = (LAT + 0.02 * math.cos(math.radians(to)), LON + 0.02 * math.sin(math.radians(to)))
-    cls = heading_class(way, LAT, LON, *drop, CONFIG)
-    assert cls is not None and 0 <= cls < 180 / CONFIG.heading_class_deg
+    assert 0 <= direction_class(LAT, LON, *drop, CONFIG) < 360 / CONFIG.direction_class_deg
+
+
+def test_a_direction_class_as_wide_as_the_turn_is_one_class() -> None:
+    whole = EtaConfig(direction_class_deg=360.0)
+    assert {
+        direction_class(LAT, LON, LAT + dy, LON + dx, whole) for dy in (-0.01, 0.01) for dx in (-0.01, 0.01)
+    } == {0}
+    with pytest.raises(ValueError, match="direction_class_deg"):
+        EtaConfig(direction_class_deg=0.0)
 
 
 def test_the_pace_compares_each_step_with_its_own_cell() -> None:
@@ -97,7 +98,7 @@ def test_old_pace_fades_over_the_time_constant() -> None:
     assert after.ratio == pytest.approx((0.8 * kept + 1.2) / (kept + 1.0))
 
 
-def test_ride_ratios_are_per_eta_by_heading_class() -> None:
+def test_ride_ratios_are_per_eta_by_direction_class() -> None:
     rides = [[T0, 600_000, 0, -1], [T0 + 100_000, 400_000, 0, 2], [T0 + 300_000, 300_000, 0, 0]]
     arrived = T0 + 660_000
     assert ride_ratios(rides, arrived, 0, CONFIG) == [(2, pytest.approx(560 / 400)), (0, pytest.approx(1.2))]
@@ -175,7 +176,7 @@ def test_the_riding_kept_for_the_calibration_is_before_the_calibration() -> None
     would teach itself back toward 1 with every arrival."""
     runs = {}
     for ratio in (None, 0.8):
-        learned = estimates.Learned(lambda cell, ts: 8.0, ride_ratio=lambda heading, r=ratio: r)
+        learned = estimates.Learned(lambda cell, ts: 8.0, ride_ratio=lambda direction, r=ratio: r)
         state = _carrying()
         updates = _ride_north(state, 8.0, learned, 3)
         runs[ratio] = (updates[0]["eta"] - T0, state.deliveries["d1"].rides[0][1])
@@ -184,17 +185,25 @@ def test_the_riding_kept_for_the_calibration_is_before_the_calibration() -> None
     assert calibrated_riding == pytest.approx(plain_riding, abs=2)
 
 
-def test_a_heading_class_speaks_before_the_fleet_when_it_has_been_taught() -> None:
+def test_a_direction_class_speaks_before_the_fleet_when_it_has_been_taught() -> None:
     by_class = {0: 0.7}
-    learned = estimates.Learned(
-        lambda cell, ts: 8.0,
-        ride_ratio=lambda heading: by_class.get(heading or 0, 1.1) if heading is not None else 1.1,
-    )
+    asked: list[int | None] = []
+
+    def ratio(direction: int | None) -> float | None:
+        asked.append(direction)
+        return by_class.get(direction) if direction is not None else 1.1
+
     state = _carrying()
-    updates = _ride_north(state, 8.0, learned, 30)
+    updates = _ride_north(state, 8.0, estimates.Learned(lambda cell, ts: 8.0, ride_ratio=ratio), 30)
     rides = state.deliveries["d1"].rides
-    assert rides[0][3] == -1 and rides[-1][3] == 0, "north, straight at the drop-off: class 0"
-    first, last = updates[0], updates[-1]
-    # The first ETA knew no heading: the fleet's 1.1; later ones riding straight at it: class 0's 0.7.
-    assert (first["eta"] - first["computed_at"]) / rides[0][1] == pytest.approx(1.1, rel=0.01)
-    assert (last["eta"] - last["computed_at"]) / rides[-1][1] == pytest.approx(0.7, rel=0.01)
+    assert {r[3] for r in rides} == {0}, "the drop-off lies due north of the rider: class 0"
+    # Every ETA, the first included, uses class 0's 0.7 rather than the fleet's 1.1.
+    for update, ride in zip(updates, rides, strict=False):
+        assert (update["eta"] - update["computed_at"]) / ride[1] == pytest.approx(0.7, rel=0.01)
+    # A class nobody has taught yet leaves the fleet's ratio to speak.
+    by_class.clear()
+    state = _carrying()
+    (first, *_) = _ride_north(state, 8.0, estimates.Learned(lambda cell, ts: 8.0, ride_ratio=ratio), 1)
+    riding = state.deliveries["d1"].rides[0][1]
+    assert (first["eta"] - first["computed_at"]) / riding == pytest.approx(1.1, rel=0.01)
+    assert 0 in asked and None in asked
