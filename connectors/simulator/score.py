@@ -8,6 +8,11 @@ ETA: each update published on ``deliveries.eta`` for an in-transit delivery that
 the actual arrival. The baseline is computed at the same moments from the driver's newest fix at that
 moment: straight-line distance at one constant speed, the run's own average straight-line speed over the
 en-route legs (tuned on the answer, so generous to the baseline).
+
+ETA as held: every ``HELD_STEP_MS`` from the pickup to the arrival, the newest ETA published by then is what
+the customer holds; it and the baseline at that moment are compared with the arrival. Each minute in transit
+counts the same, however often the ETA moved in it: the published updates crowd where the ETA changes (a stop
+that goes on, a jam), where both are furthest from the truth.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from streams.pings.rules import haversine_m
 
 # How far before a true start an alert's started_at may lie and still be that episode (window step, noise).
 START_SLACK_MS = 90_000
+# How often the ETA a customer holds is read, in transit.
+HELD_STEP_MS = 30_000
 
 
 @dataclass
@@ -65,6 +72,9 @@ class QualityReport:
     eta_mae_s: float
     baseline_mae_s: float
     baseline_speed_mps: float
+    held_moments: int = 0
+    held_mae_s: float = float("nan")
+    baseline_held_mae_s: float = float("nan")
     false_alerts: list[dict[str, Any]] = field(default_factory=list)
     missed: list[Episode] = field(default_factory=list)
 
@@ -77,6 +87,11 @@ class QualityReport:
     def eta_improvement(self) -> float:
         """How much lower the pipeline's ETA error is than the baseline's (0.3 = 30% lower)."""
         return 1.0 - self.eta_mae_s / self.baseline_mae_s if self.baseline_mae_s else float("nan")
+
+    @property
+    def held_improvement(self) -> float:
+        """How much lower the error of the ETA held in transit is than the baseline's, moment by moment."""
+        return 1.0 - self.held_mae_s / self.baseline_held_mae_s if self.baseline_held_mae_s else float("nan")
 
 
 def _matches(alert: dict[str, Any], ep: Episode, after_ms: int) -> bool:
@@ -205,6 +220,43 @@ def score_etas(days: Iterable[DriverDay], etas: list[dict[str, Any]]) -> tuple[i
     return len(ours), statistics.fmean(ours), statistics.fmean(naive), speed
 
 
+def score_held(
+    days: Iterable[DriverDay], etas: list[dict[str, Any]], step_ms: int = HELD_STEP_MS
+) -> tuple[int, float, float]:
+    """Return (moments scored, MAE s of the ETA held, baseline MAE s) every ``step_ms`` in transit.
+
+    A moment counts once the delivery has had an ETA published and the driver a fix.
+    """
+    days = list(days)
+    speed = baseline_speed(days)
+    published: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for update in etas:
+        if update.get("method") != "actual":
+            published[update["delivery_id"]].append(update)
+    ours: list[float] = []
+    naive: list[float] = []
+    for day in days:
+        ordered = sorted(day.pings, key=lambda p: p["device_ts"])
+        times = [p["device_ts"] for p in ordered]
+        picked = {e["delivery_id"]: e["ts"] for e in day.events if e["type"] == "picked_up"}
+        for d in day.deliveries:
+            if d.arrived_at is None or d.delivery_id not in picked:
+                continue
+            held = sorted(published.get(d.delivery_id, []), key=lambda u: u["computed_at"])
+            held_at = [u["computed_at"] for u in held]
+            for at in range(picked[d.delivery_id] + step_ms, d.arrived_at, step_ms):
+                j, i = bisect.bisect_right(held_at, at) - 1, bisect.bisect_right(times, at) - 1
+                if j < 0 or i < 0:
+                    continue
+                fix = ordered[i]
+                base = straight_line_eta(fix["lat"], fix["lon"], *d.dropoff, at, speed)
+                ours.append(abs(d.arrived_at - held[j]["eta"]) / 1000)
+                naive.append(abs(d.arrived_at - base.eta_ms) / 1000)
+    if not ours:
+        return 0, float("nan"), float("nan")
+    return len(ours), statistics.fmean(ours), statistics.fmean(naive)
+
+
 def score_run(
     days: list[DriverDay],
     alerts: list[dict[str, Any]],
@@ -219,4 +271,7 @@ def score_run(
         days, alerts, offline_ms, stall_ms=stall_ms, end_ms=end_ms
     )
     n, ours, naive, speed = score_etas(days, etas)
-    return QualityReport(kinds, late_batch, resent, n, ours, naive, speed, false_alerts, missed)
+    moments, held, naive_held = score_held(days, etas)
+    return QualityReport(
+        kinds, late_batch, resent, n, ours, naive, speed, moments, held, naive_held, false_alerts, missed
+    )

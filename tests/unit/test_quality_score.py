@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from connectors.simulator.deliveries import Episode
-from connectors.simulator.score import score_run
+from connectors.simulator.score import HELD_STEP_MS, score_held, score_run
 from tests.unit.test_delivery_simulator import CONFIG, M_MS, N_MS, days
 
 END = CONFIG.start_ms + int(CONFIG.minutes * 60_000)
@@ -51,6 +51,8 @@ def test_perfect_answers_score_perfectly() -> None:
     assert report.eta_updates > 50
     assert report.eta_mae_s == 0.0 and report.baseline_mae_s > 60
     assert report.eta_improvement == 1.0
+    assert report.held_moments > report.eta_updates, "every 30 s in transit, between updates too"
+    assert report.held_mae_s == 0.0 and report.baseline_held_mae_s > 60 and report.held_improvement == 1.0
     assert 2.0 < report.baseline_speed_mps < 10.0
 
 
@@ -78,3 +80,30 @@ def test_mistakes_are_counted() -> None:
     assert report.missed == [missed]
     assert {a["delivery_id"] for a in report.false_alerts} == {waits[0].delivery_id, late[0].delivery_id}
     assert report.eta_updates == 0
+
+
+def test_the_eta_held_counts_each_moment_in_transit_once() -> None:
+    """One early ETA a minute off, held for the whole ride, then a burst of right ones just before the
+    arrival: the updates score mostly right, the ETA held mostly a minute off."""
+    fleet = list(days())
+    etas = []
+    expected = []
+    for day in fleet:
+        picked = {e["delivery_id"]: e["ts"] for e in day.events if e["type"] == "picked_up"}
+        for d in day.deliveries:
+            if d.arrived_at is None or d.arrived_at - picked[d.delivery_id] < 5 * HELD_STEP_MS:
+                continue
+            start = picked[d.delivery_id]
+            etas.append({"delivery_id": d.delivery_id, "eta": d.arrived_at + 60_000, "computed_at": start})
+            late = d.arrived_at - HELD_STEP_MS // 3
+            etas += [
+                {"delivery_id": d.delivery_id, "eta": d.arrived_at, "computed_at": late + i} for i in range(9)
+            ]
+            moments = range(start + HELD_STEP_MS, d.arrived_at, HELD_STEP_MS)
+            expected += [60.0 if at < late else 0.0 for at in moments]
+    assert len(expected) > 20
+    report = score_run(fleet, [], etas, **LIMITS)
+    assert report.eta_mae_s == pytest.approx(6.0), "one update in ten was a minute off"
+    moments, held, _ = score_held(fleet, etas)
+    assert moments == len(expected) and held == pytest.approx(sum(expected) / len(expected))
+    assert held > 50.0
