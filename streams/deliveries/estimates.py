@@ -134,8 +134,8 @@ def on_fix(
         if delivery.status not in IN_TRANSIT:
             continue
         route_s = time_along(cell_speed, lat, lon, *delivery.dropoff, ts)
-        way = direction_class(lat, lon, *delivery.dropoff, config)
-        calibration = learned.ride_ratio(way) or fleet_calibration
+        direction = direction_class(lat, lon, *delivery.dropoff, config)
+        calibration = learned.ride_ratio(direction) or fleet_calibration
         if route_s is not None:
             estimate = estimate_along(
                 lat, lon, *delivery.dropoff, ts, route_s, config, dwell_s, calibration, pace
@@ -156,7 +156,7 @@ def on_fix(
                 # The riding time as the cells foresaw it, before the calibration: what arrivals calibrate.
                 riding_ms = round((estimate.eta_ms - ts - dwell_s * 1000) / calibration)
                 held = delivery.held_ms + _held_so_far(stop, ts, config)
-                delivery.rides.append([ts, riding_ms, held, way])
+                delivery.rides.append([ts, riding_ms, held, direction])
                 del delivery.rides[1 : -MAX_RIDES + 1]  # the first and the newest
             updates.append(eta_record(driver_id, delivery, estimate))
         if not delivery.late_alerted and is_late_risk(estimate, delivery.promised_at, config):
