@@ -118,8 +118,8 @@ def test_the_worker_was_taught_how_long_the_past_stops_in_transit_lasted(fleet: 
     strict=True,
     reason="this four-minute fleet puts an episode in nine deliveries of ten, 200-260 m after the pickup: "
     "stalls, jams and long waits add minutes nothing seen before them foresees, and the baseline's speed is "
-    "the run's own average over those stops (offline, the same fleet scores about 0.06). The target is measured "
-    "on the benchmark's 500 drivers over 18 minutes (docs/BENCHMARKS.md)",
+    "the run's own average over those stops (offline, the same fleet scores about 0.06). The target is "
+    "measured on the benchmark's 500 drivers over 18 minutes (docs/BENCHMARKS.md)",
 )
 def test_published_etas_beat_the_straight_line_by_30_percent(fleet: QualityRun) -> None:
     assert fleet.report.eta_improvement >= 0.30, (fleet.report.eta_mae_s, fleet.report.baseline_mae_s)
