@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.simulator.deliveries import DriverDay, Episode
+from connectors.simulator.deliveries import DriverDay, Episode, SimDelivery
 from streams.deliveries.eta import straight_line_eta
 from streams.pings.rules import haversine_m
 
@@ -181,16 +181,41 @@ def baseline_speed(days: Iterable[DriverDay]) -> float:
     return distance / seconds if seconds else 6.0
 
 
+Fixes = dict[str, tuple[list[int], list[dict[str, Any]]]]
+
+
+def _fixes(days: list[DriverDay]) -> Fixes:
+    """Return each driver's fixes in event-time order, with their times for bisection."""
+    fixes: Fixes = {}
+    for day in days:
+        ordered = sorted(day.pings, key=lambda p: p["device_ts"])
+        fixes[day.driver_id] = ([p["device_ts"] for p in ordered], ordered)
+    return fixes
+
+
+def _picked(days: list[DriverDay]) -> dict[str, int]:
+    """Return when each delivery was picked up."""
+    return {e["delivery_id"]: e["ts"] for day in days for e in day.events if e["type"] == "picked_up"}
+
+
+def _baseline_error_s(fixes: Fixes, driver_id: str, d: SimDelivery, at: int, speed: float) -> float | None:
+    """Return the straight-line baseline's error (s) from the driver's newest fix at ``at``, or None if the
+    driver had no fix yet."""
+    times, ordered = fixes[driver_id]
+    i = bisect.bisect_right(times, at) - 1
+    if i < 0 or d.arrived_at is None:
+        return None
+    fix = ordered[i]
+    base = straight_line_eta(fix["lat"], fix["lon"], *d.dropoff, at, speed)
+    return abs(d.arrived_at - base.eta_ms) / 1000
+
+
 def score_etas(days: Iterable[DriverDay], etas: list[dict[str, Any]]) -> tuple[int, float, float, float]:
     """Return (updates scored, pipeline MAE s, baseline MAE s, baseline speed) over in-transit updates."""
     days = list(days)
     speed = baseline_speed(days)
     deliveries = {d.delivery_id: (day, d) for day in days for d in day.deliveries}
-    fixes: dict[str, tuple[list[int], list[dict[str, Any]]]] = {}
-    for day in days:
-        ordered = sorted(day.pings, key=lambda p: p["device_ts"])
-        fixes[day.driver_id] = ([p["device_ts"] for p in ordered], ordered)
-    picked = {e["delivery_id"]: e["ts"] for day in days for e in day.events if e["type"] == "picked_up"}
+    fixes, picked = _fixes(days), _picked(days)
     ours: list[float] = []
     naive: list[float] = []
     for update in etas:
@@ -207,14 +232,11 @@ def score_etas(days: Iterable[DriverDay], etas: list[dict[str, Any]]) -> tuple[i
             or not picked[d.delivery_id] <= at < d.arrived_at
         ):
             continue
-        times, ordered = fixes[day.driver_id]
-        i = bisect.bisect_right(times, at) - 1
-        if i < 0:
+        base_s = _baseline_error_s(fixes, day.driver_id, d, at, speed)
+        if base_s is None:
             continue
-        fix = ordered[i]
-        base = straight_line_eta(fix["lat"], fix["lon"], *d.dropoff, at, speed)
         ours.append(abs(d.arrived_at - update["eta"]) / 1000)
-        naive.append(abs(d.arrived_at - base.eta_ms) / 1000)
+        naive.append(base_s)
     if not ours:
         return 0, float("nan"), float("nan"), speed
     return len(ours), statistics.fmean(ours), statistics.fmean(naive), speed
@@ -229,6 +251,7 @@ def score_held(
     """
     days = list(days)
     speed = baseline_speed(days)
+    fixes, picked = _fixes(days), _picked(days)
     published: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for update in etas:
         if update.get("method") != "actual":
@@ -236,22 +259,18 @@ def score_held(
     ours: list[float] = []
     naive: list[float] = []
     for day in days:
-        ordered = sorted(day.pings, key=lambda p: p["device_ts"])
-        times = [p["device_ts"] for p in ordered]
-        picked = {e["delivery_id"]: e["ts"] for e in day.events if e["type"] == "picked_up"}
         for d in day.deliveries:
             if d.arrived_at is None or d.delivery_id not in picked:
                 continue
             held = sorted(published.get(d.delivery_id, []), key=lambda u: u["computed_at"])
             held_at = [u["computed_at"] for u in held]
             for at in range(picked[d.delivery_id] + step_ms, d.arrived_at, step_ms):
-                j, i = bisect.bisect_right(held_at, at) - 1, bisect.bisect_right(times, at) - 1
-                if j < 0 or i < 0:
+                j = bisect.bisect_right(held_at, at) - 1
+                base_s = _baseline_error_s(fixes, day.driver_id, d, at, speed) if j >= 0 else None
+                if base_s is None:
                     continue
-                fix = ordered[i]
-                base = straight_line_eta(fix["lat"], fix["lon"], *d.dropoff, at, speed)
                 ours.append(abs(d.arrived_at - held[j]["eta"]) / 1000)
-                naive.append(abs(d.arrived_at - base.eta_ms) / 1000)
+                naive.append(base_s)
     if not ours:
         return 0, float("nan"), float("nan")
     return len(ours), statistics.fmean(ours), statistics.fmean(naive)
