@@ -32,6 +32,42 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from streams.ingest.server import run_ingest
+
+    return run_ingest(get_settings())
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+    from pathlib import Path
+
+    from loadtest.fleet import FleetConfig, plan
+    from loadtest.run import render, run_load, summary, write_truth
+    from streams.web.apikeys import POST_EVENTS
+
+    settings = get_settings()
+    keys = [key for key, roles in settings.api_keys.items() if roles & POST_EVENTS]
+    if settings.token_secret is None or not keys:
+        raise SettingsError("WHATSUP_TOKEN_SECRET and an ingest key in WHATSUP_API_KEYS must be set")
+    config = FleetConfig(
+        drivers=args.drivers, minutes=args.minutes, fix_s=args.fix, upload_s=args.upload, seed=args.seed
+    )
+    url = (args.url or f"http://127.0.0.1:{settings.ingest_port}").rstrip("/")
+    print(
+        f"planning {config.drivers:,} drivers for {config.minutes:g} min ({config.pings_per_s:,.0f} fixes/s)"
+    )
+    uploads = plan(config)
+    start_ms = int(time.time() * 1000) + 2_000
+    requests = render(config, uploads, url, settings.token_secret, keys[0], start_ms)
+    report = asyncio.run(run_load(requests, url, warmup_s=args.warmup))
+    print("\n".join(summary(report)))
+    out = Path(args.out) if args.out else settings.data_dir / "loadtest"
+    print(f"ground truth: {write_truth(report, out)}")
+    return 0
+
+
 def _create_topics(args: argparse.Namespace) -> int:
     from streams.kafka import create_topics
 
@@ -189,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run a Faust worker (agents, tables, HTTP API)").set_defaults(
         run=_worker
     )
+    commands.add_parser(
+        "ingest", help="serve the intake routes (pings, delivery events, webhooks) on WHATSUP_INGEST_PORT"
+    ).set_defaults(run=_ingest)
+    load = commands.add_parser("loadtest", help="send a delivery fleet's traffic to the intake, open loop")
+    load.add_argument("--drivers", type=int, default=20_000)
+    load.add_argument("--minutes", type=float, default=12.0, help="how long the fleet runs")
+    load.add_argument("--warmup", type=float, default=120.0, help="seconds reported apart as the warm-up")
+    load.add_argument("--fix", type=float, default=5.0, help="seconds between a phone's fixes")
+    load.add_argument("--upload", type=float, default=15.0, help="seconds between a phone's uploads")
+    load.add_argument("--seed", type=int, default=11)
+    load.add_argument("--url", help="intake base URL (default: WHATSUP_INGEST_PORT on 127.0.0.1)")
+    load.add_argument("--out", help="ground-truth directory (default: var/loadtest)")
+    load.set_defaults(run=_loadtest)
     commands.add_parser("create-topics", help="create the pipeline's Kafka topics").set_defaults(
         run=_create_topics
     )

@@ -219,6 +219,7 @@ class Settings:
     ingest_rate_per_s: float = _setting(_parse_float, 2.0)
     ingest_burst: int = _setting(_parse_int, 20)
     ingest_max_batch: int = _setting(_parse_int, 500)
+    ingest_port: int = _setting(_parse_int, 6065)
 
     stall_step_s: float = _setting(_parse_float, 30.0)
     stall_horizon_minutes: float = _setting(_parse_float, 2.0)
@@ -256,6 +257,7 @@ class Settings:
             "sink_backlog_batch_size",
             "ingest_burst",
             "ingest_max_batch",
+            "ingest_port",
             "deliveries_max_batch",
             "sender_metrics_port",
             "sender_concurrency",
@@ -312,6 +314,7 @@ class Settings:
             )
         for name in (
             "web_port",
+            "ingest_port",
             "sink_port",
             "sender_metrics_port",
             "sandbox_meta_port",

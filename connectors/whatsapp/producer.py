@@ -60,12 +60,12 @@ class AsyncProducer:
         if self._producer is None:
             self.start()
         loop = asyncio.get_running_loop()
-        futures = []
+        future: asyncio.Future[None] = loop.create_future()
+        # One future per batch, settled once: a request of many records wakes the loop once, not per record.
+        report = _BatchReport(loop, future, len(records)).report
         for topic, key, value in records:
-            future: asyncio.Future[None] = loop.create_future()
-            futures.append(future)
-            self._produce(topic, key.encode(), value, self._reporter(loop, future))
-        await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
+            self._produce(topic, key.encode(), value, report)
+        await asyncio.wait_for(future, timeout_s)
 
     def _produce(self, topic: str, key: bytes, value: bytes, on_delivery: Any) -> None:
         while True:
@@ -75,17 +75,32 @@ class AsyncProducer:
             except BufferError:
                 self._producer.poll(0.01)  # the local queue is full: let reports drain, then retry
 
-    @staticmethod
-    def _reporter(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Any:
-        def report(error: KafkaError | None, message: Any) -> None:
-            def settle() -> None:
-                if future.done():
-                    return
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(KafkaException(error))
 
-            loop.call_soon_threadsafe(settle)
+class _BatchReport:
+    """Count a batch's delivery reports down and settle its future once: with the first error, or at zero.
 
-        return report
+    Reports come from the poller thread, and from the loop's thread when a full queue makes ``_produce``
+    poll, hence the lock.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], pending: int) -> None:
+        self.loop, self.future, self.pending = loop, future, pending
+        self.error: KafkaError | None = None
+        self.settled = False
+        self.lock = threading.Lock()
+
+    def report(self, error: KafkaError | None, message: Any) -> None:
+        with self.lock:
+            self.pending -= 1
+            if self.settled or (error is None and self.pending > 0):
+                return
+            self.settled, self.error = True, error
+        self.loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        if self.future.done():
+            return
+        if self.error is None:
+            self.future.set_result(None)
+        else:
+            self.future.set_exception(KafkaException(self.error))

@@ -45,12 +45,7 @@ fastdrain.install()
 BATCH_SIZE = 5_000
 BATCH_WITHIN_S = 0.1
 
-RULES = rules.RuleConfig(
-    max_accuracy_m=settings.ping_max_accuracy_m,
-    max_future_ms=int(settings.ping_max_future_s * 1000),
-    horizon_ms=int(settings.ping_horizon_hours * 3_600_000),
-    max_speed_mps=settings.ping_max_speed_mps,
-)
+RULES = rules.RuleConfig.from_settings(settings)
 
 driver_ping_state = DriverStateTable(
     app,

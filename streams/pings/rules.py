@@ -10,11 +10,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from h3.api import basic_int as h3
 
 from streams.pings.state import DriverPingState, Fix, Seen
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 H3_MOVEMENT_RES = 9
 H3_AGGREGATE_RES = 7
@@ -62,6 +65,16 @@ class RuleConfig:
     max_speed_mps: float = 50.0
     # Below this distance a fast-looking step is GPS noise over a short interval, not a jump.
     min_jump_m: float = 250.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RuleConfig:
+        """Build the cleaning thresholds from the pipeline's settings."""
+        return cls(
+            max_accuracy_m=settings.ping_max_accuracy_m,
+            max_future_ms=int(settings.ping_max_future_s * 1000),
+            horizon_ms=int(settings.ping_horizon_hours * 3_600_000),
+            max_speed_mps=settings.ping_max_speed_mps,
+        )
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -1,8 +1,4 @@
-"""Delivery events in, dispatcher answers out.
-
-``POST /v1/deliveries/events`` takes one event or ``{"events": [...]}`` from a key with the ingest, partner or
-internal role and answers 202 once every event is on ``deliveries.events`` (keyed by driver id). Whether an
-event fits its delivery is judged by ``track_drivers``, which dead-letters the misfits.
+"""Dispatcher answers out (delivery events come in through ``streams/ingest/events.py``).
 
 ``GET /v1/drivers/{driver_id}`` and ``GET /v1/deliveries/{delivery_id}`` answer from ``driver_state``. With
 several workers, a request reaching a worker that does not own the driver's partition is forwarded to the one
@@ -23,7 +19,7 @@ import uuid
 from typing import Any
 
 import httpx
-from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaException
 from faust.web import Request, Response, View
 from yarl import URL
 
@@ -32,27 +28,21 @@ from streams import topics
 from streams.app import app, settings
 from streams.deliveries import agents
 from streams.deliveries import metrics as delivery_metrics
-from streams.deliveries.intake import parse_events
 from streams.exceptions import WhatsUpError
-from streams.pings.intake import BadRequest
 from streams.web.apikeys import (
-    POST_EVENTS,
     READ_DELIVERIES,
     READ_DRIVERS,
     ApiKeyError,
     Principal,
     authenticate,
 )
-from streams.web.pings import ingest_producer
+from streams.web.intake import producer
 
-EVENTS_ROUTE = "/v1/deliveries/events"
 DRIVER_ROUTE = "/v1/drivers/{driver_id}"
 DELIVERY_ROUTE = "/v1/deliveries/{delivery_id}"
 HISTORY_ROUTE = "/v1/deliveries/{delivery_id}/history"
 ROUTED_HEADER = "X-Whatsup-Routed"
-EVENTS_TOPIC = topics.qualified(topics.DELIVERIES_EVENTS, settings.topic_prefix)
 ACCESS_TOPIC = topics.qualified(topics.API_ACCESS, settings.topic_prefix)
-_delivery_event = codec("DeliveryEvent")
 _api_access = codec("ApiAccess")
 
 
@@ -76,7 +66,7 @@ async def audit(
     delivery_id: str | None = None,
     location_read: bool = False,
 ) -> None:
-    """Record one answer of the API on api.access and wait for the broker (raises KafkaError)."""
+    """Record one answer of the API on api.access and wait for the broker (raises KafkaException)."""
     record = {
         "access_id": uuid.uuid4().hex,
         "ts": int(time.time() * 1000),
@@ -89,32 +79,7 @@ async def audit(
         "delivery_id": delivery_id,
         "location_read": location_read,
     }
-    await ingest_producer.send_all([(ACCESS_TOPIC, principal, _api_access.encode(record))])
-
-
-@app.page(EVENTS_ROUTE)
-class DeliveryEventsView(View):
-    """Accept delivery events from the order system and partners."""
-
-    async def post(self, request: Request) -> Response:
-        try:
-            principal = authenticate(settings.api_keys, request.headers.get("X-API-Key"), POST_EVENTS)
-        except ApiKeyError as exc:
-            return _error(self, EVENTS_ROUTE, exc.status, exc.reason, str(exc))
-        try:
-            events = parse_events(await request.read(), principal.fingerprint, settings.deliveries_max_batch)
-        except BadRequest as exc:
-            return _error(
-                self, EVENTS_ROUTE, exc.status, "bad_request", str(exc), **{"X-Bad-Field": exc.field}
-            )
-        records = [(EVENTS_TOPIC, e["driver_id"], _delivery_event.encode(e)) for e in events]
-        try:
-            await ingest_producer.send_all(records)
-        except KafkaError as exc:
-            message = f"could not hand the events to Kafka: {exc}"
-            return _error(self, EVENTS_ROUTE, 503, "unavailable", message, **{"Retry-After": "5"})
-        body = {"accepted": len(events), "event_ids": [e["event_id"] for e in events]}
-        return _answer(self, EVENTS_ROUTE, 202, body)
+    await producer.send_all([(ACCESS_TOPIC, principal, _api_access.encode(record))])
 
 
 def _same_node(url: URL) -> bool:
@@ -190,7 +155,7 @@ class _ReadView(View):
             return authenticate(settings.api_keys, request.headers.get("X-API-Key"), self.allowed)
         except ApiKeyError as exc:
             # A refusal discloses nothing: it is answered even when the audit trail is down.
-            with contextlib.suppress(KafkaError):
+            with contextlib.suppress(KafkaException, TimeoutError):
                 await audit(request, self.route_name, exc.status, exc.principal, "", **ids)  # type: ignore[arg-type]
             return _error(self, self.route_name, exc.status, exc.reason, str(exc))
 
@@ -211,7 +176,7 @@ class _ReadView(View):
     ) -> Response:
         try:
             await audit(request, self.route_name, status, who.fingerprint, who.role(self.allowed), **kw)
-        except KafkaError as exc:
+        except (KafkaException, TimeoutError) as exc:
             return _error(self, self.route_name, 503, "audit_unavailable", f"cannot record the access: {exc}")
         return _answer(self, self.route_name, status, body, **(headers or {}))
 

@@ -1,0 +1,117 @@
+"""``whatsup ingest``: the intake routes in a stateless process of their own (aiohttp on uvloop).
+
+Any number of these processes listen on ``WHATSUP_INGEST_PORT`` together (SO_REUSEPORT: the kernel spreads
+connections between them) or sit behind a load balancer; none keeps state a restart would lose, and none
+consumes from Kafka, so a worker's rebalance or restart never stalls an answer. ``/health`` answers 200
+while the process runs; ``/metrics`` serves this process's registry (with several processes on one port,
+scrape each one's own address or container).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from connectors.whatsapp.producer import AsyncProducer
+from connectors.whatsapp.redis_pool import close_all
+from streams import metrics
+from streams.ingest import events, pings, webhooks
+from streams.ingest.reply import Reply
+from streams.settings import Settings
+from streams.telemetry.logs import configure_logging
+
+logger = logging.getLogger(__name__)
+ROLE = "ingest"
+
+
+def respond(reply: Reply) -> web.Response:
+    """Turn a handler's reply into an aiohttp response."""
+    if isinstance(reply.body, str):
+        return web.Response(text=reply.body, status=reply.status, headers=reply.headers)
+    return web.json_response(reply.body, status=reply.status, headers=reply.headers)
+
+
+def build_app(settings: Settings, producer: AsyncProducer) -> web.Application:
+    """Wire the intake handlers, /health and /metrics into one aiohttp application."""
+    ping_intake = pings.PingIntake(settings, producer.send_all)
+    event_intake = events.EventIntake(settings, producer.send_all)
+    hooks = webhooks.Webhooks(settings, producer.send_all)
+    started = time.time()
+
+    async def post_pings(request: web.Request) -> web.Response:
+        return respond(await ping_intake.handle(request.headers, request.read))
+
+    async def post_events(request: web.Request) -> web.Response:
+        return respond(await event_intake.handle(request.headers, request.read))
+
+    async def meta_challenge(request: web.Request) -> web.Response:
+        return respond(hooks.challenge(request.query))
+
+    async def meta_notification(request: web.Request) -> web.Response:
+        body = await request.read()
+        return respond(await hooks.meta(body, request.headers.get("X-Hub-Signature-256")))
+
+    async def twilio(request: web.Request) -> web.Response:
+        body, signature = await request.read(), request.headers.get("X-Twilio-Signature")
+        return respond(await hooks.twilio(str(request.url), request.query_string, body, signature))
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"status": "ok", "role": ROLE, "pid": os.getpid(), "up_s": round(time.time() - started, 1)}
+        )
+
+    async def scrape(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    app = web.Application(client_max_size=4 * 2**20)
+    app.router.add_post(pings.ROUTE, post_pings)
+    app.router.add_post(events.ROUTE, post_events)
+    app.router.add_get(webhooks.META_ROUTE, meta_challenge)
+    app.router.add_post(webhooks.META_ROUTE, meta_notification)
+    app.router.add_post(webhooks.TWILIO_ROUTE, twilio)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", scrape)
+    return app
+
+
+async def serve(settings: Settings, stopping: Callable[[], Awaitable[object]]) -> None:
+    """Serve until ``stopping`` returns, then stop taking requests and deliver what is queued."""
+    producer = AsyncProducer(settings)
+    producer.start()
+    runner = web.AppRunner(build_app(settings, producer), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.web_host, settings.ingest_port, reuse_port=True, backlog=1024)
+    await site.start()
+    metrics.mark_up(ROLE)
+    logger.info("ingest listening on %s:%d (pid %d)", settings.web_host, settings.ingest_port, os.getpid())
+    try:
+        await stopping()
+    finally:
+        # Stop listening first, let requests in flight finish (their records are acknowledged or refused).
+        await runner.cleanup()
+        await asyncio.to_thread(producer.stop)
+        await close_all()
+
+
+def run_ingest(settings: Settings) -> int:
+    """Run one ingest process until SIGTERM or SIGINT."""
+    import uvloop
+
+    configure_logging(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop.wait)
+
+    uvloop.run(main())
+    return 0
