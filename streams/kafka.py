@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams import topics
@@ -135,3 +142,23 @@ class DeliveringProducer:
 
     def close(self) -> None:
         self._producer.flush(10.0)
+
+
+def consumer_group_backlog(admin: AdminClient, consumer: Any, group: str, timeout_s: float = 10.0) -> int:
+    """Return the records a consumer group has yet to commit, summed over every partition it committed.
+
+    ``consumer`` is any confluent-kafka Consumer, used only to read high watermarks. A partition the group
+    never committed is not counted (it has no position yet): the backlog of a group that is starting says
+    nothing until it commits.
+    """
+    futures = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)], request_timeout=timeout_s
+    )
+    committed = futures[group].result().topic_partitions or []
+    backlog = 0
+    for tp in committed:
+        if tp.offset < 0 or tp.error is not None:
+            continue
+        _, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout_s)
+        backlog += max(0, high - tp.offset)
+    return backlog

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from confluent_kafka.admin import AdminClient
 
-from connectors.whatsapp.http_load import build_post, open_loop
+from loadtest.http import build_post, open_loop
 from connectors.whatsapp.signatures import meta_signature
 from streams.bench import Result, Suite, _bench_settings, _env, _start_worker
 from streams.settings import PROJECT_ROOT, Settings
@@ -34,7 +34,7 @@ LOAD = "2 cores: above 2, processes wait for a CPU"
 NOTES = (
     "Open loop: requests leave on a fixed schedule and latency counts from the scheduled time, so queueing"
     " in the worker or the client is included, not hidden. The load generator is a lean HTTP/1.1 client on"
-    " keep-alive connections (`connectors/whatsapp/http_load.py`), so it takes little of the CPU the worker"
+    " keep-alive connections (`loadtest/http.py`), so it takes little of the CPU the worker"
     " needs; its CPU per request is reported.",
     "Each request is a signed Meta notification with one text message from a registered driver: signature"
     " check, normalization, a Redis SET NX dedupe claim, a registry read, and a Kafka send with acks=all"

@@ -28,6 +28,7 @@ import faust
 from aiokafka.partitioner import murmur2
 
 from schemas.codecs import codec
+from streams import metrics as stream_metrics
 from streams import topics
 from streams.app import (
     alerts_topic,
@@ -341,6 +342,10 @@ async def track_drivers(stream: faust.StreamT[bytes]) -> None:
                 _unpacked.clear()  # objects changed in place but not persisted must not be reused
                 raise
         count(counts)
+        # Clean ping (or event) on its topic to the driver's state persisted: the state's share of the 2 s.
+        stream_metrics.observe_processing_latency(
+            "track", time.time(), (event.message.timestamp for event in events)
+        )
 
 
 def partition_of(key: bytes) -> int:

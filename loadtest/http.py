@@ -1,4 +1,4 @@
-"""A lean open-loop HTTP/1.1 load generator: POSTs on a fixed schedule over keep-alive connections.
+"""A lean open-loop HTTP/1.1 client: POSTs on a fixed schedule over keep-alive connections.
 
 The load generator shares the machine's cores with the server it measures, so its own CPU per request is
 CPU the server does not get. A general client (httpx, aiohttp) spends a good part of a millisecond per
@@ -10,6 +10,7 @@ so queueing anywhere (client, network, server) is included, not hidden (no coord
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -52,31 +53,46 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, keep
 
 
-class _Pool:
-    """Idle keep-alive connections to one host; a request takes one or opens a new one."""
+class Pool:
+    """Keep-alive connections to one host; a request takes the longest-idle one or opens a new one.
 
-    def __init__(self, host: str, port: int) -> None:
+    Taking the longest-idle connection spreads requests over every connection, so servers sharing a port
+    (SO_REUSEPORT hands each connection to one of them) share the load too. With ``limit``, at most that
+    many requests are in flight; the others wait for a connection (their latency keeps counting).
+    """
+
+    def __init__(self, host: str, port: int, limit: int = 1_000_000) -> None:
         self.host, self.port = host, port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: collections.deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = collections.deque()
         self.all: list[asyncio.StreamWriter] = []
+        self.slots = asyncio.Semaphore(limit)
 
-    async def post(self, request: bytes) -> int:
-        if self.idle:
-            reader, writer = self.idle.pop()
-        else:
+    async def open(self, count: int) -> None:
+        """Open ``count`` idle connections ahead of the first requests."""
+        for _ in range(count):
             reader, writer = await asyncio.open_connection(self.host, self.port)
             self.all.append(writer)
-        try:
-            writer.write(request)
-            status, keep = await _read_answer(reader)
-        except BaseException:
-            writer.close()
-            raise
-        if keep:
             self.idle.append((reader, writer))
-        else:
-            writer.close()
-        return status
+
+    async def post(self, request: bytes) -> int:
+        """Send one request from ``build_post``; return the answer's status."""
+        async with self.slots:
+            if self.idle:
+                reader, writer = self.idle.popleft()
+            else:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                self.all.append(writer)
+            try:
+                writer.write(request)
+                status, keep = await _read_answer(reader)
+            except BaseException:
+                writer.close()
+                raise
+            if keep:
+                self.idle.append((reader, writer))
+            else:
+                writer.close()
+            return status
 
     async def close(self) -> None:
         for writer in self.all:
@@ -89,7 +105,7 @@ class _Pool:
 async def open_loop(url: str, requests: list[bytes], rate: float) -> LoadResult:
     """Send ``requests`` (from ``build_post``) at ``rate`` per second, whatever the answers' speed."""
     parts = urlsplit(url)
-    pool = _Pool(parts.hostname or "127.0.0.1", parts.port or 80)
+    pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80)
     result = LoadResult()
 
     async def one(due: float, request: bytes) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from connectors.whatsapp.http_load import LoadResult, build_post, open_loop
+from loadtest.http import LoadResult, build_post, open_loop
 
 
 async def _serve(handler: Handler) -> tuple[web.AppRunner, str]:

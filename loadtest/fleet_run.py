@@ -1,0 +1,247 @@
+"""A whole fleet run: the pipeline's processes started for real, the fleet's load sent, everything checked.
+
+Each run gets its own topics and consumer groups (a prefix and an app id), its own embedded ClickHouse and
+ports. It starts ``ingest`` processes sharing one port (SO_REUSEPORT), ``worker`` processes and a ``sink``,
+plans the fleet before any of them is busy, sends the load open loop from this process, samples the
+consumer groups' backlog while it runs, waits for the pipeline to drain, then verifies and measures from the
+records (``loadtest/verify.py``). CPU per ping is each process's CPU seconds over the measured window (after
+the warm-up) divided by the pings the API accepted in that window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+
+from loadtest import verify
+from loadtest.fleet import FleetConfig, plan
+from loadtest.processes import Process
+from loadtest.run import LoadReport, render, run_load, write_truth
+from streams import topics
+from streams.kafka import consumer_group_backlog, create_topics
+from streams.settings import Settings
+
+BACKLOG_SAMPLE_S = 5.0
+
+
+@dataclass(frozen=True)
+class FleetRun:
+    """What to run: the fleet, how long, and how many of each process."""
+
+    fleet: FleetConfig
+    warmup_s: float = 60.0
+    ingest: int = 2
+    workers: int = 1
+    drain_timeout_s: float = 300.0
+
+
+@dataclass
+class FleetOutcome:
+    """Everything a fleet run measured and checked."""
+
+    run: FleetRun
+    load: LoadReport
+    window: tuple[float, float] = (0.0, 0.0)
+    pings_in_window: int = 0
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    backlog: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    drained_s: float = float("nan")
+    topics: verify.Accounting | None = None
+    clickhouse: verify.Accounting | None = None
+    verdict_s: list[float] = field(default_factory=list)
+    state_s: list[float] = field(default_factory=list)
+    alert_s: list[float] = field(default_factory=list)
+    alert_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
+    reasons: collections.Counter[str] = field(default_factory=collections.Counter)
+    visible: dict[str, float] = field(default_factory=dict)
+
+    def cpu_us_per_ping(self, name: str) -> float:
+        """Microseconds of CPU per ping the process spent in the measured window."""
+        return self.cpu_s[name] / max(1, self.pings_in_window) * 1e6
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run_settings(base: Settings, label: str) -> Settings:
+    run = uuid.uuid4().hex[:6]
+    settings = replace(base, topic_prefix=f"fleet-{label}-{run}.", app_id=f"fleet-{label}-{run}")
+    create_topics(settings)
+    return settings
+
+
+def _environment(settings: Settings, data_dir: Path, token_secret: str, api_key: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHATSUP_")}
+    env.update(
+        {
+            "WHATSUP_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "WHATSUP_REDIS_URL": settings.redis_url,
+            "WHATSUP_TOPIC_PREFIX": settings.topic_prefix,
+            "WHATSUP_APP_ID": settings.app_id,
+            "WHATSUP_PARTITIONS": str(settings.partitions),
+            "WHATSUP_DATA_DIR": str(data_dir),
+            "WHATSUP_CLICKHOUSE_URL": f"chdb://{data_dir / 'clickhouse'}",
+            "WHATSUP_TOKEN_SECRET": token_secret,
+            "WHATSUP_API_KEYS": f"{api_key}:ingest",
+            "WHATSUP_LOG_LEVEL": "WARNING",
+        }
+    )
+    return env
+
+
+def start_pipeline(
+    settings: Settings, run: FleetRun, data_dir: Path, token_secret: str, api_key: str
+) -> tuple[list[Process], int]:
+    """Start the sink, the workers and the ingest processes; return them and the ingest port."""
+    env = _environment(settings, data_dir, token_secret, api_key)
+    ingest_port = _free_port()
+    processes: list[Process] = []
+    sink_port = _free_port()
+    sink_env = {**env, "WHATSUP_SINK_PORT": str(sink_port), "WHATSUP_WEB_PORT": str(_free_port())}
+    processes.append(Process("sink", "sink", sink_env, f"http://127.0.0.1:{sink_port}/health", data_dir))
+    for i in range(run.workers):
+        port = _free_port()
+        worker_env = {**env, "WHATSUP_WEB_PORT": str(port), "WHATSUP_SINK_PORT": str(sink_port)}
+        processes.append(
+            Process(f"worker-{i + 1}", "worker", worker_env, f"http://127.0.0.1:{port}/health", data_dir)
+        )
+    for i in range(run.ingest):
+        ingest_env = {**env, "WHATSUP_INGEST_PORT": str(ingest_port)}
+        health = f"http://127.0.0.1:{ingest_port}/health"
+        processes.append(Process(f"ingest-{i + 1}", "ingest", ingest_env, health, data_dir))
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.wait_healthy()
+    return processes, ingest_port
+
+
+class BacklogSampler(threading.Thread):
+    """Sample each consumer group's backlog every few seconds while the load runs."""
+
+    def __init__(self, settings: Settings, groups: list[str]) -> None:
+        super().__init__(name="backlog-sampler", daemon=True)
+        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        self.consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "fleet-backlog"})
+        self.groups = groups
+        self.samples: dict[str, list[tuple[float, int]]] = {g: [] for g in groups}
+        self.halt = threading.Event()
+
+    def sample(self) -> dict[str, int]:
+        """Read every group's backlog now."""
+        return {g: consumer_group_backlog(self.admin, self.consumer, g) for g in self.groups}
+
+    def run(self) -> None:
+        while not self.halt.wait(BACKLOG_SAMPLE_S):
+            now = time.time()
+            for group, backlog in self.sample().items():
+                self.samples[group].append((now, backlog))
+
+    def close(self) -> None:
+        self.halt.set()
+        self.join(30)
+        self.consumer.close()
+
+
+def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], None] = print) -> FleetOutcome:
+    """Run the fleet through a freshly started pipeline and return what was measured and checked."""
+    settings = _run_settings(base, label)
+    data_dir = base.data_dir / "bench" / settings.app_id
+    token_secret, api_key = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    fleet = run.fleet
+    say(
+        f"fleet: planning {fleet.drivers:,} drivers x {fleet.minutes:g} min "
+        f"({fleet.pings_per_s:,.0f} fixes/s)"
+    )
+    uploads = plan(fleet)
+    processes, port = start_pipeline(settings, run, data_dir, token_secret, api_key)
+    by_name = {p.name: p for p in processes}
+    groups = {"worker": settings.app_id, "sink": f"{settings.app_id}-clickhouse-sink"}
+    sampler = BacklogSampler(settings, list(groups.values()))
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        start_ms = int(time.time() * 1000) + 3_000
+        requests = render(fleet, uploads, base_url, token_secret, api_key, start_ms)
+        del uploads
+        start_ms = max(start_ms, int(time.time() * 1000) + 1_000)
+        say(f"fleet: {len(requests):,} requests rendered; load starts, warm-up {run.warmup_s:.0f} s")
+        window_start = start_ms / 1000 + run.warmup_s
+        cpu_start: dict[str, float] = {}
+
+        def mark_window() -> None:
+            cpu_start.update({name: p.cpu_seconds() for name, p in by_name.items()})
+            cpu_start["loadgen"] = time.process_time()
+
+        timer = threading.Timer(max(0.0, window_start - time.time()), mark_window)
+        timer.start()
+        sampler.start()
+        load = asyncio.run(run_load(requests, base_url, warmup_s=run.warmup_s, progress=say))
+        window_end = time.time()
+        timer.join()
+        cpu_end = {name: p.cpu_seconds() for name, p in by_name.items()}
+        cpu_end["loadgen"] = time.process_time()
+        outcome = FleetOutcome(run, load, (window_start, window_end))
+        outcome.cpu_s = {name: cpu_end[name] - cpu_start.get(name, cpu_end[name]) for name in cpu_end}
+        outcome.pings_in_window = len(load.accepted) - load.warmup_accepted
+        dead = [p.name for p in processes if not p.alive()]
+        if dead:
+            raise RuntimeError(f"process(es) died during the load: {dead}")
+        outcome.drained_s = _drain(sampler, run.drain_timeout_s, say)
+        sampler.close()
+        outcome.backlog = {name: sampler.samples[group] for name, group in groups.items()}
+        write_truth(load, data_dir / "truth")
+        _verify(settings, by_name["sink"], outcome, say)
+        return outcome
+    finally:
+        if sampler.is_alive():
+            sampler.close()
+        for process in reversed(processes):
+            process.stop()
+
+
+def _drain(sampler: BacklogSampler, timeout_s: float, say: Callable[[str], None]) -> float:
+    """Wait until every group has committed everything; return how long that took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        backlog = sampler.sample()
+        if all(v == 0 for v in backlog.values()):
+            return time.monotonic() - started
+        time.sleep(1.0)
+    say(f"fleet: backlog not drained within {timeout_s:.0f} s: {sampler.sample()}")
+    return float("inf")
+
+
+def _verify(settings: Settings, sink: Process, outcome: FleetOutcome, say: Callable[[str], None]) -> None:
+    clean_topic = topics.qualified(topics.GPS_PINGS_CLEAN, settings.topic_prefix)
+    rejected_topic = topics.qualified(topics.GPS_PINGS_REJECTED, settings.topic_prefix)
+    say("fleet: reading the verdict topics")
+    found = verify.read_verdicts(settings, clean_topic, rejected_topic, outcome.window)
+    outcome.verdict_s, outcome.reasons = found.verdict_latency_s, found.reasons
+    unconfirmed = outcome.load.unconfirmed
+    outcome.topics = verify.account(outcome.load.accepted, found.clean, found.rejected, unconfirmed)
+    say("fleet: reading driver states and alerts")
+    changelog = f"{settings.app_id}-driver_state-changelog"
+    outcome.state_s = verify.state_latencies(settings, changelog, found.clean_ts, outcome.window)
+    alerts_topic = topics.qualified(topics.ALERTS, settings.topic_prefix)
+    outcome.alert_s, outcome.alert_kinds = verify.alert_latencies(settings, alerts_topic, outcome.window)
+    say("fleet: asking ClickHouse")
+    query_settings = replace(settings, sink_port=int(sink.env["WHATSUP_SINK_PORT"]))
+    clean_rows, rejected_rows = verify.clickhouse_counts(query_settings)
+    outcome.clickhouse = verify.account(outcome.load.accepted, clean_rows, rejected_rows, unconfirmed)
+    outcome.visible = verify.visible_latencies(query_settings, outcome.window)
