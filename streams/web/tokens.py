@@ -41,8 +41,8 @@ def issue_driver_token(secret: str, driver_id: str, ttl_s: int, now_s: float | N
     return f"{signing_input}.{_b64(signature)}"
 
 
-def verify_driver_token(secret: str, token: str, now_s: float | None = None) -> str:
-    """Return the driver id a valid token carries; raise TokenError otherwise."""
+def _claims(secret: str, token: str) -> tuple[str, int]:
+    """Return (driver id, expiry) of a token whose signature holds; raise TokenError otherwise."""
     parts = token.split(".")
     if len(parts) != 3:
         raise TokenError("malformed_token", "token is not three dot-separated parts")
@@ -68,6 +68,40 @@ def verify_driver_token(secret: str, token: str, now_s: float | None = None) -> 
     ):
         raise TokenError("malformed_token", "token does not name a driver")
     exp = payload.get("exp")
-    if not isinstance(exp, int) or exp <= (time.time() if now_s is None else now_s):
+    if not isinstance(exp, int):
         raise TokenError("expired_token", "token has expired")
-    return str(payload["sub"])
+    return str(payload["sub"]), exp
+
+
+def verify_driver_token(secret: str, token: str, now_s: float | None = None) -> str:
+    """Return the driver id a valid token carries; raise TokenError otherwise."""
+    driver_id, exp = _claims(secret, token)
+    if exp <= (time.time() if now_s is None else now_s):
+        raise TokenError("expired_token", "token has expired")
+    return driver_id
+
+
+class VerifiedTokens:
+    """Check driver tokens, remembering those whose signature held (a phone sends the same one every upload).
+
+    Only the exact token string that was verified is remembered, with its claims: a token that differs in
+    any character is verified afresh. The expiry is checked at every use. At most ``size`` tokens are kept,
+    the oldest forgotten first.
+    """
+
+    def __init__(self, secret: str, size: int = 200_000) -> None:
+        self.secret, self.size = secret, size
+        self._claims: dict[str, tuple[str, int]] = {}
+
+    def driver_of(self, token: str, now_s: float | None = None) -> str:
+        """Return the driver id a valid token carries; raise TokenError otherwise."""
+        claims = self._claims.get(token)
+        if claims is None:
+            claims = _claims(self.secret, token)
+            if len(self._claims) >= self.size:
+                del self._claims[next(iter(self._claims))]
+            self._claims[token] = claims
+        driver_id, exp = claims
+        if exp <= (time.time() if now_s is None else now_s):
+            raise TokenError("expired_token", "token has expired")
+        return driver_id

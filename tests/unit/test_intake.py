@@ -11,7 +11,7 @@ import pytest
 from streams.pings.intake import BadRequest, parse_batch
 from streams.pings.rules import RuleConfig
 from streams.web.ratelimit import DriverRateLimiter
-from streams.web.tokens import TokenError, issue_driver_token, verify_driver_token
+from streams.web.tokens import TokenError, VerifiedTokens, issue_driver_token, verify_driver_token
 
 NOW = 1_790_000_000_000
 GOOD = {"ping_id": "p1", "ts": NOW - 1000, "lat": -23.55, "lon": -46.63}
@@ -128,3 +128,21 @@ def test_nothing_of_an_unsigned_token_is_parsed() -> None:
     with pytest.raises(TokenError) as caught:
         verify_driver_token("s3cret", f"{header}.{deep}.{signature}!!", now_s=1000)
     assert caught.value.reason == "malformed_token"
+
+
+def test_remembered_tokens_still_expire_and_a_changed_one_is_checked_afresh() -> None:
+    tokens = VerifiedTokens("s3cret", size=2)
+    token = issue_driver_token("s3cret", "driver-9", ttl_s=60, now_s=1000)
+    assert tokens.driver_of(token, now_s=1010) == "driver-9"
+    assert tokens.driver_of(token, now_s=1059) == "driver-9"
+    with pytest.raises(TokenError) as expired:
+        tokens.driver_of(token, now_s=1060)
+    assert expired.value.reason == "expired_token"
+    header, _, signature = token.split(".")
+    forged = base64.urlsafe_b64encode(json.dumps({"sub": "driver-1", "role": "driver", "exp": 9e9}).encode())
+    with pytest.raises(TokenError) as bad:
+        tokens.driver_of(f"{header}.{forged.decode().rstrip('=')}.{signature}", now_s=1010)
+    assert bad.value.reason == "bad_signature"
+    for n in range(5):
+        tokens.driver_of(issue_driver_token("s3cret", f"d{n}", ttl_s=60, now_s=1000), now_s=1010)
+    assert len(tokens._claims) == 2
