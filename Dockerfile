@@ -1,4 +1,4 @@
-# The pipeline's one image; docker-compose.yml runs it as worker, sender, topics and migrate.
+# The pipeline's one image; docker-compose.yml runs it as worker, ingest, sink, sender, topics and migrate.
 #   docker build -t whatsup-pipeline:local .
 #   docker run --rm whatsup-pipeline:local --help
 
@@ -12,6 +12,7 @@ COPY streams ./streams
 COPY schemas ./schemas
 COPY sinks ./sinks
 COPY connectors ./connectors
+COPY loadtest ./loadtest
 RUN pip wheel --wheel-dir /wheels .
 
 FROM python:3.11-slim
@@ -25,6 +26,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/whatsup --create-home whatsup
 USER whatsup
 WORKDIR /var/lib/whatsup
-EXPOSE 6066 9108
+# ingest (WHATSUP_INGEST_PORT), worker (WHATSUP_WEB_PORT), sink (WHATSUP_SINK_PORT), sender metrics.
+EXPOSE 6065 6066 6067 6068
 ENTRYPOINT ["whatsup"]
 CMD ["worker"]

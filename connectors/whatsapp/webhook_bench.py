@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 from confluent_kafka.admin import AdminClient
 
-from loadtest.http import build_post, open_loop
 from connectors.whatsapp.signatures import meta_signature
+from loadtest.http import build_post, open_loop
 from streams.bench import Result, Suite, _bench_settings, _env, _start_worker
 from streams.settings import PROJECT_ROOT, Settings
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,16 +14,21 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from streams.ingest import events, pings, webhooks
 from streams.settings import PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+NGINX_FILE = ROOT / "deploy" / "nginx" / "nginx.conf"
 GRAFANA_PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
+INGEST_SOURCES = ROOT / "streams" / "ingest"
 
-INFRA_SERVICES = {"kafka", "clickhouse", "redis", "prometheus", "grafana"}
+INFRA_SERVICES = {"kafka", "clickhouse", "redis", "prometheus", "grafana", "lb"}
 ONE_SHOT_SERVICES = {"topics", "migrate"}
-APP_SERVICES = {"topics", "migrate", "worker", "sink", "sender"}
+APP_SERVICES = {"topics", "migrate", "worker", "ingest", "sink", "sender"}
+# The pipeline processes `docker compose up --scale NAME=N` may run several of.
+SCALABLE_SERVICES = {"worker", "ingest", "sink", "sender"}
 EXPECTED_SERVICES = INFRA_SERVICES | APP_SERVICES
 
 # What an operator would put in `.env`; anything else required gets a generic placeholder.
@@ -104,6 +111,67 @@ def container_ports(service: Mapping[str, Any]) -> set[int]:
         target = entry["target"] if isinstance(entry, dict) else str(entry).split("/")[0].split(":")[-1]
         ports.add(int(target))
     return ports
+
+
+def published_ports(service: Mapping[str, Any]) -> set[int]:
+    """Return the host ports a service binds."""
+    published = set()
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            published.add(int(entry["published"]))
+        else:
+            # Short syntax: [host_ip:]host_port:container_port[/protocol]; no host port means a random one.
+            parts = str(entry).split("/")[0].split(":")
+            if len(parts) >= 2:
+                published.add(int(parts[-2]))
+    return published
+
+
+def writable_volumes(service: Mapping[str, Any]) -> list[str]:
+    """Return the volumes and bind mounts a service can write to."""
+    writable = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if not volume.get("read_only"):
+                writable.append(str(volume.get("source")))
+        elif not str(volume).endswith(":ro"):
+            writable.append(str(volume))
+    return writable
+
+
+def settings_of(service: Mapping[str, Any]) -> Settings:
+    """Return the settings a service starts with, its required host variables given placeholders."""
+    raw = environment(service)
+    needed = set().union(*(required_variables(v) for v in raw.values()))
+    return Settings.from_env({key: interpolate(value, placeholder_env(needed)) for key, value in raw.items()})
+
+
+_NGINX_COMMENT = re.compile(r"#[^\n]*")
+_NGINX_SET = re.compile(r"\bset\s+\$(\w+)\s+(\S+);")
+_NGINX_LOCATION = re.compile(r"\blocation\s+(=\s*)?(\S+)\s*\{([^{}]*)\}")
+_NGINX_PROXY_PASS = re.compile(r"\bproxy_pass\s+(\S+);")
+
+
+def nginx_locations(text: str) -> list[tuple[bool, str, str | None]]:
+    """Return each location of a simple nginx config as (exact, path, URL it proxies to or None)."""
+    text = _NGINX_COMMENT.sub("", text)
+    variables = dict(_NGINX_SET.findall(text))
+    locations = []
+    for exact, path, body in _NGINX_LOCATION.findall(text):
+        target = _NGINX_PROXY_PASS.search(body)
+        url = None if target is None else variables.get(target[1].lstrip("$"), target[1])
+        locations.append((bool(exact), path, url))
+    return locations
+
+
+def nginx_route(locations: list[tuple[bool, str, str | None]], path: str) -> str | None:
+    """Return where nginx sends ``path``: an exact location first, else the longest matching prefix."""
+    for exact, location, url in locations:
+        if exact and location == path:
+            return url
+    prefixes = [(location, url) for exact, location, url in locations if not exact]
+    matches = [(location, url) for location, url in prefixes if path.startswith(location)]
+    return max(matches, key=lambda match: len(match[0]))[1] if matches else None
 
 
 def bind_mounts(service: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -196,6 +264,7 @@ def test_app_services_run_the_project_image(services: dict[str, Any]) -> None:
         "migrate": "migrate",
         "sink": "sink",
         "worker": "worker",
+        "ingest": "ingest",
         "sender": "sender",
     }
 
@@ -234,12 +303,10 @@ def test_required_secrets_fail_loudly_when_missing(services: dict[str, Any]) -> 
 
 def test_settings_accept_the_compose_environment(services: dict[str, Any]) -> None:
     for name in APP_SERVICES:
-        raw = environment(services[name])
-        needed = set().union(*(required_variables(v) for v in raw.values()))
-        resolved = {key: interpolate(value, placeholder_env(needed)) for key, value in raw.items()}
-        settings = Settings.from_env(resolved)
+        settings = settings_of(services[name])
         assert settings.kafka_bootstrap == "kafka:9092"
-        assert urlsplit(settings.clickhouse_url).hostname == "clickhouse"
+        if name != "ingest":  # the intake is given no ClickHouse URL at all (see the ingest tests)
+            assert urlsplit(settings.clickhouse_url).hostname == "clickhouse"
         assert urlsplit(settings.redis_url).hostname == "redis"
         assert settings.token_secret == PLACEHOLDER_ENV["WHATSUP_TOKEN_SECRET"]
         assert settings.whatsapp_token is None, "optional secrets default to unset"
@@ -267,15 +334,118 @@ def test_dependencies_wait_for_the_right_condition(services: dict[str, Any]) -> 
                 assert "healthcheck" in services[dependency], dependency
     worker_needs = set(services["worker"]["depends_on"])
     assert {"topics", "migrate", "redis"} <= worker_needs
+    assert {"topics", "kafka", "redis"} <= set(services["ingest"]["depends_on"])
 
 
-def test_worker_listens_where_it_is_checked_and_published(services: dict[str, Any]) -> None:
+def test_worker_listens_where_it_is_checked(services: dict[str, Any]) -> None:
     worker = services["worker"]
-    resolved = {k: interpolate(v, placeholder_env(PLACEHOLDER_ENV)) for k, v in environment(worker).items()}
-    settings = Settings.from_env(resolved)
-    assert settings.web_host == "0.0.0.0"
+    settings = settings_of(worker)
     assert settings.web_port in container_ports(worker)
     assert f"localhost:{settings.web_port}/health" in " ".join(worker["healthcheck"]["test"])
+
+
+def test_each_worker_advertises_its_own_address(services: dict[str, Any], tmp_path: Path) -> None:
+    # Faust listens on every interface whatever WHATSUP_WEB_HOST says; WHATSUP_WEB_HOST is the host of the
+    # canonical URL the other workers forward dispatcher requests to, so each replica must give its own.
+    worker = services["worker"]
+    assert "WHATSUP_WEB_HOST" not in environment(worker), "one fixed address would be every replica's"
+    shell, flag, script, name = (interpolate(part, {}) for part in worker["entrypoint"])
+    assert (shell, flag, name) == ("/bin/sh", "-c", "whatsup")
+    # Run the entrypoint as the container would, with a stand-in for the `whatsup` command.
+    stand_in = tmp_path / "whatsup"
+    stand_in.write_text('#!/bin/sh\necho "$WHATSUP_WEB_HOST $*"\n')
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "HOSTNAME": "3f2a9c0d81be"}
+    started = subprocess.run(
+        [shell, flag, script, name, *worker["command"]], env=env, capture_output=True, text=True, check=True
+    )
+    assert started.stdout == "3f2a9c0d81be worker\n"
+
+
+def test_scaled_services_can_run_side_by_side(services: dict[str, Any]) -> None:
+    for name in SCALABLE_SERVICES:
+        service = services[name]
+        assert published_ports(service) == set(), f"{name}: a fixed host port lets only one replica start"
+        assert "container_name" not in service, name
+        assert "hostname" not in service, f"{name}: every replica would claim the same name"
+        assert writable_volumes(service) == [], f"{name}: replicas would write the same files"
+
+
+def test_ingest_serves_the_intake_where_it_is_checked(services: dict[str, Any]) -> None:
+    ingest = services["ingest"]
+    assert ingest["command"] == ["ingest"]
+    settings = settings_of(ingest)
+    assert settings.web_host == "0.0.0.0", "the balancer and Prometheus reach it over the compose network"
+    assert settings.ingest_port in container_ports(ingest)
+    assert f"localhost:{settings.ingest_port}/health" in " ".join(ingest["healthcheck"]["test"])
+
+
+def test_ingest_holds_the_intake_secrets_and_no_others(services: dict[str, Any]) -> None:
+    env = environment(services["ingest"])
+    secret_fields = {f.name for f in dataclasses.fields(Settings) if f.metadata["secret"]}
+    source = " ".join(path.read_text(encoding="utf-8") for path in INGEST_SOURCES.glob("*.py"))
+    read = secret_fields & set(re.findall(r"\bsettings\.(\w+)", source))
+    assert {"token_secret", "api_keys", "phone_hash_key", "twilio_auth_token"} <= read
+    assert {PREFIX + name.upper() for name in read} <= set(env)
+    assert "WHATSUP_CLICKHOUSE_URL" not in env, "the intake never queries ClickHouse: no password for it"
+    assert {"WHATSUP_WHATSAPP_TOKEN", "WHATSUP_TWILIO_ACCOUNT_SID"}.isdisjoint(env), "it sends no messages"
+    # clean_pings must judge a ping as the intake told the phone: both run with the same settings.
+    worker_env = environment(services["worker"])
+    assert {key: worker_env.get(key) for key in env if key != "WHATSUP_WEB_HOST"} == {
+        key: value for key, value in env.items() if key != "WHATSUP_WEB_HOST"
+    }
+
+
+def test_the_sink_scales_only_against_a_clickhouse_server(services: dict[str, Any]) -> None:
+    # Embedded chDB is owned by one process; several sinks share a server, one consumer group between them.
+    assert urlsplit(settings_of(services["sink"]).clickhouse_url).scheme in ("http", "https")
+
+
+# --- the load balancer ---
+
+
+def test_load_balancer_routes_intake_to_ingest_and_reads_to_workers(services: dict[str, Any]) -> None:
+    locations = nginx_locations(NGINX_FILE.read_text(encoding="utf-8"))
+    ingest = f"http://ingest:{settings_of(services['ingest']).ingest_port}"
+    worker = f"http://worker:{settings_of(services['worker']).web_port}"
+    expected = {
+        pings.ROUTE: ingest,
+        events.ROUTE: ingest,
+        webhooks.META_ROUTE: ingest,
+        webhooks.TWILIO_ROUTE: ingest,
+        "/health": ingest,
+        "/v1/drivers/drv-17": worker,
+        "/v1/deliveries/dlv-42": worker,
+        "/v1/deliveries/dlv-42/history": worker,
+        # Prometheus scrapes every replica itself; metrics are not public.
+        "/metrics": None,
+        "/": None,
+    }
+    assert {path: nginx_route(locations, path) for path in expected} == expected
+    for url in {url for _, _, url in locations if url is not None}:
+        target = urlsplit(url)
+        assert target.hostname in SCALABLE_SERVICES, url
+        assert target.port in container_ports(services[target.hostname]), url
+
+
+def test_load_balancer_finds_every_replica_through_docker_dns() -> None:
+    text = _NGINX_COMMENT.sub("", NGINX_FILE.read_text(encoding="utf-8"))
+    resolver = re.search(r"\bresolver\s+([^;]+);", text)
+    assert resolver is not None, "without a resolver nginx resolves each name once, at start-up"
+    assert resolver[1].split()[0] == "127.0.0.11", "Docker's embedded DNS server"
+    assert re.search(r"\bvalid=\d+s\b", resolver[1]), "Docker's DNS TTL is 600 s: new replicas need a re-ask"
+    # A literal host in proxy_pass is resolved once at start-up; a variable makes nginx use the resolver.
+    assert all(target.startswith("$") for target in _NGINX_PROXY_PASS.findall(text))
+
+
+def test_load_balancer_publishes_the_intake_port(services: dict[str, Any]) -> None:
+    lb = services["lb"]
+    text = _NGINX_COMMENT.sub("", NGINX_FILE.read_text(encoding="utf-8"))
+    listen = {int(port) for port in re.findall(r"\blisten\s+(\d+)\s*;", text)}
+    assert listen == {settings_of(services["ingest"]).ingest_port}
+    assert published_ports(lb) == listen <= container_ports(lb)
+    assert dict(bind_mounts(lb))["./deploy/nginx/nginx.conf"] == "/etc/nginx/nginx.conf"
+    assert lb["depends_on"]["ingest"]["condition"] == "service_healthy"
 
 
 def test_mounted_host_paths_exist(services: dict[str, Any]) -> None:
@@ -302,20 +472,30 @@ def test_prometheus_scrapes_the_compose_services(
     services: dict[str, Any], prometheus_config: dict[str, Any]
 ) -> None:
     jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
-    assert {"whatsup-worker", "whatsup-sender", "prometheus"} <= set(jobs)
+    assert {"prometheus"} | {f"whatsup-{name}" for name in SCALABLE_SERVICES} <= set(jobs)
     assert prometheus_config["global"]["scrape_interval"] == "5s"
     assert jobs["whatsup-worker"]["metrics_path"] == "/metrics"
     for job_name, job in jobs.items():
-        for static in job["static_configs"]:
+        for static in job.get("static_configs", []):
             for target in static["targets"]:
                 host, _, port = target.rpartition(":")
                 # Prometheus scrapes itself over its own loopback.
                 service = "prometheus" if host == "localhost" else host
                 assert service in services, f"{job_name} scrapes unknown host {host}"
                 assert int(port) in container_ports(services[service]), f"{job_name}: {target} not exposed"
-    for job_name, service in (("whatsup-worker", "worker"), ("whatsup-sender", "sender")):
-        targets = [t for static in jobs[job_name]["static_configs"] for t in static["targets"]]
-        assert any(t.startswith(f"{service}:") for t in targets), job_name
+        for dns in job.get("dns_sd_configs", []):
+            for name in dns["names"]:
+                assert name in services, f"{job_name} looks up unknown service {name}"
+                assert dns["port"] in container_ports(services[name]), f"{job_name}: {name}:{dns['port']}"
+
+
+def test_prometheus_scrapes_every_replica(prometheus_config: dict[str, Any]) -> None:
+    jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
+    for name in SCALABLE_SERVICES:
+        job = jobs[f"whatsup-{name}"]
+        # A static target is one address; a compose service name answers with every replica's (type A).
+        assert "static_configs" not in job, f"{name}: a static target scrapes one replica"
+        assert [(dns["type"], dns["names"]) for dns in job["dns_sd_configs"]] == [("A", [name])]
 
 
 def test_prometheus_rule_files_live_in_the_mounted_directory(
