@@ -16,6 +16,7 @@ from sinks.runner import SinkRunner
 from sinks.server import QueryServer
 from streams import metrics
 from streams.settings import Settings
+from streams.telemetry.backlog import sampling_backlog_in_thread
 from streams.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ def run_sink(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        runner.run()
+        with sampling_backlog_in_thread(settings, "sink"):
+            runner.run()
     finally:
         server.stop()
         writer.close()

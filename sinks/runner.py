@@ -56,7 +56,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
     """Return the sink's consumer config: its own group, manual commits, big fetches."""
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"{settings.app_id}-clickhouse-sink",
+        "group.id": topics.consumer_group("sink", settings.app_id),
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",

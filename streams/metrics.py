@@ -3,7 +3,7 @@
 Every process (worker, sender, sink) has its own registry, the default one, served on its own port: no
 process forks workers, so prometheus-client's multiprocess mode is not needed. Other areas keep their
 metrics in their own modules (``sinks/metrics.py``, ``connectors/whatsapp/metrics.py`` ...); the
-process-wide ones (build, up, consumer lag, tables, stage latency) live here.
+process-wide ones (build, up, consumer lag and group backlog, tables, stage latency) live here.
 """
 
 from __future__ import annotations
@@ -58,6 +58,13 @@ CONSUMER_LAG = Gauge(
     "whatsup_consumer_lag_messages",
     "Records between the committed offset and the end of each partition this worker consumes",
     ["topic", "partition"],
+)
+# Every member of a group reports the whole group's backlog (all its partitions, owned or not), so
+# ``max by (group)`` is the group's: the scaling signal (docs/RUNBOOK.md, WhatsUpConsumerBacklogHigh).
+GROUP_BACKLOG = Gauge(
+    "whatsup_consumer_group_backlog_messages",
+    "Records the consumer group of this process's role has yet to commit, over all the group's partitions",
+    ["group"],
 )
 TABLE_KEYS = Gauge("whatsup_table_keys", "Keys held in each table on this worker", ["table"])
 REBALANCING = Gauge("whatsup_worker_rebalancing", "1 while the worker's consumer group rebalances")

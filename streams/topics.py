@@ -1,4 +1,4 @@
-"""Every Kafka topic of the pipeline: its name, its value schema, its key, in one place.
+"""Every Kafka topic of the pipeline (its name, its value schema, its key) and consumer group, in one place.
 
 Driver-scoped topics are keyed by ``driver_id`` and all have ``settings.partitions`` partitions, so a
 driver's pings, deliveries and alerts land on the same partition number and one worker owns all of a
@@ -60,3 +60,13 @@ TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}
 def qualified(name: str, prefix: str = "") -> str:
     """Return the Kafka name of a topic, with the deployment's prefix (tests give each run its own)."""
     return f"{prefix}{name}"
+
+
+# The consumer group of each consuming role. The worker's is Faust's, the app id itself; the role, never the
+# group id (it carries the deployment's app id), is what metrics label a group with.
+GROUP_SUFFIXES = {"worker": "", "sink": "-clickhouse-sink", "sender": "-sender"}
+
+
+def consumer_group(role: str, app_id: str) -> str:
+    """Return the consumer group id of a role's processes in the deployment ``app_id``."""
+    return f"{app_id}{GROUP_SUFFIXES[role]}"

@@ -39,6 +39,7 @@ from schemas.codecs import codec
 from streams import metrics, topics
 from streams.exceptions import SettingsError
 from streams.settings import Settings
+from streams.telemetry.backlog import sampling_backlog
 from streams.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class SenderService:
             consumer = AIOKafkaConsumer(
                 self.outbound,
                 bootstrap_servers=s.kafka_bootstrap,
-                group_id=f"{s.app_id}-sender",
+                group_id=topics.consumer_group("sender", s.app_id),
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=s.sender_batch_size,
@@ -299,8 +300,12 @@ def run_sender(settings: Settings) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stop)
         runner = await serve_metrics(settings, service) if settings.metrics_enabled else None
+        sampling: contextlib.AbstractAsyncContextManager[object] = (
+            sampling_backlog(settings, "sender") if settings.metrics_enabled else contextlib.nullcontext()
+        )
         try:
-            await service.run()
+            async with sampling:
+                await service.run()
         finally:
             if runner is not None:
                 await runner.cleanup()

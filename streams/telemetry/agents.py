@@ -1,4 +1,4 @@
-"""The worker's sampled gauges: consumer lag per partition, table sizes, rebalancing; and its up/build info.
+"""The worker's sampled gauges (partition lag, its group's backlog, table sizes, rebalancing), up and build.
 
 A timer samples them rather than a scrape-time collector, so a scrape never waits on the consumer and
 every worker publishes at the same pace whether or not anyone scrapes it.
@@ -6,12 +6,15 @@ every worker publishes at the same pace whether or not anyone scrapes it.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 
 from mode import Service
 
 from streams import metrics, topics
 from streams.app import app, settings
+from streams.telemetry.backlog import GroupBacklog
 from streams.telemetry.lag import Partition, consumer_lag
 
 logger = logging.getLogger(__name__)
@@ -64,6 +67,19 @@ async def sample_worker_gauges() -> None:
     publish_table_sizes()
     if not app.rebalancing:
         publish_consumer_lag(sample_consumer_lag())
+
+
+@functools.cache
+def group_backlog() -> GroupBacklog:
+    """Return the sampler of the worker's consumer group (Faust's, the app id), built at the first tick."""
+    return GroupBacklog.connect(settings, ROLE)
+
+
+@app.timer(interval=settings.metrics_sample_s)
+async def sample_group_backlog() -> None:
+    """Refresh the backlog of the worker's whole group; a timer of its own, so a slow broker delays nothing
+    else, and the admin calls block, so they run in a thread."""
+    await asyncio.to_thread(group_backlog().publish)
 
 
 @app.service
