@@ -115,3 +115,9 @@ wait_healthy "$sender_pid" "http://127.0.0.1:${WHATSUP_SENDER_METRICS_PORT:-6068
 
 echo "== the pipeline at work"
 "$python" -m streams demo
+
+# The process layout the specified fleet runs on, with its own processes, topics and embedded ClickHouse:
+# two stateless ingest processes sharing a port, a worker and a sink, under a short burst of a delivery
+# fleet's traffic, checked for anything lost or doubled (the full size is `make bench`, suite fleet).
+echo "== a burst of fleet load: two ingest processes, a worker and a sink (var/bench/fleet-quick-*)"
+"$python" -m streams bench --quick --only fleet

@@ -8,19 +8,20 @@ or doubled, the consumer groups' backlog and every process's CPU per ping.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 
 from loadtest.fleet import FleetConfig
 from loadtest.fleet_run import FleetOutcome, FleetRun, run_fleet
-from loadtest.run import percentile
+from loadtest.run import percentile, summary
 from streams.bench import Result
 from streams.settings import Settings
 
 # p99 targets, seconds: ingest answer, arrival to verdict, clean ping to state, to alert, to ClickHouse.
 TARGETS = {"ingest": 0.2, "verdict": 1.0, "state": 2.0, "alert": 2.0, "visible": 2.0}
 CPU_TARGET_US = 250.0
-FALLBACK_DRIVERS = (10_000, 5_000, 2_500, 1_000)
+FALLBACK_DRIVERS = (10_000, 7_500, 5_000, 2_500)
 
 
 def p99s(outcome: FleetOutcome) -> dict[str, float]:
@@ -142,13 +143,57 @@ def results(outcome: FleetOutcome, label: str) -> list[Result]:
     return rows
 
 
+# A process is planned at this share of its core: room for bursts, backlogs after a restart, rebalances.
+PLANNED_UTILIZATION = 0.6
+CAPACITY_FLEETS = (20_000, 100_000, 500_000)
+
+
+def role_of(process: str) -> str:
+    """The role of a process name of a run (``ingest-2`` -> ``ingest``)."""
+    return process.rsplit("-", 1)[0] if process[-1].isdigit() else process
+
+
+def capacity(outcome: FleetOutcome, fix_s: float = 5.0) -> list[Result]:
+    """Processes and partitions each fleet size needs, from this run's CPU per ping of each role.
+
+    Each process is one Python interpreter, so one core at most: a role needing C cores at the planned
+    utilization runs ceil(C) processes. Workers need a partition each, and partitions are planned at twice
+    the workers, so the fleet can double without repartitioning the driver-keyed topics.
+    """
+    per_role: dict[str, float] = {}
+    for name in outcome.cpu_s:
+        if name != "loadgen":
+            per_role[role_of(name)] = per_role.get(role_of(name), 0.0) + outcome.cpu_us_per_ping(name)
+    rows = []
+    for drivers in CAPACITY_FLEETS:
+        pings_per_s = drivers / fix_s
+        counts = {
+            role: max(1, math.ceil(pings_per_s * us / 1e6 / PLANNED_UTILIZATION))
+            for role, us in sorted(per_role.items())
+        }
+        cores = sum(pings_per_s * us / 1e6 for us in per_role.values())
+        partitions = 2 * counts.get("worker", 1)
+        layout = ", ".join(f"{n} {role}" for role, n in counts.items())
+        rows.append(
+            Result(
+                f"capacity: {drivers:,} drivers ({pings_per_s:,.0f} pings/s)",
+                cores,
+                "cores",
+                f"busy cores at this run's CPU per ping; plan {layout} processes, {partitions} partitions",
+            )
+        )
+    return rows
+
+
 def fleet_suite(settings: Settings, quick: bool) -> list[Result]:
     """Run the specified fleet, then smaller ones until every target holds."""
     say: Callable[[str], None] = print
     load_start = os.getloadavg()[0]
     if quick:
-        run = FleetRun(FleetConfig(drivers=300, minutes=2.5), warmup_s=30.0)
-        return results(run_fleet(settings, run, "quick", say), "quick")
+        run = FleetRun(FleetConfig(drivers=500, minutes=1.5), warmup_s=20.0)
+        outcome = run_fleet(settings, run, "quick", say)
+        say("\n".join(summary(outcome.load)))
+        return results(outcome, "500 drivers")
     rows: list[Result] = [Result("load average (1 min), suite start", load_start, "ratio", "2 cores")]
     outcome = run_fleet(
         settings, FleetRun(FleetConfig(drivers=20_000, minutes=12.0), warmup_s=120.0), "20k", say
@@ -156,15 +201,13 @@ def fleet_suite(settings: Settings, quick: bool) -> list[Result]:
     rows += results(outcome, "20,000 drivers")
     if not holds(outcome):
         for drivers in FALLBACK_DRIVERS:
-            outcome = run_fleet(
-                settings,
-                FleetRun(FleetConfig(drivers=drivers, minutes=12.0), warmup_s=120.0),
-                f"{drivers}",
-                say,
-            )
+            # Five measured minutes each: enough to see whether latency and backlog hold, at half the time.
+            fallback = FleetRun(FleetConfig(drivers=drivers, minutes=7.0), warmup_s=120.0)
+            outcome = run_fleet(settings, fallback, f"{drivers}", say)
             rows += results(outcome, f"{drivers:,} drivers")
             if holds(outcome):
                 break
+    rows += capacity(outcome)
     rows.append(Result("load average (1 min), suite end", os.getloadavg()[0], "ratio", "2 cores"))
     return rows
 

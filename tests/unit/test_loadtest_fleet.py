@@ -90,3 +90,20 @@ def test_accounting_finds_lost_doubled_and_foreign_verdicts() -> None:
     # A ping whose upload got no answer may have landed: its verdict is no fault.
     unanswered = account(["a"], collections.Counter({"a": 1, "z": 1}), collections.Counter(), sent={"z"})
     assert unanswered.ok
+
+
+def test_capacity_plans_processes_from_each_roles_cpu_per_ping() -> None:
+    from loadtest.bench import capacity, role_of
+    from loadtest.fleet_run import FleetOutcome, FleetRun
+    from loadtest.run import LoadReport
+
+    outcome = FleetOutcome(FleetRun(FleetConfig(drivers=10)), LoadReport())
+    outcome.pings_in_window = 1_000_000
+    # 100 us per ping of ingest (two processes), 300 of worker, 100 of sink; the load generator is left out.
+    outcome.cpu_s = {"ingest-1": 50.0, "ingest-2": 50.0, "worker-1": 300.0, "sink": 100.0, "loadgen": 999.0}
+    assert role_of("ingest-2") == "ingest" and role_of("sink") == "sink"
+    rows = {row.name: row for row in capacity(outcome)}
+    big = rows["capacity: 100,000 drivers (20,000 pings/s)"]
+    assert big.value == 20_000 * 500 / 1e6  # 10 busy cores
+    # At 60% of a core each: 20,000 x 300 us = 6 cores of worker -> 10 workers, 20 partitions.
+    assert "4 ingest, 4 sink, 10 worker processes, 20 partitions" in big.note
