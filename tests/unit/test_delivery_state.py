@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from streams.deliveries.state import (
     TERMINAL,
     Delivery,
     DriverState,
+    LastFix,
     Reason,
     Rejection,
     Status,
@@ -164,6 +167,15 @@ def test_public_view_matches_the_dispatcher_contract() -> None:
 def test_unpack_of_nothing_is_a_new_driver() -> None:
     assert DriverState.unpack(None) == DriverState()
     assert DriverState.unpack(b"") == DriverState()
+
+
+def test_states_packed_by_json_dumps_still_unpack_non_finite_floats_included() -> None:
+    state = DriverState(last_fix=LastFix(T0, -23.5, -46.6, 617700169958293503, None, 4.0))
+    legacy = json.loads(state.pack())
+    assert DriverState.unpack(json.dumps(legacy, separators=(",", ":")).encode()) == state
+    legacy["last_fix"]["speed_mps"] = float("nan")  # json.dumps writes NaN, which JSON proper has not
+    unpacked = DriverState.unpack(json.dumps(legacy).encode())
+    assert unpacked.last_fix is not None and math.isnan(unpacked.last_fix.speed_mps or 0.0)
 
 
 @settings(max_examples=150, deadline=None)
