@@ -190,26 +190,46 @@ def fleet_suite(settings: Settings, quick: bool) -> list[Result]:
     say: Callable[[str], None] = print
     load_start = os.getloadavg()[0]
     if quick:
-        run = FleetRun(FleetConfig(drivers=500, minutes=1.5), warmup_s=20.0)
+        run = FleetRun(FleetConfig(drivers=500, minutes=1.5), warmup_s=20.0, ingest=2)
         outcome = run_fleet(settings, run, "quick", say)
         say("\n".join(summary(outcome.load)))
         return results(outcome, "500 drivers")
     rows: list[Result] = [Result("load average (1 min), suite start", load_start, "ratio", "2 cores")]
-    outcome = run_fleet(
-        settings, FleetRun(FleetConfig(drivers=20_000, minutes=12.0), warmup_s=120.0), "20k", say
-    )
+    outcome = run_fleet(settings, FleetRun(FleetConfig(drivers=20_000, minutes=12.0)), "20k", say)
     rows += results(outcome, "20,000 drivers")
     if not holds(outcome):
         for drivers in FALLBACK_DRIVERS:
             # Five measured minutes each: enough to see whether latency and backlog hold, at half the time.
-            fallback = FleetRun(FleetConfig(drivers=drivers, minutes=7.0), warmup_s=120.0)
+            fallback = FleetRun(FleetConfig(drivers=drivers, minutes=7.0))
             outcome = run_fleet(settings, fallback, f"{drivers}", say)
             rows += results(outcome, f"{drivers:,} drivers")
             if holds(outcome):
                 break
     rows += capacity(outcome)
+    # The same load again, a second worker and a second ingest process joining a third into the window.
+    fleet = outcome.run.fleet
+    measured_s = fleet.minutes * 60 - outcome.run.warmup_s
+    doubled = FleetRun(fleet, join_after_s=measured_s / 3)
+    label = f"{fleet.drivers:,} drivers, doubled mid-run"
+    joined = run_fleet(settings, doubled, "doubled", say)
+    rows += results(joined, label)
+    before = pipeline_us(outcome)
+    rows.append(
+        Result(
+            f"{label}: CPU per ping, pipeline total / single set",
+            pipeline_us(joined) / before,
+            "ratio",
+            f"{pipeline_us(joined):,.0f} against {before:,.0f} us; the joining processes' start and table "
+            "recovery included",
+        )
+    )
     rows.append(Result("load average (1 min), suite end", os.getloadavg()[0], "ratio", "2 cores"))
     return rows
+
+
+def pipeline_us(outcome: FleetOutcome) -> float:
+    """CPU per ping summed over every process of the run but the load generator."""
+    return sum(outcome.cpu_us_per_ping(name) for name in outcome.cpu_s if name != "loadgen")
 
 
 FLEET_NOTES = (

@@ -40,10 +40,12 @@ class FleetRun:
     """What to run: the fleet, how long, and how many of each process."""
 
     fleet: FleetConfig
-    warmup_s: float = 60.0
-    ingest: int = 2
+    warmup_s: float = 120.0
+    ingest: int = 1
     workers: int = 1
     drain_timeout_s: float = 300.0
+    # Seconds into the measured window at which as many workers and ingest processes again join (None: no).
+    join_after_s: float | None = None
 
 
 @dataclass
@@ -105,31 +107,56 @@ def _environment(settings: Settings, data_dir: Path, token_secret: str, api_key:
     return env
 
 
+class Pipeline:
+    """The processes of one run: a sink, workers, ingest processes sharing one port; more may join."""
+
+    def __init__(self, settings: Settings, data_dir: Path, token_secret: str, api_key: str) -> None:
+        self.env = _environment(settings, data_dir, token_secret, api_key)
+        self.data_dir = data_dir
+        self.ingest_port, self.sink_port = _free_port(), _free_port()
+        self.processes: list[Process] = []
+
+    def _add(self, role: str, env: dict[str, str], health: str) -> Process:
+        count = sum(1 for p in self.processes if p.role == role)
+        name = role if role == "sink" else f"{role}-{count + 1}"
+        process = Process(name, role, env, health, self.data_dir)
+        self.processes.append(process)
+        return process
+
+    def sink(self) -> Process:
+        """A sink with its query endpoint on this run's sink port."""
+        env = {**self.env, "WHATSUP_SINK_PORT": str(self.sink_port), "WHATSUP_WEB_PORT": str(_free_port())}
+        return self._add("sink", env, f"http://127.0.0.1:{self.sink_port}/health")
+
+    def worker(self) -> Process:
+        """A worker with a web port of its own."""
+        port = _free_port()
+        env = {**self.env, "WHATSUP_WEB_PORT": str(port), "WHATSUP_SINK_PORT": str(self.sink_port)}
+        return self._add("worker", env, f"http://127.0.0.1:{port}/health")
+
+    def ingest(self) -> Process:
+        """An ingest process on the shared port."""
+        env = {**self.env, "WHATSUP_INGEST_PORT": str(self.ingest_port)}
+        return self._add("ingest", env, f"http://127.0.0.1:{self.ingest_port}/health")
+
+    @staticmethod
+    def start(processes: list[Process]) -> None:
+        """Start processes together and wait until each is healthy."""
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.wait_healthy()
+
+
 def start_pipeline(
     settings: Settings, run: FleetRun, data_dir: Path, token_secret: str, api_key: str
-) -> tuple[list[Process], int]:
-    """Start the sink, the workers and the ingest processes; return them and the ingest port."""
-    env = _environment(settings, data_dir, token_secret, api_key)
-    ingest_port = _free_port()
-    processes: list[Process] = []
-    sink_port = _free_port()
-    sink_env = {**env, "WHATSUP_SINK_PORT": str(sink_port), "WHATSUP_WEB_PORT": str(_free_port())}
-    processes.append(Process("sink", "sink", sink_env, f"http://127.0.0.1:{sink_port}/health", data_dir))
-    for i in range(run.workers):
-        port = _free_port()
-        worker_env = {**env, "WHATSUP_WEB_PORT": str(port), "WHATSUP_SINK_PORT": str(sink_port)}
-        processes.append(
-            Process(f"worker-{i + 1}", "worker", worker_env, f"http://127.0.0.1:{port}/health", data_dir)
-        )
-    for i in range(run.ingest):
-        ingest_env = {**env, "WHATSUP_INGEST_PORT": str(ingest_port)}
-        health = f"http://127.0.0.1:{ingest_port}/health"
-        processes.append(Process(f"ingest-{i + 1}", "ingest", ingest_env, health, data_dir))
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.wait_healthy()
-    return processes, ingest_port
+) -> Pipeline:
+    """Start the sink, the workers and the ingest processes of a run."""
+    pipeline = Pipeline(settings, data_dir, token_secret, api_key)
+    first = [pipeline.sink(), *(pipeline.worker() for _ in range(run.workers))]
+    first += [pipeline.ingest() for _ in range(run.ingest)]
+    pipeline.start(first)
+    return pipeline
 
 
 class BacklogSampler(threading.Thread):
@@ -170,8 +197,8 @@ def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], No
         f"({fleet.pings_per_s:,.0f} fixes/s)"
     )
     uploads = plan(fleet)
-    processes, port = start_pipeline(settings, run, data_dir, token_secret, api_key)
-    by_name = {p.name: p for p in processes}
+    pipeline = start_pipeline(settings, run, data_dir, token_secret, api_key)
+    processes, port = pipeline.processes, pipeline.ingest_port
     groups = {"worker": settings.app_id, "sink": f"{settings.app_id}-clickhouse-sink"}
     sampler = BacklogSampler(settings, list(groups.values()))
     try:
@@ -185,19 +212,30 @@ def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], No
         cpu_start: dict[str, float] = {}
 
         def mark_window() -> None:
-            cpu_start.update({name: p.cpu_seconds() for name, p in by_name.items()})
+            cpu_start.update({p.name: p.cpu_seconds() for p in processes})
             cpu_start["loadgen"] = time.process_time()
 
-        timer = threading.Timer(max(0.0, window_start - time.time()), mark_window)
-        timer.start()
+        def join() -> None:
+            joining = [pipeline.worker() for _ in range(run.workers)]
+            joining += [pipeline.ingest() for _ in range(run.ingest)]
+            say(f"fleet: {', '.join(p.name for p in joining)} join the run")
+            pipeline.start(joining)
+
+        timers = [threading.Timer(max(0.0, window_start - time.time()), mark_window)]
+        if run.join_after_s is not None:
+            timers.append(threading.Timer(max(0.0, window_start + run.join_after_s - time.time()), join))
+        for timer in timers:
+            timer.start()
         sampler.start()
         load = asyncio.run(run_load(requests, base_url, warmup_s=run.warmup_s, progress=say))
         window_end = time.time()
-        timer.join()
-        cpu_end = {name: p.cpu_seconds() for name, p in by_name.items()}
+        for timer in timers:
+            timer.join()
+        cpu_end = {p.name: p.cpu_seconds() for p in processes}
         cpu_end["loadgen"] = time.process_time()
         outcome = FleetOutcome(run, load, (window_start, window_end))
-        outcome.cpu_s = {name: cpu_end[name] - cpu_start.get(name, cpu_end[name]) for name in cpu_end}
+        # A process that joined during the window spent all of its CPU in it.
+        outcome.cpu_s = {name: cpu_end[name] - cpu_start.get(name, 0.0) for name in cpu_end}
         outcome.pings_in_window = len(load.accepted) - load.warmup_accepted
         dead = [p.name for p in processes if not p.alive()]
         if dead:
@@ -206,7 +244,7 @@ def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], No
         sampler.close()
         outcome.backlog = {name: sampler.samples[group] for name, group in groups.items()}
         write_truth(load, data_dir / "truth")
-        _verify(settings, by_name["sink"], outcome, say)
+        _verify(settings, processes[0], outcome, say)
         return outcome
     finally:
         if sampler.is_alive():

@@ -61,11 +61,15 @@ class Pool:
     many requests are in flight; the others wait for a connection (their latency keeps counting).
     """
 
-    def __init__(self, host: str, port: int, limit: int = 1_000_000) -> None:
+    def __init__(self, host: str, port: int, limit: int = 1_000_000, reuse: int = 0) -> None:
         self.host, self.port = host, port
         self.idle: collections.deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = collections.deque()
         self.all: list[asyncio.StreamWriter] = []
         self.slots = asyncio.Semaphore(limit)
+        # With ``reuse``, a connection is closed after that many requests, as phones come and go: new
+        # connections reach servers that joined since (a shared port hands out connections, not requests).
+        self.reuse = reuse
+        self.served: dict[asyncio.StreamWriter, int] = {}
 
     async def open(self, count: int) -> None:
         """Open ``count`` idle connections ahead of the first requests."""
@@ -88,10 +92,14 @@ class Pool:
             except BaseException:
                 writer.close()
                 raise
+            if self.reuse:
+                self.served[writer] = served = self.served.get(writer, 0) + 1
+                keep = keep and served < self.reuse
             if keep:
                 self.idle.append((reader, writer))
             else:
                 writer.close()
+                self.served.pop(writer, None)
             return status
 
     async def close(self) -> None:

@@ -25,6 +25,8 @@ from streams.web.tokens import issue_driver_token
 PROGRESS_EVERY_S = 5.0
 OPEN_CONNECTIONS = 64
 MAX_IN_FLIGHT = 2_000
+# Requests per connection before it is closed: phones come and go, and servers that joined get connections.
+REQUESTS_PER_CONNECTION = 500
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -111,7 +113,7 @@ async def run_load(
 ) -> LoadReport:
     """Send every request at its time; return what came back."""
     parts = urlsplit(base_url)
-    pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80, limit=MAX_IN_FLIGHT)
+    pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80, MAX_IN_FLIGHT, REQUESTS_PER_CONNECTION)
     await pool.open(OPEN_CONNECTIONS)
     report = LoadReport(warmup_s=warmup_s)
     report.start_s = start = requests[0].due_s if requests else time.time()

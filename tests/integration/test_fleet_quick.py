@@ -1,7 +1,8 @@
-"""A short fleet run through the real process layout: two ingest processes, a worker, the sink (chDB).
+"""A short fleet run through the real process layout: ingest processes sharing a port, workers, the sink.
 
 Correctness only, never a timing: every ping upload the API answered 202 for has exactly one verdict on the
-verdict topics and one row in ClickHouse, no ping is clean twice, and every consumer group drains.
+verdict topics and one row in ClickHouse, no ping is clean twice, and every consumer group drains; also when
+a second worker and a second ingest process join mid-run, and the group rebalances under the load.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ from loadtest.fleet_run import FleetRun, run_fleet
 from streams.settings import Settings
 
 
-def test_a_small_fleet_loses_nothing_and_doubles_nothing(stack_env: dict[str, str], tmp_path: Path) -> None:
+def test_a_small_fleet_loses_nothing_and_doubles_nothing_while_processes_join(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
     settings = Settings.from_env({**stack_env, "WHATSUP_DATA_DIR": str(tmp_path / "var")})
-    run = FleetRun(FleetConfig(drivers=120, minutes=1.5), warmup_s=10.0, ingest=2, workers=1)
+    run = FleetRun(
+        FleetConfig(drivers=120, minutes=1.5), warmup_s=10.0, ingest=1, workers=1, join_after_s=20.0
+    )
     outcome = run_fleet(settings, run, "ci", say=lambda line: None)
     load = outcome.load
     statuses = {status for stats in load.stats.values() for status in stats.statuses}
@@ -30,4 +35,6 @@ def test_a_small_fleet_loses_nothing_and_doubles_nothing(stack_env: dict[str, st
     assert outcome.reasons["duplicate"] > 0
     assert {"null_island", "low_accuracy", "future_timestamp"} & outcome.reasons.keys()
     assert outcome.drained_s < float("inf")
-    assert set(outcome.cpu_s) == {"sink", "worker-1", "ingest-1", "ingest-2", "loadgen"}
+    # The second set joined and took part: the new worker got partitions, the new ingest connections.
+    assert set(outcome.cpu_s) == {"sink", "worker-1", "worker-2", "ingest-1", "ingest-2", "loadgen"}
+    assert outcome.cpu_s["worker-2"] > 0 and outcome.cpu_s["ingest-2"] > 0

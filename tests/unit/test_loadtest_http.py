@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from loadtest.http import LoadResult, build_post, open_loop
+from loadtest.http import LoadResult, Pool, build_post, open_loop
 
 
 async def _serve(handler: Handler) -> tuple[web.AppRunner, str]:
@@ -60,3 +60,34 @@ def test_open_loop_delivers_every_request_and_counts_non_200() -> None:
     assert second.errors == 3
     # The schedule is kept: 60 requests at 400/s take about 0.15 s, not 60 sequential round trips.
     assert first.elapsed_s < 2.0
+
+
+def test_a_pool_recycles_connections_after_so_many_requests_and_caps_those_in_flight() -> None:
+    peers: list[object] = []
+    in_flight, most = 0, 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal in_flight, most
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return web.json_response({}, status=202)
+
+    async def run() -> list[int]:
+        runner, base = await _serve(handler)
+        try:
+            pool = Pool("127.0.0.1", int(base.rsplit(":", 1)[1]), limit=2, reuse=3)
+            request = build_post(f"{base}/x", b"{}", {})
+            statuses = await asyncio.gather(*(pool.post(request) for _ in range(12)))
+            await pool.close()
+            return list(statuses)
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(run()) == [202] * 12
+    assert most <= 2, "no more requests in flight than the limit"
+    # Three requests per connection: twelve requests need at least four connections, none serves four.
+    assert len(set(peers)) >= 4
+    assert max(peers.count(peer) for peer in set(peers)) <= 3
