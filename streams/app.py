@@ -13,14 +13,13 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.codecs import faust_codec_name, register_faust_codecs
-from streams import acks, fetching, shutdown, topics
+from streams import acks, shutdown, topics
 from streams.settings import get_settings
 from streams.telemetry.logs import logging_config, secret_values
 
 settings = get_settings()
 register_faust_codecs()
 acks.install()
-fetching.install()
 
 AGENT_PACKAGES = [
     "streams.pings",
