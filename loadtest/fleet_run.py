@@ -43,7 +43,7 @@ class FleetRun:
     warmup_s: float = 120.0
     ingest: int = 1
     workers: int = 1
-    drain_timeout_s: float = 300.0
+    drain_timeout_s: float = 900.0
     # Seconds into the measured window at which as many workers and ingest processes again join (None: no).
     join_after_s: float | None = None
 
@@ -62,6 +62,7 @@ class FleetOutcome:
     topics: verify.Accounting | None = None
     clickhouse: verify.Accounting | None = None
     verdict_s: list[float] = field(default_factory=list)
+    fix_s: list[float] = field(default_factory=list)
     state_s: list[float] = field(default_factory=list)
     alert_s: list[float] = field(default_factory=list)
     alert_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -271,6 +272,7 @@ def _verify(settings: Settings, sink: Process, outcome: FleetOutcome, say: Calla
     say("fleet: reading the verdict topics")
     found = verify.read_verdicts(settings, clean_topic, rejected_topic, outcome.window)
     outcome.verdict_s, outcome.reasons = found.verdict_latency_s, found.reasons
+    outcome.fix_s = found.fix_latency_s
     unconfirmed = outcome.load.unconfirmed
     outcome.topics = verify.account(outcome.load.accepted, found.clean, found.rejected, unconfirmed)
     say("fleet: reading driver states and alerts")

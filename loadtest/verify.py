@@ -118,6 +118,7 @@ class TopicFindings:
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     verdict_latency_s: list[float] = field(default_factory=list)
+    fix_latency_s: list[float] = field(default_factory=list)
     clean_ts: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -134,6 +135,8 @@ def read_verdicts(
         findings.clean_ts.setdefault((ping["driver_id"], ping["device_ts"]), ts)
         if lo <= ping["received_ts"] < hi:
             findings.verdict_latency_s.append((ts - ping["received_ts"]) / 1000)
+            if not ping["late"]:  # the phone's fix to its verdict, the phone's own batching included
+                findings.fix_latency_s.append((ts - ping["device_ts"]) / 1000)
     for ts, _, value in read_topic(settings, rejected_topic):
         rejection = decode_rejected(value)
         findings.rejected[rejection.get("ping_id") or ""] += 1
