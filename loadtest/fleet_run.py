@@ -142,11 +142,16 @@ class Pipeline:
 
     @staticmethod
     def start(processes: list[Process]) -> None:
-        """Start processes together and wait until each is healthy."""
+        """Start processes together and wait until each is healthy; stop them all if one is not."""
         for process in processes:
             process.start()
-        for process in processes:
-            process.wait_healthy()
+        try:
+            for process in processes:
+                process.wait_healthy()
+        except BaseException:
+            for process in processes:
+                process.stop()
+            raise
 
 
 def start_pipeline(

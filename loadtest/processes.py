@@ -47,12 +47,25 @@ class Process:
                 stderr=subprocess.STDOUT,
             )
 
-    def wait_healthy(self, timeout_s: float = 120.0) -> None:
-        """Wait until the process answers its health check; raise with its log's tail if it does not."""
+    def wait_healthy(self, timeout_s: float = 120.0, restarts: int = 1) -> None:
+        """Wait until the process answers its health check; raise with its log's tail if it does not.
+
+        A process killed by a signal before it became healthy is started again, ``restarts`` times at most,
+        as a supervisor would (seen once: the embedded ClickHouse of a sink died of SIGSEGV before its first
+        log line); one that exits with a status is an error at once.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.popen is not None and self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+                code = self.popen.returncode
+                if code < 0 and restarts > 0:
+                    print(
+                        f"{self.name} died of signal {-code} at start-up; starting it again", file=sys.stderr
+                    )
+                    self.start()
+                    restarts -= 1
+                    continue
+                raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
             try:
                 if httpx.get(self.health_url, timeout=1.0).status_code == 200:
                     return
