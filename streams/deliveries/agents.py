@@ -53,6 +53,7 @@ from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
 from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick
 from streams.exceptions import SchemaError, SettingsError
 from streams.kafka import DeliveringProducer
+from streams.unpacked import UnpackedStates
 from streams.web.apikeys import partner_keys
 
 log = logging.getLogger(__name__)
@@ -296,18 +297,9 @@ def refresh_index() -> None:
             index_deliveries(key_bytes, packed)
 
 
-# The unpacked twin of each stored state, valid while the store still holds the very bytes it came from:
-# recovery or a rebalance replaces those bytes, and an object is reused only if they are unchanged.
-_unpacked: dict[bytes, tuple[bytes, DriverState]] = {}
-
-
-def load_state(key_bytes: bytes) -> DriverState:
-    """Return a driver's state, unpacking the stored bytes only when they changed since the last write."""
-    packed = driver_state.data.get(key_bytes)
-    cached = _unpacked.get(key_bytes)
-    if cached is not None and cached[0] is packed:
-        return cached[1]
-    return DriverState.unpack(packed)
+# Each driver's state object, reused while the store holds the bytes it was persisted as (streams/unpacked).
+unpacked_states = UnpackedStates(lambda key: driver_state.data.get(key), DriverState.unpack)
+load_state = unpacked_states.load
 
 
 async def persist_states(states: dict[str, DriverState]) -> None:
@@ -318,7 +310,7 @@ async def persist_states(states: dict[str, DriverState]) -> None:
     store = driver_state.data
     for (_, key_bytes, packed), state in zip(records, states.values(), strict=True):
         store[key_bytes] = packed
-        _unpacked[key_bytes] = (packed, state)
+        unpacked_states.keep(key_bytes, packed, state)
         index_deliveries(key_bytes, packed, state)
 
 
@@ -340,7 +332,7 @@ async def track_drivers(stream: faust.StreamT[bytes]) -> None:
                 await deliver_records(outputs)
                 await persist_states(states)
             except BaseException:
-                _unpacked.clear()  # objects changed in place but not persisted must not be reused
+                unpacked_states.clear()  # objects changed in place but not persisted must not be reused
                 raise
         count(counts)
         # Clean ping (or event) on its topic to the driver's state persisted: the state's share of the 2 s.
@@ -392,7 +384,7 @@ async def tick(now: int, ready: Callable[[int], bool]) -> list[dict[str, Any]]:
             await deliver_records(outputs)
             await persist_states(states)
         except BaseException:
-            _unpacked.clear()
+            unpacked_states.clear()
             raise
     return raised
 

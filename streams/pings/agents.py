@@ -38,6 +38,7 @@ from streams.pings import fastdrain, rules
 from streams.pings.state import DriverPingState
 from streams.pings.store import DriverStateTable
 from streams.telemetry.logs import record_context
+from streams.unpacked import UnpackedStates
 
 logger = logging.getLogger(__name__)
 fastdrain.install()
@@ -114,19 +115,10 @@ def judge_batch(
     return results
 
 
-# The unpacked twin of each stored state, valid while the store still holds the very bytes it came from
-# (recovery or a rebalance replaces them): at fleet size nearly every ping of a batch is another driver's,
-# and unpacking its state each time was a seventh of the worker's CPU.
-_unpacked: dict[bytes, tuple[bytes | None, DriverPingState]] = {}
-
-
-def load_state(key_bytes: bytes) -> DriverPingState:
-    """Return a driver's state, unpacking the stored bytes only when they changed since the last write."""
-    packed = driver_ping_state.data.get(key_bytes)
-    cached = _unpacked.get(key_bytes)
-    if cached is not None and cached[0] is packed:
-        return cached[1]
-    return DriverPingState.unpack(packed)
+# At fleet size nearly every ping of a batch is another driver's: unpacking its state each time was a
+# seventh of the worker's CPU (streams/unpacked.py).
+unpacked_states = UnpackedStates(lambda key: driver_ping_state.data.get(key), DriverPingState.unpack)
+load_state = unpacked_states.load
 
 
 _producer: DeliveringProducer | None = None
@@ -157,7 +149,7 @@ async def persist_states(states: dict[str, DriverPingState]) -> None:
     store = driver_ping_state.data
     for (_, key_bytes, packed), state in zip(records, states.values(), strict=True):
         store[key_bytes] = packed
-        _unpacked[key_bytes] = (packed, state)
+        unpacked_states.keep(key_bytes, packed, state)
 
 
 def log_rejections(results: list[tuple[str, str | None, dict[str, Any]]]) -> None:
@@ -207,7 +199,7 @@ async def clean_pings(stream: faust.StreamT[bytes]) -> None:
             await deliver_records(outputs)
             await persist_states(states)
         except BaseException:
-            _unpacked.clear()  # objects changed in place but not persisted must not be reused
+            unpacked_states.clear()  # objects changed in place but not persisted must not be reused
             raise
         log_rejections(results)
         now = time.time()
