@@ -29,6 +29,7 @@ from loadtest.fleet import FleetConfig, plan
 from loadtest.processes import Process
 from loadtest.run import LoadReport, render, run_load, write_truth
 from streams import topics
+from streams.bench import free_port
 from streams.kafka import consumer_group_backlog, create_topics
 from streams.settings import Settings
 
@@ -74,14 +75,6 @@ class FleetOutcome:
         return self.cpu_s[name] / max(1, self.pings_in_window) * 1e6
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _run_settings(base: Settings, label: str) -> Settings:
     run = uuid.uuid4().hex[:6]
     settings = replace(base, topic_prefix=f"fleet-{label}-{run}.", app_id=f"fleet-{label}-{run}")
@@ -114,7 +107,7 @@ class Pipeline:
     def __init__(self, settings: Settings, data_dir: Path, token_secret: str, api_key: str) -> None:
         self.env = _environment(settings, data_dir, token_secret, api_key)
         self.data_dir = data_dir
-        self.ingest_port, self.sink_port = _free_port(), _free_port()
+        self.ingest_port, self.sink_port = free_port(), free_port()
         self.processes: list[Process] = []
 
     def _add(self, role: str, env: dict[str, str], health: str) -> Process:
@@ -126,12 +119,12 @@ class Pipeline:
 
     def sink(self) -> Process:
         """A sink with its query endpoint on this run's sink port."""
-        env = {**self.env, "WHATSUP_SINK_PORT": str(self.sink_port), "WHATSUP_WEB_PORT": str(_free_port())}
+        env = {**self.env, "WHATSUP_SINK_PORT": str(self.sink_port), "WHATSUP_WEB_PORT": str(free_port())}
         return self._add("sink", env, f"http://127.0.0.1:{self.sink_port}/health")
 
     def worker(self) -> Process:
         """A worker with a web port of its own."""
-        port = _free_port()
+        port = free_port()
         env = {**self.env, "WHATSUP_WEB_PORT": str(port), "WHATSUP_SINK_PORT": str(self.sink_port)}
         return self._add("worker", env, f"http://127.0.0.1:{port}/health")
 
@@ -205,7 +198,7 @@ def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], No
     uploads = plan(fleet)
     pipeline = start_pipeline(settings, run, data_dir, token_secret, api_key)
     processes, port = pipeline.processes, pipeline.ingest_port
-    groups = {"worker": settings.app_id, "sink": f"{settings.app_id}-clickhouse-sink"}
+    groups = {role: topics.consumer_group(role, settings.app_id) for role in ("worker", "sink")}
     sampler = BacklogSampler(settings, list(groups.values()))
     try:
         base_url = f"http://127.0.0.1:{port}"
