@@ -199,12 +199,18 @@ def test_every_panel_and_alert_rule_evaluates_on_a_real_prometheus(
         thread.join(timeout=150)
     assert not any(thread.is_alive() for thread in traffic) and errors == []
     # The stack has done its work: deliveries arrived, messages sent, rows written.
-    prometheus.wait_for("whatsup_eta_error_seconds_count > 0")
-    prometheus.wait_for('whatsup_whatsapp_sends_total{outcome="sent"} > 0')
-    prometheus.wait_for("whatsup_sink_rows_total > 0")
-    prometheus.wait_for("whatsup_alerts_raised_total > 0", timeout_s=60)
-    # A few more scrapes, so every rate has points on both sides of the traffic.
-    prometheus.wait_for('count_over_time(up{job="whatsup-worker"}[1m]) > 5')
+    late_series = (
+        "whatsup_eta_error_seconds_count",
+        'whatsup_whatsapp_sends_total{outcome="sent"}',
+        "whatsup_sink_rows_total",
+        "whatsup_alerts_raised_total",
+    )
+    for series in late_series:
+        prometheus.wait_for(f"{series} > 0")
+    # A few more scrapes of each series that appeared late (a counter is born at its first increment),
+    # so every rate has points on both sides of the traffic.
+    for series in late_series:
+        prometheus.wait_for(f"count_over_time({series}[1m]) > 5")
 
     panels = dashboard_queries(DASHBOARDS)
     promql_panels = [q for q in panels if q.datasource == PROMETHEUS_DATASOURCE]
