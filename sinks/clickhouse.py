@@ -4,17 +4,26 @@
   ``WHATSUP_SINK_BATCH_SIZE`` offsets or after ``WHATSUP_SINK_FLUSH_INTERVAL_S``. While earlier batches of
   the partition still wait for the writer (a backlog), it fills up to ``WHATSUP_SINK_BACKLOG_BATCH_SIZE``:
   the engine's fixed cost per insert is spread over more rows exactly when the sink is behind.
-- ``flush()`` writes the oldest sealed batch: first its offset range into ``sink_batch_plan`` (the plan;
-  the ranges of every other sealed batch go in the same insert), then one insert into the staging table
-  with ``insert_deduplication_token = topic@log:partition:first-last``. The caller commits the Kafka offset
-  only after ``flush()`` returned. ``log`` is the topic's id: offsets of a topic created again, or of a
-  broker started afresh, start over, and must not be taken for ranges planned or written before.
-- After a crash the records after the committed offset come again: ``assign()`` reads the plan, so they are
-  cut into the same batches with the same tokens, and ClickHouse drops the inserts it already has (the tables
-  keep ``non_replicated_deduplication_window`` blocks' tokens; dependent views are deduplicated too).
-- A batch ClickHouse refuses for its content is split in halves (each with a token derived from its offsets)
-  until the refused records are found: they become dead letters, the rest lands. Any other failure raises
-  ``TransientError`` and keeps the batch for a retry.
+- The flush interval runs per topic: when a topic's oldest open batch reaches it, every open batch of the
+  topic is sealed, so that one insert writes all of them. The engine's cost per insert is mostly fixed (at
+  live rates it was most of the sink's CPU when each partition had its own insert).
+- ``flush(topic)`` writes a group: the oldest sealed batch of each of the topic's partitions. First the
+  offset range of every sealed batch not yet planned goes into ``sink_batch_plan`` (the plan, one insert),
+  each range with its group's token; then one insert into the staging table with
+  ``insert_deduplication_token = topic@log:p:first-last,p:first-last,...`` (the group's members). The
+  caller commits the members' Kafka offsets, in one commit, only after ``flush()`` returned. ``log`` is the
+  topic's id: offsets of a topic created again, or of a broker started afresh, start over, and must not be
+  taken for ranges planned or written before.
+- After a crash the records after the committed offsets come again: ``assign()`` reads the plan, so they are
+  cut into the same batches, grouped as before under the same token, and ClickHouse drops the inserts it
+  already has (the tables keep ``non_replicated_deduplication_window`` blocks' tokens; dependent views are
+  deduplicated too). A member whose partition committed past its range means the group landed (offsets are
+  committed only after it did); a member whose partition another sink now owns (several sinks against a
+  server, after a rebalance) makes the group split: each member left here is then written alone, unless
+  ``sink_offsets`` already holds its range.
+- A group ClickHouse refuses for its content is split in halves (each with a token derived from its
+  positions) until the refused records are found: they become dead letters, the rest lands. Any other
+  failure raises ``TransientError`` and keeps the group for a retry.
 - ``gps.pings.clean`` may carry byte-identical replays of a ping after a worker crash: the sink remembers the
   last ``replay_window`` ping ids of each partition (seeded from ClickHouse on assignment) and drops replays.
 """
@@ -35,7 +44,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, DataError
 from schemas.codecs import HEADER_SIZE
 from sinks import metrics
 from sinks.migrate import apply_migrations, apply_retention
-from sinks.staging import ROUTES_BY_TOPIC, Route, container_file, kafka_position
+from sinks.staging import ROUTES, ROUTES_BY_TOPIC, Route, container_file, kafka_position
 from streams.exceptions import SchemaError, TransientError
 from streams.settings import Settings
 
@@ -86,6 +95,7 @@ class _Batch:
     started: float
     last: int = -1
     planned: bool = False
+    group: str = ""  # the token of the insert that writes it, set when it is planned
     bodies: list[bytes] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
@@ -116,17 +126,30 @@ class _Partition:
     route: Route
     open: _Batch | None = None
     sealed: deque[_Batch] = field(default_factory=deque)
-    plan: deque[tuple[int, int]] = field(default_factory=deque)
+    plan: deque[tuple[int, int, str]] = field(default_factory=deque)  # first, last, group token
     recent: _RecentIds | None = None
     log_id: str = ""  # the Kafka topic's id, so that tokens and plans belong to one log of the topic
-    # How much older than it is the partition's first batch counts, so that partitions reach the flush
-    # interval at different moments: inserts spread over the interval instead of queueing behind each other.
+    # How much older than it is the partition's first batch counts: the same for every partition of a topic
+    # (they are written together), different between topics, so that the topics' inserts spread over the
+    # interval instead of queueing behind each other.
     phase: float = 0.0
 
 
 def batch_token(topic: str, log_id: str, partition: int, batch: _Batch) -> str:
-    """Return the insert_deduplication_token of a batch: which log, partition and offsets it holds."""
-    return f"{topic}@{log_id}:{partition}:{batch.first}-{batch.last}"
+    """Return the token of a batch alone: which log, partition and offsets it holds."""
+    return group_token(topic, log_id, [(partition, batch)])
+
+
+def group_token(topic: str, log_id: str, members: list[tuple[int, _Batch]]) -> str:
+    """Return the insert_deduplication_token of a group: the log, and each member's partition and range."""
+    ranges = ",".join(f"{partition}:{batch.first}-{batch.last}" for partition, batch in sorted(members))
+    return f"{topic}@{log_id}:{ranges}"
+
+
+def group_partitions(token: str) -> set[int]:
+    """Return the partitions of a group's members, read back from its token."""
+    ranges = token.split("@", 1)[1].split(":", 1)[1]
+    return {int(member.split(":", 1)[0]) for member in ranges.split(",")}
 
 
 # The fractional parts of k times the golden ratio spread any number of partitions evenly over [0, 1).
@@ -169,12 +192,17 @@ class ClickHouseSink:
         part = self._new_partition(topic, partition, log_id)
         route = part.route
         rows = self.client.query(
-            "SELECT DISTINCT first_offset, last_offset FROM sink_batch_plan"
+            "SELECT DISTINCT first_offset, last_offset, group_token FROM sink_batch_plan"
             " WHERE topic = {t:String} AND partition = {p:UInt16} AND log_id = {l:String}"
             " AND first_offset >= {c:UInt64} ORDER BY first_offset",
             parameters={"t": topic, "p": partition, "l": log_id, "c": max(committed, 0)},
         ).result_rows
-        part.plan.extend((int(first), int(last)) for first, last in rows)
+        for first, last, group in rows:
+            # A range planned before groups were recorded was written alone, under its own token.
+            member = _Batch(first=int(first), started=0.0, last=int(last))
+            part.plan.append(
+                (member.first, member.last, group or batch_token(topic, log_id, partition, member))
+            )
         if part.plan:
             log.info(
                 "%s[%d] resumes at %d with %d batch(es) already planned: replaying them with their tokens",
@@ -199,7 +227,7 @@ class ClickHouseSink:
     def _new_partition(self, topic: str, partition: int, log_id: str = "") -> _Partition:
         route = ROUTES_BY_TOPIC[topic]
         recent = _RecentIds(self.replay_window) if route.id_after_ints is not None else None
-        phase = self.flush_interval_s * (partition * _GOLDEN % 1.0)
+        phase = self.flush_interval_s * (ROUTES.index(route) * _GOLDEN % 1.0)
         return _Partition(route, recent=recent, log_id=log_id, phase=phase)
 
     def _open(self, part: _Partition, offset: int) -> _Batch:
@@ -284,7 +312,7 @@ class ClickHouseSink:
                 batch.values.append(value)
         if part.plan:
             if offset >= part.plan[0][1]:
-                part.plan.popleft()
+                batch.group = part.plan.popleft()[2]
                 batch.planned = True
                 self._seal(part)
         elif self._full(part, offset - batch.first + 1):
@@ -307,17 +335,22 @@ class ClickHouseSink:
             if not part.plan:
                 self._seal(part)
 
-    def due(self) -> list[tuple[str, int]]:
-        """Seal batches older than the flush interval; return the partitions with batches to write."""
+    def due(self) -> list[str]:
+        """Seal the open batches of every topic whose oldest one reached the flush interval; return the
+        topics with batches to write."""
         now = self._clock()
-        keys = []
-        for key, part in self._partitions.items():
-            batch = part.open
-            if batch is not None and not part.plan and now - batch.started >= self.flush_interval_s:
+        late = {
+            topic
+            for (topic, _), part in self._partitions.items()
+            if part.open is not None and not part.plan and now - part.open.started >= self.flush_interval_s
+        }
+        topics = set()
+        for (topic, _), part in self._partitions.items():
+            if topic in late and not part.plan:
                 self._seal(part)
             if part.sealed:
-                keys.append(key)
-        return keys
+                topics.add(topic)
+        return sorted(topics)
 
     def buffered(self) -> int:
         """Return how many records are buffered in all partitions."""
@@ -327,73 +360,135 @@ class ClickHouseSink:
             for b in (*p.sealed, *([p.open] if p.open else []))
         )
 
-    def flush(self, topic: str, partition: int) -> Flushed | None:
-        """Write the partition's oldest sealed batch; TransientError (batch kept) if ClickHouse failed."""
-        part = self._partitions.get((topic, partition))
-        if part is None or not part.sealed:
-            return None
-        batch = part.sealed[0]
-        route = part.route
-        started = time.perf_counter()
-        dead = list(batch.dead)
-        if batch.bodies:
-            token = batch_token(topic, part.log_id, partition, batch)
-            try:
-                if not batch.planned:
-                    self._plan_sealed()
-                dead += self._insert(route, partition, batch.bodies, batch.offsets, batch.values, token)
-            except TransientError:
-                metrics.INSERT_FAILURES.labels(route.table).inc()
-                raise
-            except Exception as exc:  # the ledger insert, or anything unforeseen: retry, never drop
-                metrics.INSERT_FAILURES.labels(route.table).inc()
-                raise TransientError(f"ClickHouse write to {route.table} failed: {exc}") from exc
-        part.sealed.popleft()
-        rows = len(batch.bodies) - sum(1 for d in dead if d.reason == "refused")
-        metrics.ROWS.labels(route.table).inc(rows)
+    def flush(self, topic: str) -> list[Flushed]:
+        """Write the topic's oldest group of sealed batches; return one ``Flushed`` per batch done, empty
+        when nothing can be written yet. TransientError (batches kept) if ClickHouse failed."""
+        parts = sorted(
+            (partition, part) for (name, partition), part in self._partitions.items() if name == topic
+        )
+        done = []
+        for partition, part in parts:  # batches with nothing to insert (dead letters, replays) are done
+            while part.sealed and not part.sealed[0].bodies:
+                done.append(self._done(topic, partition, part, []))
+        heads = [(partition, part) for partition, part in parts if part.sealed]
+        if not heads:
+            return done
+        route = heads[0][1].route
+        try:
+            if any(not part.sealed[0].planned for _, part in heads):
+                self._plan_sealed()
+            chosen = self._writable_group(topic, heads)
+            if chosen is None:  # members of the oldest group are still being read again
+                return done
+            group, split = chosen
+            members = [(partition, part) for partition, part in heads if part.sealed[0].group == group]
+            started = time.perf_counter()
+            if split:
+                dead = self._write_split(route, group, members)
+            else:
+                dead = self._insert(route, self._rows(members), group)
+        except TransientError:
+            metrics.INSERT_FAILURES.labels(route.table).inc()
+            raise
+        except Exception as exc:  # the plan insert, or anything unforeseen: retry, never drop
+            metrics.INSERT_FAILURES.labels(route.table).inc()
+            raise TransientError(f"ClickHouse write to {route.table} failed: {exc}") from exc
         metrics.FLUSH_SECONDS.labels(route.table).observe(time.perf_counter() - started)
-        for letter in dead:
-            metrics.DEAD_LETTERS.labels(route.table, letter.reason).inc()
-        return Flushed(topic, partition, batch.last + 1, rows, dead)
+        for partition, part in members:
+            done.append(self._done(topic, partition, part, [d for d in dead if d.partition == partition]))
+        return done
+
+    @staticmethod
+    def _done(topic: str, partition: int, part: _Partition, refused: list[DeadLetter]) -> Flushed:
+        """Take a written batch off its partition and count it."""
+        batch = part.sealed.popleft()
+        table = part.route.table
+        rows = len(batch.bodies) - len(refused)
+        metrics.ROWS.labels(table).inc(rows)
+        for letter in (*batch.dead, *refused):
+            metrics.DEAD_LETTERS.labels(table, letter.reason).inc()
+        return Flushed(topic, partition, batch.last + 1, rows, [*batch.dead, *refused])
+
+    def _writable_group(self, topic: str, heads: list[tuple[int, _Partition]]) -> tuple[str, bool] | None:
+        """Return the token of a group whose members here are all at the head of their partitions, and
+        whether it is split (a member's partition is owned by another sink); None if there is none yet."""
+        for _, head in heads:
+            group = head.sealed[0].group
+            split = False
+            ready = True
+            for partition in group_partitions(group):
+                part = self._partitions.get((topic, partition))
+                if part is None:
+                    split = True
+                elif (not part.sealed or part.sealed[0].group != group) and (
+                    any(entry[2] == group for entry in part.plan)
+                    or any(batch.group == group for batch in part.sealed)
+                ):
+                    ready = False  # still to be read again, or behind an older group
+                    break
+                # Otherwise the member is at its head, or its partition committed past it: the group landed.
+            if ready:
+                return group, split
+        return None
+
+    @staticmethod
+    def _rows(members: list[tuple[int, _Partition]]) -> _Rows:
+        rows = _Rows()
+        for partition, part in members:
+            batch = part.sealed[0]
+            rows.bodies += batch.bodies
+            rows.positions += [(partition, offset) for offset in batch.offsets]
+            rows.values += batch.values
+        return rows
+
+    def _write_split(
+        self, route: Route, group: str, members: list[tuple[int, _Partition]]
+    ) -> list[DeadLetter]:
+        """Write each member of a split group alone, unless ``sink_offsets`` shows its range landed."""
+        dead = []
+        for partition, part in members:
+            batch = part.sealed[0]
+            landed = self.client.query(
+                "SELECT count() FROM sink_offsets WHERE topic = {t:String} AND partition = {p:UInt16}"
+                " AND offset BETWEEN {lo:UInt64} AND {hi:UInt64}",
+                parameters={"t": route.topic, "p": partition, "lo": batch.first, "hi": batch.last},
+            ).result_rows[0][0]
+            if not landed:
+                dead += self._insert(route, self._rows([(partition, part)]), f"{group}/{partition}")
+        return dead
 
     def _plan_sealed(self) -> None:
-        """Write the offset range of every sealed batch not yet in the plan, all in one insert."""
+        """Group every sealed batch not yet in the plan and write their ranges, all in one insert.
+
+        The n-th unplanned batch of each partition of a topic joins the topic's n-th new group."""
         # One insert for the batches of all partitions: the plan is a small table, and an insert into
         # it costs the engine as much as a few thousand rows of pings.
-        batches = [
-            (topic, partition, part.log_id, batch)
-            for (topic, partition), part in list(self._partitions.items())
-            for batch in list(part.sealed)
-            if not batch.planned and batch.bodies
-        ]
-        if not batches:
+        groups: dict[tuple[str, int], list[tuple[int, _Batch]]] = {}
+        for (topic, partition), part in list(self._partitions.items()):
+            unplanned = [batch for batch in list(part.sealed) if not batch.planned and batch.bodies]
+            for n, batch in enumerate(unplanned):
+                groups.setdefault((topic, n), []).append((partition, batch))
+        if not groups:
             return
+        rows, tokens = [], []
+        for (topic, _), members in groups.items():
+            log_id = self._partitions[(topic, members[0][0])].log_id
+            token = group_token(topic, log_id, members)
+            tokens.append(token)
+            for partition, batch in members:
+                batch.group = token
+                rows.append([topic, partition, log_id, batch.first, batch.last, token])
         self.client.insert(
             "sink_batch_plan",
-            [
-                [topic, partition, log_id, batch.first, batch.last]
-                for topic, partition, log_id, batch in batches
-            ],
-            column_names=["topic", "partition", "log_id", "first_offset", "last_offset"],
-            settings={
-                "insert_deduplication_token": ",".join(
-                    batch_token(topic, log_id, partition, batch)
-                    for topic, partition, log_id, batch in batches
-                )
-            },
+            rows,
+            column_names=["topic", "partition", "log_id", "first_offset", "last_offset", "group_token"],
+            settings={"insert_deduplication_token": ";".join(tokens)},
         )
-        for *_, batch in batches:
-            batch.planned = True  # a retry of the batch must not move its boundaries either
+        for members in groups.values():
+            for _, batch in members:
+                batch.planned = True  # a retry of the batch must not move its boundaries either
 
-    def _insert(
-        self,
-        route: Route,
-        partition: int,
-        bodies: list[bytes],
-        offsets: list[int],
-        values: list[bytes],
-        token: str,
-    ) -> list[DeadLetter]:
+    def _insert(self, route: Route, rows: _Rows, token: str) -> list[DeadLetter]:
         settings: dict[str, Any] = {
             "insert_deduplicate": 1,
             "insert_deduplication_token": token,
@@ -403,22 +498,43 @@ class ClickHouseSink:
         }
         try:
             self.client.raw_insert(
-                route.staging, None, container_file(route.file_schema, bodies), fmt="Avro", settings=settings
+                route.staging,
+                None,
+                container_file(route.file_schema, rows.bodies),
+                fmt="Avro",
+                settings=settings,
             )
         except Exception as exc:
             if not is_refusal(exc):
                 raise TransientError(f"insert into {route.staging} failed: {exc}") from exc
-            if len(bodies) == 1:
+            if len(rows.bodies) == 1:
                 error = str(exc).split("\n")[0][:500]
-                log.warning("ClickHouse refused %s offset %d: %s", route.topic, offsets[0], error)
-                return [
-                    DeadLetter(route.topic, partition, offsets[0], values[0], route.table, "refused", error)
-                ]
-            mid = len(bodies) // 2
-            left = f"{token}/{offsets[0]}-{offsets[mid - 1]}"
-            right = f"{token}/{offsets[mid]}-{offsets[-1]}"
-            return self._insert(
-                route, partition, bodies[:mid], offsets[:mid], values[:mid], left
-            ) + self._insert(route, partition, bodies[mid:], offsets[mid:], values[mid:], right)
-        metrics.INSERT_ROWS.labels(route.table).observe(len(bodies))
+                (partition, offset), value = rows.positions[0], rows.values[0]
+                log.warning("ClickHouse refused %s[%d] offset %d: %s", route.topic, partition, offset, error)
+                return [DeadLetter(route.topic, partition, offset, value, route.table, "refused", error)]
+            left, right = rows.halves()
+            return self._insert(route, left, f"{token}/{left.span()}") + self._insert(
+                route, right, f"{token}/{right.span()}"
+            )
+        metrics.INSERT_ROWS.labels(route.table).observe(len(rows.bodies))
         return []
+
+
+@dataclass
+class _Rows:
+    """The staged bodies of an insert, with each one's Kafka position and value (for dead letters)."""
+
+    bodies: list[bytes] = field(default_factory=list)
+    positions: list[tuple[int, int]] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+
+    def halves(self) -> tuple[_Rows, _Rows]:
+        mid = len(self.bodies) // 2
+        return (
+            _Rows(self.bodies[:mid], self.positions[:mid], self.values[:mid]),
+            _Rows(self.bodies[mid:], self.positions[mid:], self.values[mid:]),
+        )
+
+    def span(self) -> str:
+        (p0, o0), (p1, o1) = self.positions[0], self.positions[-1]
+        return f"{p0}:{o0}-{p1}:{o1}"

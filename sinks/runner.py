@@ -1,8 +1,9 @@
 """``whatsup sink``: consume every sunk topic with confluent-kafka and feed ``ClickHouseSink``.
 
-The consumer thread stages records and seals batches; one writer thread inserts them, partition by
-partition in order, and commits each partition's offset, synchronously, only after the batch up to it is in
-ClickHouse and its dead letters are acknowledged by the broker. When ClickHouse fails, the writer retries the
+The consumer thread stages records and seals batches; one writer thread inserts them, a topic at a time
+(one insert for the batches of all its partitions), and the members' offsets are committed, together and
+synchronously, only after the batches up to them are in ClickHouse and their dead letters are acknowledged
+by the broker. When ClickHouse fails, the writer retries the
 same batch with exponential backoff while the consumer thread pauses every partition (and keeps polling, so
 the group keeps it), then resumes: nothing is dropped and nothing crashes. It also pauses while the writer is
 more than a few batches behind.
@@ -84,9 +85,9 @@ class SinkRunner:
         self._names: dict[str, str] = {}
         # Batches are written by one writer thread (chDB releases the GIL while it inserts), so consuming
         # and staging the next records overlaps the insert of the previous ones.
-        self._work: queue.Queue[tuple[str, int] | None] = queue.Queue()
-        self._committable: queue.Queue[tuple[str, int, int]] = queue.Queue()
-        self._pending: set[tuple[str, int]] = set()
+        self._work: queue.Queue[str | None] = queue.Queue()
+        self._committable: queue.Queue[list[tuple[str, int, int]]] = queue.Queue()
+        self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._unwell = threading.Event()
         self._paused = False
@@ -184,13 +185,13 @@ class SinkRunner:
             add_many(self._logical(topic), partition, offsets, values)
 
     def _schedule(self) -> None:
-        """Hand every partition with a sealed batch to the writer (once until it is done with it)."""
-        for key in self.sink.due():
+        """Hand every topic with a sealed batch to the writer (once until it is done with it)."""
+        for topic in self.sink.due():
             with self._lock:
-                if key in self._pending:
+                if topic in self._pending:
                     continue
-                self._pending.add(key)
-            self._work.put(key)
+                self._pending.add(topic)
+            self._work.put(topic)
 
     def _steer(self, consumer: Consumer) -> None:
         """Pause every partition while ClickHouse fails or the writer is far behind; resume after."""
@@ -202,51 +203,54 @@ class SinkRunner:
             metrics.PAUSED.set(1 if self._unwell.is_set() else 0)
 
     def _write_loop(self) -> None:
-        """Write sealed batches, a partition at a time, in the order they were sealed; commit each."""
-        while (key := self._work.get()) is not None:
+        """Write a topic's sealed batches, group by group in the order they were sealed; commit each."""
+        while (topic := self._work.get()) is not None:
             try:
-                while (flushed := self._flush_with_backoff(*key)) is not None:
+                while flushed := self._flush_with_backoff(topic):
                     self._commit(flushed)
             except Exception:  # never leave the loop: a dead writer would stall the sink silently
-                log.exception("writing %s[%d] failed; its records are read again at the next start", *key)
+                log.exception("writing %s failed; its records are read again at the next start", topic)
             finally:
                 with self._lock:
-                    self._pending.discard(key)
+                    self._pending.discard(topic)
                 self._work.task_done()
         self._work.task_done()
 
-    def _flush_with_backoff(self, topic: str, partition: int) -> Flushed | None:
+    def _flush_with_backoff(self, topic: str) -> list[Flushed]:
         delay = 0.2
         while True:
             try:
-                flushed = self.sink.flush(topic, partition)
+                flushed = self.sink.flush(topic)
                 self._unwell.clear()
                 return flushed
             except TransientError as exc:
                 self._unwell.set()
                 if self._stopping.is_set():
-                    log.warning(
-                        "stopping with %s[%d] unwritten; it is read again at the next start", topic, partition
-                    )
-                    return None
+                    log.warning("stopping with %s unwritten; it is read again at the next start", topic)
+                    return []
                 log.warning("ClickHouse unavailable, retrying in %.1f s: %s", delay, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
 
-    def _commit(self, flushed: Flushed) -> None:
+    def _commit(self, flushed: list[Flushed]) -> None:
         delay = 0.2
-        while flushed.dead_letters:
+        dead_letters = [letter for done in flushed for letter in done.dead_letters]
+        while dead_letters:
             try:
-                self._send_dead_letters(flushed.dead_letters)
+                self._send_dead_letters(dead_letters)
                 break
             except TransientError as exc:  # the batch is written; its offsets wait for its dead letters
                 log.warning("dead letters not delivered, retrying in %.1f s: %s", delay, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
         # librdkafka's synchronous commit stalls when called beside a consume() in another thread: hand
-        # the offset to the consumer thread, which commits it between two consume() calls.
+        # the offsets to the consumer thread, which commits them between two consume() calls. A group's
+        # offsets go in one commit: a replay finds either all its members committed or none.
         self._committable.put(
-            (topics.qualified(flushed.topic, self._prefix), flushed.partition, flushed.next_offset)
+            [
+                (topics.qualified(done.topic, self._prefix), done.partition, done.next_offset)
+                for done in flushed
+            ]
         )
 
     def _commit_written(self, consumer: Consumer) -> None:
@@ -254,10 +258,11 @@ class SinkRunner:
         latest: dict[tuple[str, int], int] = {}
         while True:
             try:
-                topic, partition, offset = self._committable.get_nowait()
+                written = self._committable.get_nowait()
             except queue.Empty:
                 break
-            latest[(topic, partition)] = max(offset, latest.get((topic, partition), 0))
+            for topic, partition, offset in written:
+                latest[(topic, partition)] = max(offset, latest.get((topic, partition), 0))
         if not latest:
             return
         tps = [TopicPartition(topic, partition, offset) for (topic, partition), offset in latest.items()]

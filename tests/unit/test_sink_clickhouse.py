@@ -83,17 +83,23 @@ def feed(sink: ClickHouseSink, values: list[bytes], partition: int = 0, start: i
 def drain(sink: ClickHouseSink) -> list[Any]:
     sink.seal_all()
     written = []
-    for topic, partition in sink.due():
-        while (flushed := sink.flush(topic, partition)) is not None:
-            written.append(flushed)
+    for topic in sink.due():
+        while flushed := sink.flush(topic):
+            written += flushed
     return written
 
 
 def test_migrations_apply_once_and_twice_is_a_no_op(client: Client) -> None:
     first = apply_migrations(client)
-    assert first == ["0001_event_tables", "0002_staging", "0003_aggregates", "0004_plan_per_log"]
+    assert first == [
+        "0001_event_tables",
+        "0002_staging",
+        "0003_aggregates",
+        "0004_plan_per_log",
+        "0005_plan_groups",
+    ]
     assert apply_migrations(client) == []
-    assert scalar(client, "SELECT count() FROM schema_migrations") == 4
+    assert scalar(client, "SELECT count() FROM schema_migrations") == 5
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert {"gps_pings", "gps_pings_rejected", "delivery_events", "eta_updates", "alerts"} <= tables
     assert {"whatsapp_messages", "api_access_log", "driver_daily_stats", "cell_speed_hourly"} <= tables
@@ -163,10 +169,10 @@ def test_replay_after_a_crash_between_insert_and_commit_leaves_no_duplicate(
     first = ClickHouseSink(client, settings)
     first.start()
     feed(first, values[:130])
-    first.flush(*first.due()[0])  # batch 0..99 written ... and the process dies before the commit
+    first.flush(*first.due())  # batch 0..99 written ... and the process dies before the commit
     clock = FakeClock()
     first.seal_all()
-    first.flush(CLEAN, 0)  # 100..129 written by a time flush, also never committed
+    first.flush(CLEAN)  # 100..129 written by a time flush, also never committed
     # The restarted sink resumes from the last committed offset (none), with other batching settings:
     # the plan makes it cut the same batches with the same tokens regardless.
     other = with_batch_size(settings, 64)
@@ -190,7 +196,7 @@ def test_a_planned_range_keeps_its_start_after_records_that_wrote_nothing(
     drain(first)
     feed(first, values[5:], start=5)
     first.seal_all()
-    first.flush(CLEAN, 0)  # 5..59 inserted, then a crash before any commit
+    first.flush(CLEAN)  # 5..59 inserted, then a crash before any commit
     second = ClickHouseSink(client, settings)
     second.assign(CLEAN, 0, committed=0)
     feed(second, values)
@@ -207,7 +213,7 @@ def test_a_topic_created_again_starts_its_offsets_afresh_and_every_record_lands(
     first.assign(CLEAN, 0, committed=0, log_id="log-a")
     feed(first, [v for _, v in encoded_pings(3, 50, prefix="a")])
     first.seal_all()
-    first.flush(CLEAN, 0)  # 0..99 written and planned; 100..149 planned with it; then a crash
+    first.flush(CLEAN)  # 0..99 written and planned; 100..149 planned with it; then a crash
     # The topic is deleted and created again (or the broker's data wiped): the same offsets, other records.
     second = ClickHouseSink(client, settings)
     second.assign(CLEAN, 0, committed=0, log_id="log-b")
@@ -286,8 +292,8 @@ def test_time_flush_seals_a_partial_batch(client: Client, settings: Settings) ->
     feed(sink, [v for _, v in encoded_pings(1, 5)])
     assert sink.due() == [] and sink.buffered() == 5
     clock.now += settings.sink_flush_interval_s
-    assert sink.due() == [(CLEAN, 0)]
-    assert sink.flush(CLEAN, 0) is not None and sink.buffered() == 0
+    assert sink.due() == [CLEAN]
+    assert sink.flush(CLEAN) != [] and sink.buffered() == 0
 
 
 def test_records_added_in_runs_land_like_records_added_one_by_one(client: Client, settings: Settings) -> None:
@@ -329,44 +335,92 @@ def test_replay_memory_keeps_at_least_its_capacity() -> None:
     assert not recent.check_and_add(b"p0")  # long gone: forgetting keeps the memory bounded
 
 
-def test_partitions_fed_together_reach_the_flush_interval_at_different_moments(
+def test_a_topics_partitions_seal_together_and_topics_reach_the_interval_at_different_moments(
     client: Client, settings: Settings
 ) -> None:
     clock = FakeClock()
     sink = ClickHouseSink(client, settings, clock=clock)
     values = [v for _, v in encoded_pings(1, 12)]
-    sealed_at: dict[int, list[float]] = {p: [] for p in range(6)}
+    other = topics.DELIVERIES_EVENTS
+    sealed_at: dict[str, list[float]] = {CLEAN: [], other: []}
     for tick in range(40):  # four flush intervals, every partition getting records every 0.1 s
         clock.now = tick * settings.sink_flush_interval_s / 10
         for partition in range(6):
             sink.add(CLEAN, partition, tick, values[tick % 12])
-        for _, partition in sink.due():
-            sealed_at[partition].append(clock.now)
-            sink._partitions[(CLEAN, partition)].sealed.clear()  # as if written
-    # Each partition still flushes once per interval ...
+            sink.add(other, partition, tick, b"an event")
+        for topic in sink.due():
+            parts = [part for (name, _), part in sink._partitions.items() if name == topic]
+            # Every partition of the topic is sealed at once: one insert writes them all.
+            assert all(part.open is None and len(part.sealed) == 1 for part in parts)
+            sealed_at[topic].append(clock.now)
+            for part in parts:
+                part.sealed.clear()  # as if written
     assert all(len(times) in (3, 4) for times in sealed_at.values())
-    # ... but not all at the same moment, so their inserts do not queue behind each other.
-    first_seals = sorted(times[0] for times in sealed_at.values())
-    assert len(set(first_seals)) >= 5
-    assert first_seals[-1] - first_seals[0] >= 0.6 * settings.sink_flush_interval_s
+    # The two topics do not reach the interval at the same moment, so their inserts do not queue.
+    assert sealed_at[CLEAN][0] != sealed_at[other][0]
 
 
-def test_one_flush_plans_the_sealed_batches_of_every_partition_and_a_replay_keeps_them(
-    client: Client, settings: Settings
-) -> None:
+def three_partitions_written_together(
+    client: Client, settings: Settings, upto: int
+) -> tuple[ClickHouseSink, list[Any]]:
+    """A sink that has fed offsets 0..upto-1 of partitions 0..2 and flushed them in one insert (never
+    committed); return it and the ping values."""
     first = ClickHouseSink(client, settings)
     first.start()
     values = [v for _, v in encoded_pings(2, 40)]
     for partition in range(3):
-        feed(first, values[:70], partition=partition)
+        feed(first, values[:upto], partition=partition)
     first.seal_all()
-    first.flush(CLEAN, 0)  # partition 0 written; 1 and 2 planned with it, then a crash
-    plan = client.query("SELECT partition, first_offset, last_offset FROM sink_batch_plan ORDER BY partition")
-    assert plan.result_rows == [(0, 0, 69), (1, 0, 69), (2, 0, 69)]
-    # Restarted with another batch size, partition 1 is still cut where the plan says.
-    other = with_batch_size(settings, 30)
-    second = ClickHouseSink(client, other)
-    second.assign(CLEAN, 1, committed=0)
-    feed(second, values, partition=1)
-    assert [f.next_offset for f in drain(second)] == [70, 80]
-    assert exactly_once_problems(query(client), CLEAN, {0: (0, 70), 1: (0, 80)}) == []
+    written = first.flush(CLEAN)
+    assert [(f.partition, f.next_offset, f.rows) for f in written] == [(p, upto, upto) for p in range(3)]
+    return first, values
+
+
+def test_one_flush_writes_every_partitions_batch_in_one_insert_and_a_replay_groups_them_again(
+    client: Client, settings: Settings
+) -> None:
+    # One insert for the three partitions, then a crash before any commit.
+    _, values = three_partitions_written_together(client, settings, 70)
+    plan = client.query(
+        "SELECT partition, first_offset, last_offset, group_token FROM sink_batch_plan ORDER BY partition"
+    )
+    group = f"{CLEAN}@:0:0-69,1:0-69,2:0-69"
+    assert plan.result_rows == [(0, 0, 69, group), (1, 0, 69, group), (2, 0, 69, group)]
+    # Restarted with another batch size, every partition is cut where the plan says and the three ranges
+    # go in one insert under the same token again: ClickHouse drops it.
+    second = ClickHouseSink(client, with_batch_size(settings, 30))
+    for partition in range(3):
+        second.assign(CLEAN, partition, committed=0)
+    for partition in range(3):
+        feed(second, values, partition=partition)
+    assert [(f.partition, f.next_offset) for f in drain(second)] == [
+        (0, 70),
+        (1, 70),
+        (2, 70),
+        (0, 80),
+        (1, 80),
+        (2, 80),
+    ]
+    assert exactly_once_problems(query(client), CLEAN, {p: (0, 80) for p in range(3)}) == []
+
+
+def test_a_group_whose_partitions_another_sink_owns_now_is_written_once_member_by_member(
+    client: Client, settings: Settings
+) -> None:
+    first, values = three_partitions_written_together(client, settings, 50)
+    for partition in range(3):
+        feed(first, values[50:70], partition=partition, start=50)
+    first.seal_all()
+    first._plan_sealed()  # offsets 50..69 planned as a second group, then a crash before its insert
+    # After a rebalance one sink owns partition 1, another 0 and 2: neither can write a group whole.
+    alone = ClickHouseSink(client, settings)
+    alone.assign(CLEAN, 1, committed=0)
+    feed(alone, values[:70], partition=1)
+    # The landed range is found in sink_offsets and skipped; the other is written alone.
+    assert [(f.next_offset, f.rows) for f in drain(alone)] == [(50, 50), (70, 20)]
+    rest = ClickHouseSink(client, settings)
+    for partition in (0, 2):
+        rest.assign(CLEAN, partition, committed=0)
+        feed(rest, values[:70], partition=partition)
+    drain(rest)
+    assert exactly_once_problems(query(client), CLEAN, {p: (0, 70) for p in range(3)}) == []
