@@ -56,8 +56,8 @@ QUALITY_NOTES = (
     "jam).",
     "Before the fleet, the worker is taught what 200 other drivers delivering (with the same kinds of "
     "episode) in the half hour before showed it: the harness runs the tracking agent's ETA step over their "
-    "day and sends the riding, dwell and ride samples it gives to `cell-speed-samples`, the topic the speeds "
-    "and tracking agents teach through. Without it the fleet's first stops, all in its first minutes, would "
+    "day and sends the riding, dwell and ride samples it gives to `cell-speed-samples`, the topic the "
+    "tracking agent teaches through. Without it the fleet's first stops, all in its first minutes, would "
     "meet a worker that has never seen a stop end, which no worker in service is.",
     "`ETA core replayed`: the harness cleans the same pings and runs the tracking agent's ETA step "
     "(`estimates.on_fix`, from the learned speeds, dwell and ride calibration as snapshotted from the "
@@ -163,7 +163,7 @@ def teach_past(
 
     The past days go through the tracking agent's ETA step (``replay_etas``, with the speeds the worker has
     learned) in this process, and the riding, dwell and ride samples it gives go to ``cell-speed-samples``,
-    the topic the speeds and tracking agents teach through: played through the worker, pings minutes old
+    the topic the tracking agent teaches through: played through the worker, pings minutes old
     would page dispatchers about drivers whose pings are only queued.
     """
     taught: list[tuple[str, float, int]] = []

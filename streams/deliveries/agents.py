@@ -7,6 +7,12 @@ record's timestamp) and the driver's state; per batch, alerts and dead letters a
 before the states reach the changelog, and the changelog before the batch is acked; each state remembers the
 offset it applied per source topic, so a replay after a crash is skipped or judged again identically.
 
+The clean pings it accepts also teach the learned cell speeds (streams/deliveries/speeds.py): each batch's
+riding samples, summed per cell key, go out with the batch's other outputs to ``cell-speed-samples``, so
+the worker decodes each clean ping once. A sum has no id to deduplicate: a crash after the outputs are
+acknowledged but before the states reach the changelog replays the batch, at worst counting its samples
+twice.
+
 ``watch_silent_drivers`` runs on the wall clock over the drivers of this worker's partitions: Faust windows
 close only when a new event arrives (faust issue 250), and a silent phone sends none. It skips partitions the
 agent has not caught up on, so a restarted worker working through its backlog does not page anyone for
@@ -47,6 +53,7 @@ from streams.deliveries.speeds import (
     lookup_dwell,
     lookup_ride_ratio,
     ride_records,
+    speed_records,
 )
 from streams.deliveries.stall import StallConfig, depots_from_geojson
 from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
@@ -206,6 +213,7 @@ def judge_batch(
 ) -> tuple[list[tuple[str, bytes, bytes]], Counter[tuple[str, str]]]:
     """Apply a batch of pings and delivery events in order; return the records to send and the counts."""
     outputs: list[tuple[str, bytes, bytes]] = []
+    pings: list[dict[str, Any]] = []
     counts: Counter[tuple[str, str]] = Counter()
     for event in events:
         message = event.message
@@ -241,11 +249,15 @@ def judge_batch(
                 log.error("undecodable record on %s: %s", message.topic, exc)
                 counts[("bad_ping", "malformed")] += 1
                 continue
+            pings.append(ping)
             alerts = on_ping(state, key, ping, now, CONFIG)
             outputs += eta_outputs(state, key, ping, now)
         if dead_letter is not None:
             outputs.append((REJECTED_TOPIC, key.encode(), _rejected.encode(dead_letter)))
         outputs += encode_alerts(key, alerts, "event" if tag == "e" else "ping")
+    # Sent and acknowledged with the rest, before the states persist: a crash replays the batch, at worst
+    # counting its samples twice; a ping the offsets skip on replay is not sampled again.
+    outputs += speed_records(pings)
     return outputs, counts
 
 

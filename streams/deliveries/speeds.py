@@ -1,11 +1,11 @@
 """Learn the riding speed per (res-7 cell, hour of week) from the clean pings, readable on every worker.
 
 Two steps, because cells are not co-partitioned with drivers:
-1. ``learn_cell_speeds`` reads ``gps.pings.clean`` (keyed by driver), keeps the samples that say something
-   about traffic, sums them per cell key over a batch, and sends one record per key to the internal topic
-   ``cell-speed-samples``, keyed by cell (a repartition).
-   The tracking agent sends the fleet-wide dwell samples (how long stops in transit went on, keys
-   ``dwell:<threshold>``) to the same topic.
+1. The tracking agent (``track_drivers`` in streams/deliveries/agents.py), which decodes every clean ping
+   anyway, keeps the samples that say something about traffic (``speed_records``), sums them per cell key
+   over its batch, and sends one record per key to the internal topic ``cell-speed-samples``, keyed by cell
+   (a repartition). It sends the fleet-wide dwell and ride samples (``dwell:<threshold>``, ``ride:ratio``)
+   to the same topic.
 2. ``fold_cell_speeds`` reads that topic; each cell key has exactly one writer (the owner of its partition),
    which folds the sums into ``cell_speeds``, a table of decayed means persisted through its changelog.
 
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.app import app, gps_pings_clean_topic, settings
+from streams.app import app, settings
 from streams.deliveries.cell_speeds import (
     CellSpeed,
     SpeedConfig,
@@ -76,17 +76,6 @@ cell_speeds = app.Table(
 def encode_sum(speed_sum: float, count: int, newest_ts: int) -> bytes:
     """Pack a batch's sum for one cell key."""
     return CellSpeed(speed_sum, float(count), newest_ts).pack()
-
-
-@app.agent(gps_pings_clean_topic, concurrency=1)
-async def learn_cell_speeds(stream: faust.StreamT[Any]) -> None:
-    """Turn clean pings into per-cell speed sums, repartitioned by cell."""
-    topic = cell_speed_samples_topic.get_topic_name()
-    async for pings in stream.take(BATCH_SIZE, within=BATCH_WITHIN_S):
-        sums = summarize(s for s in (sample_of(p, SPEEDS, replica.lookup) for p in pings) if s is not None)
-        records = [(topic, key.encode(), encode_sum(*value)) for key, value in sums.items()]
-        # Acknowledged before the batch is: a crash replays the batch, at worst counting it twice.
-        await ping_agents.deliver_records(records)
 
 
 def fold_batch(events: Sequence[Any], load: Any) -> dict[bytes, CellSpeed]:
@@ -160,6 +149,14 @@ def lookup_ride_ratio(direction: int | None) -> float | None:
     """Return how long riding took against the ETAs' riding time, for a class of the drop-off's direction or
     the whole fleet (None), if enough arrivals taught it."""
     return lookup_fleet(replica.speeds, ride_key(direction), SPEEDS)
+
+
+def speed_records(pings: Iterable[Mapping[str, Any]]) -> list[tuple[str, bytes, bytes]]:
+    """Return one record per cell key summing the riding speeds a batch of clean pings tells (to
+    ``cell-speed-samples``, keyed by cell)."""
+    topic = cell_speed_samples_topic.get_topic_name()
+    sums = summarize(s for s in (sample_of(p, SPEEDS, replica.lookup) for p in pings) if s is not None)
+    return [(topic, key.encode(), encode_sum(*value)) for key, value in sums.items()]
 
 
 def ride_records(samples: Sequence[tuple[int | None, float]], ts_ms: int) -> list[tuple[str, bytes, bytes]]:

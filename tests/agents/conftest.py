@@ -10,6 +10,7 @@ import pytest
 from schemas.codecs import codec
 from streams import topics
 from streams.app import app, settings
+from streams.deliveries import agents as delivery_agents
 from streams.pings import agents
 
 
@@ -54,3 +55,18 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[SentRecords]:
 
     monkeypatch.setattr(agents, "deliver_records", deliver)
     yield records
+
+
+@pytest.fixture()
+def captured(sent: SentRecords, monkeypatch: pytest.MonkeyPatch) -> Iterator[SentRecords]:
+    """Capture what the delivery agent delivers too; start from an empty delivery index, nothing processed."""
+
+    async def deliver(batch: list[tuple[str, bytes, bytes]]) -> None:
+        for topic, key, value in batch:
+            sent.add(topic, key, value)
+
+    monkeypatch.setattr(delivery_agents, "deliver_records", deliver)
+    delivery_agents.delivery_index.clear()
+    delivery_agents._indexed.clear()
+    delivery_agents.processed.clear()
+    yield sent

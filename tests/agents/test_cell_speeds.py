@@ -5,50 +5,62 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streams.deliveries import speeds
+import pytest
+
+from streams.deliveries import agents, speeds
+from streams.deliveries.agents import CLEAN_TOPIC, track_drivers
 from streams.deliveries.cell_speeds import CellSpeed, cell_key, hour_of_week
+from tests.agents.conftest import SentRecords
+from tests.agents.test_track_drivers import Feed, clean_ping, settle
 from tests.unit.test_cell_speeds import CELL, MONDAY_0830
 
-
-def _clean(i: int, speed: float | None, late: bool = False, cell: int = CELL) -> dict[str, Any]:
-    return {
-        "ping_id": f"p{i}",
-        "driver_id": f"driver-{i % 3}",
-        "device_ts": MONDAY_0830 + i * 1000,
-        "h3_r7": cell,
-        "derived_speed_mps": speed,
-        "late": late,
-    }
+Ping = tuple[bytes, bytes, int]  # the record's key, its value, its timestamp
 
 
-async def _wait_for(condition: Any) -> None:
-    for _ in range(200):  # the agents batch: wait until their delivery catches up
-        if condition():
-            return
-        await asyncio.sleep(0.02)
+def _clean(i: int, speed: float | None, late: bool = False, cell: int = CELL, key: bytes = b"") -> Ping:
+    driver, ts = f"driver-{i % 3}", MONDAY_0830 + i * 1000
+    value = clean_ping(i, ts, -23.55, driver_id=driver, h3_r7=cell, derived_speed_mps=speed, late=late)
+    return key or driver.encode(), value, ts
 
 
-async def _learn(pings: list[dict[str, Any]], sent: Any) -> list[tuple[bytes, Any]]:
-    topic = speeds.cell_speed_samples_topic.get_topic_name()
-    async with speeds.learn_cell_speeds.test_context() as agent:
-        for ping in pings:
-            await agent.put(ping, key=ping["driver_id"])
-        await _wait_for(lambda: topic in sent.by_topic)
-        await asyncio.sleep(0.05)
-    return sent.by_topic.get(topic, [])
+async def _learn(records: list[tuple[Ping, int]], sent: SentRecords) -> dict[str, CellSpeed]:
+    """Feed clean pings at their offsets (-1: the next, as the last one's must be) to the tracking agent;
+    return each cell key's sums, added up over the batches they came in."""
+    async with track_drivers.test_context() as agent:
+        feed = Feed(agent)
+        for (key, value, ts), offset in records:
+            await feed.put(CLEAN_TOPIC, value, ts, key=key, offset=offset)
+        last = feed.offsets[CLEAN_TOPIC] - 1
+        await settle(lambda: agents.processed.get((CLEAN_TOPIC, 0)) == last)
+        async with agents.state_lock:  # held by the agent until the batch's records are delivered
+            pass
+    sums: dict[str, CellSpeed] = {}
+    for key, raw in sent.by_topic.get(speeds.cell_speed_samples_topic.get_topic_name(), []):
+        part, prev = CellSpeed.unpack(raw), sums.get(key.decode(), CellSpeed(0.0, 0.0, 0))
+        sums[key.decode()] = CellSpeed(
+            prev.speed_mps + part.speed_mps, prev.weight + part.weight, max(prev.last_ts, part.last_ts)
+        )
+    return sums
 
 
-def test_clean_pings_become_one_sum_per_cell_key(sent: Any) -> None:
+def test_the_tracking_agent_sums_the_clean_pings_it_accepts_per_cell_key(
+    captured: SentRecords, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(speeds, "replica", speeds.CellSpeedReplica())  # nothing learned: no crawl filter
     other = CELL + (1 << 40)
     pings = [_clean(i, 6.0 + i % 3) for i in range(9)]
     pings += [_clean(20, 0.2), _clean(21, 9.0, late=True), _clean(22, None), _clean(23, 12.0, cell=other)]
-    records = asyncio.run(_learn(pings, sent))
-    by_key = {key.decode(): CellSpeed.unpack(value) for key, value in records}
+    # What the tracking agent skips is not sampled: a redelivered offset the driver's state has applied, a
+    # key that is not a driver id, bytes that are not a clean ping.
+    replays = [(pings[0], 0), (pings[3], 3)]
+    dropped = [_clean(24, 9.0, key=b"\xff"), (b"driver-0", b"\xc3\x01 not avro", MONDAY_0830)]
+    by_key = asyncio.run(_learn([(p, -1) for p in pings] + replays + [(p, -1) for p in dropped], captured))
     how = hour_of_week(MONDAY_0830)
     # Drivers are mixed; the records are keyed by cell so one worker owns each cell's mean.
-    assert by_key[cell_key(CELL, how)] == CellSpeed(63.0, 9.0, MONDAY_0830 + 8000)
-    assert by_key[cell_key(other, how)] == CellSpeed(12.0, 1.0, MONDAY_0830 + 23000)
-    assert len(records) == 2
+    assert by_key == {
+        cell_key(CELL, how): CellSpeed(63.0, 9.0, MONDAY_0830 + 8000),
+        cell_key(other, how): CellSpeed(12.0, 1.0, MONDAY_0830 + 23000),
+    }
 
 
 async def _fold(records: list[tuple[bytes, bytes]], sent: Any) -> None:
@@ -56,7 +68,7 @@ async def _fold(records: list[tuple[bytes, bytes]], sent: Any) -> None:
     async with speeds.fold_cell_speeds.test_context() as agent:
         for key, value in records:
             await agent.put(value, key=key.decode())
-        await _wait_for(lambda: len(sent.by_topic.get(changelog, [])) >= 1)
+        await settle(lambda: len(sent.by_topic.get(changelog, [])) >= 1)
         await asyncio.sleep(0.05)
 
 

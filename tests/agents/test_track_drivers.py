@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,20 +20,6 @@ from tests.agents.conftest import SentRecords
 T0 = 1_790_000_010_000
 MIN = 60_000
 DRIVER = "drv-7"
-
-
-@pytest.fixture()
-def captured(sent: SentRecords, monkeypatch: pytest.MonkeyPatch) -> Iterator[SentRecords]:
-    """Capture what the delivery agent delivers too, and start from an empty delivery index."""
-
-    async def deliver(batch: list[tuple[str, bytes, bytes]]) -> None:
-        for topic, key, value in batch:
-            sent.add(topic, key, value)
-
-    monkeypatch.setattr(agents, "deliver_records", deliver)
-    agents.delivery_index.clear()
-    agents._indexed.clear()
-    yield sent
 
 
 def delivery_event(event_id: str, kind: str, delivery_id: str = "dlv-1", **extra: Any) -> bytes:
@@ -55,7 +40,7 @@ def delivery_event(event_id: str, kind: str, delivery_id: str = "dlv-1", **extra
     return codec("DeliveryEvent").encode(record)
 
 
-def clean_ping(n: int, ts: int, lat: float, lon: float = -46.63, step_m: float = 0.0) -> bytes:
+def clean_ping(n: int, ts: int, lat: float, lon: float = -46.63, step_m: float = 0.0, **extra: Any) -> bytes:
     return codec("CleanPing").encode(
         {
             "ping_id": f"p{n}",
@@ -70,6 +55,7 @@ def clean_ping(n: int, ts: int, lat: float, lon: float = -46.63, step_m: float =
             "h3_r7": 608_692_970_707_697_663,
             "step_m": step_m,
             "processed_ts": ts + 300,
+            **extra,
         }
     )
 

@@ -1,4 +1,5 @@
-"""Learned cell speeds on the real broker: pings in, a decayed mean per cell in the changelog, replicated."""
+"""Learned cell speeds on the real broker: pings in, sampled by the tracking agent, a decayed mean per cell in
+the changelog, replicated."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from streams.pings.rules import snap
 from streams.settings import Settings
 from tests.integration.stack import WorkerProcess
 from tests.integration.test_clean_pings_on_broker import synthetic_pings
+from tests.sink_records import clean_ping
 
 
 async def _replicate(settings: Settings, samples: int, timeout_s: float) -> CellSpeedReplica:
@@ -37,6 +39,10 @@ def test_worker_learns_cell_speeds_that_any_process_can_replicate(
     pings = synthetic_pings("cs", drivers=6, pings_per_driver=12)
     raw_topic = topics.qualified(topics.GPS_PINGS_RAW, stack_settings.topic_prefix)
     producer = make_producer(stack_settings)
+    # A clean ping with no driver id: the tracking agent skips it, so it teaches no cell (Rio, not São Paulo).
+    keyless = {**clean_ping("cs-keyless", 1, lat=-22.9), "derived_speed_mps": 10.0}
+    clean_topic = topics.qualified(topics.GPS_PINGS_CLEAN, stack_settings.topic_prefix)
+    producer.produce(clean_topic, value=codec("CleanPing").encode(keyless))
     gps = codec("GpsPing")
     for ping in pings:
         producer.produce(raw_topic, key=ping["driver_id"].encode(), value=gps.encode(ping))
