@@ -59,7 +59,7 @@ from streams.deliveries.stall import StallConfig, depots_from_geojson
 from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
 from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick
 from streams.exceptions import SchemaError, SettingsError
-from streams.kafka import DeliveringProducer
+from streams.outputs import RecordSender
 from streams.unpacked import UnpackedStates
 from streams.web.apikeys import partner_keys
 
@@ -268,18 +268,8 @@ def encode_alerts(key: str, alerts: list[dict[str, Any]], trigger: str) -> list[
     return [(ALERTS_TOPIC, key.encode(), _alert.encode(alert)) for alert in alerts]
 
 
-_producer: DeliveringProducer | None = None
-
-
-async def deliver_records(records: list[tuple[str, bytes, bytes]]) -> None:
-    """Send (topic, key, value) records and wait until the broker has acknowledged all of them."""
-    global _producer
-    if _producer is None:
-        # Its own producer: a flush waits for every record in flight, so sharing one with clean_pings
-        # would make each agent wait for the other's records.
-        _producer = DeliveringProducer(settings)
-    if records:
-        await asyncio.to_thread(_producer.deliver, records)
+# Records sent and waited for (its own producer: see streams/outputs.py).
+deliver_records = RecordSender(settings).deliver
 
 
 def index_deliveries(key_bytes: bytes, packed: bytes | None, state: DriverState | None = None) -> None:

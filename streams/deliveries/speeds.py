@@ -38,7 +38,7 @@ from streams.deliveries.cell_speeds import (
     sample_of,
     summarize,
 )
-from streams.pings import agents as ping_agents
+from streams.outputs import RecordSender
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ cell_speed_samples_topic = app.topic(
     partitions=settings.partitions,
     internal=True,
 )
+
+# Records sent and waited for (its own producer: see streams/outputs.py).
+deliver_records = RecordSender(settings).deliver
 
 cell_speeds = app.Table(
     "cell_speeds",
@@ -102,7 +105,7 @@ async def fold_cell_speeds(stream: faust.StreamT[Any]) -> None:
     changelog = cell_speeds.changelog_topic.get_topic_name()
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
         updated = fold_batch(events, cell_speeds.data.get)
-        await ping_agents.deliver_records([(changelog, k, v.pack()) for k, v in updated.items()])
+        await deliver_records([(changelog, k, v.pack()) for k, v in updated.items()])
         for key, value in updated.items():
             cell_speeds.data[key] = value.pack()
             replica.put(key, value)

@@ -20,7 +20,6 @@ record per driver per batch instead of one per ping. Records are produced with l
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
@@ -33,7 +32,7 @@ from schemas.codecs import codec
 from streams import metrics
 from streams.app import app, gps_pings_clean_topic, gps_pings_raw_topic, gps_pings_rejected_topic, settings
 from streams.exceptions import SchemaError
-from streams.kafka import DeliveringProducer
+from streams.outputs import RecordSender
 from streams.pings import fastdrain, rules
 from streams.pings.state import DriverPingState
 from streams.pings.store import DriverStateTable
@@ -121,16 +120,8 @@ unpacked_states = UnpackedStates(lambda key: driver_ping_state.data.get(key), Dr
 load_state = unpacked_states.load
 
 
-_producer: DeliveringProducer | None = None
-
-
-async def deliver_records(records: list[tuple[str, bytes, bytes]]) -> None:
-    """Send (topic, key, value) records and wait until the broker has acknowledged all of them."""
-    global _producer
-    if _producer is None:
-        _producer = DeliveringProducer(settings)
-    if records:
-        await asyncio.to_thread(_producer.deliver, records)
+# Records sent and waited for (its own producer: see streams/outputs.py).
+deliver_records = RecordSender(settings).deliver
 
 
 async def persist_states(states: dict[str, DriverPingState]) -> None:

@@ -11,6 +11,7 @@ from schemas.codecs import codec
 from streams import topics
 from streams.app import app, settings
 from streams.deliveries import agents as delivery_agents
+from streams.deliveries import speeds
 from streams.pings import agents
 
 
@@ -54,6 +55,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[SentRecords]:
             records.add(topic, key, value)
 
     monkeypatch.setattr(agents, "deliver_records", deliver)
+    monkeypatch.setattr(speeds, "deliver_records", deliver)
     yield records
 
 
