@@ -29,11 +29,39 @@ AGENT_PACKAGES = [
     "streams.web",
     "streams.telemetry",
 ]
+# The packages each worker role discovers (WHATSUP_WORKER_ROLE): the agents, tables, timers and pages it
+# runs. A split role's processes form a consumer group of their own (streams.topics.worker_group_role).
+ROLE_PACKAGES = {
+    "all": AGENT_PACKAGES,
+    "clean": ["streams.pings", "streams.telemetry"],
+    "deliveries": [package for package in AGENT_PACKAGES if package != "streams.pings"],
+}
 
-app = faust.App(
-    settings.app_id,
+
+class Table(faust.Table):
+    """A Faust table whose changelog is named after the deployment (the app id), not the process's group:
+    every worker role, and the all-in-one worker, reads and writes the same changelog."""
+
+    def _changelog_topic_name(self) -> str:
+        return f"{settings.app_id}-{self.name}-changelog"
+
+
+class App(faust.App):
+    """The pipeline's Faust app: discovers the packages of its worker role only.
+
+    Faust adds the app's origin (the ``streams`` package, detected from the command line when not set) to
+    every discovery, which would import, and so register, every agent of every role.
+    """
+
+    def _discovery_modules(self) -> list[str]:
+        return list(ROLE_PACKAGES[settings.worker_role])
+
+
+app = App(
+    topics.consumer_group(topics.worker_group_role(settings.worker_role), settings.app_id),
     broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
-    autodiscover=AGENT_PACKAGES,
+    autodiscover=ROLE_PACKAGES[settings.worker_role],
+    Table=Table,
     origin="streams",
     datadir=str(settings.data_dir / "faust"),
     store="memory://",

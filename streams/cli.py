@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from streams.exceptions import SettingsError, StackError
-from streams.settings import get_settings
+from streams.settings import WORKER_ROLES, get_settings
 
 
 def _worker(args: argparse.Namespace) -> int:
+    if args.role is not None:
+        os.environ["WHATSUP_WORKER_ROLE"] = args.role  # read with every other setting, by the app module
     settings = get_settings()
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     # uvloop's event loop and socket I/O run in C: the worker's HTTP requests, Redis round trips and
@@ -222,9 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     """Describe every sub-command."""
     parser = argparse.ArgumentParser(prog="whatsup", description="WhatsUp Logistics live pipeline")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("worker", help="run a Faust worker (agents, tables, HTTP API)").set_defaults(
-        run=_worker
+    worker = commands.add_parser("worker", help="run a Faust worker (agents, tables, HTTP API)")
+    worker.add_argument(
+        "--role",
+        choices=WORKER_ROLES,
+        help="run every agent (all, the default: WHATSUP_WORKER_ROLE), the clean stage alone, or the"
+        " agents downstream of it; split roles consume as groups of their own",
     )
+    worker.set_defaults(run=_worker)
     commands.add_parser(
         "ingest", help="serve the intake routes (pings, delivery events, webhooks) on WHATSUP_INGEST_PORT"
     ).set_defaults(run=_ingest)

@@ -13,6 +13,9 @@ from urllib.parse import urlparse
 from streams.exceptions import SettingsError
 
 PREFIX = "WHATSUP_"
+# What a worker process runs (WHATSUP_WORKER_ROLE): every agent, the clean stage alone, or everything
+# downstream of it (driver state, ETAs, alerts, notifications, conversations, the dispatcher API).
+WORKER_ROLES = ("all", "clean", "deliveries")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -155,6 +158,8 @@ class Settings:
     data_dir: Path = _setting(lambda raw: Path(raw.strip()), factory=_default_var_dir)
     log_level: str = _setting(lambda raw: raw.strip().upper(), "INFO")
     log_format: str = _setting(lambda raw: raw.strip().lower(), "text")
+    # Which of the worker's agents this process runs: all, or one of the roles of streams.roles.
+    worker_role: str = _setting(lambda raw: raw.strip().lower(), "all")
 
     token_secret: str | None = _setting(_parse_long_secret, None, secret=True)
     phone_hash_key: str | None = _setting(_parse_secret, None, secret=True)
@@ -340,6 +345,10 @@ class Settings:
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         if self.log_format not in ("json", "text"):
             raise SettingsError(f"{PREFIX}LOG_FORMAT must be json or text, got {self.log_format!r}")
+        if self.worker_role not in WORKER_ROLES:
+            raise SettingsError(
+                f"{PREFIX}WORKER_ROLE must be one of {', '.join(WORKER_ROLES)}, got {self.worker_role!r}"
+            )
 
     @classmethod
     def env_names(cls) -> frozenset[str]:

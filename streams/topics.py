@@ -64,9 +64,22 @@ def qualified(name: str, prefix: str = "") -> str:
 
 # The consumer group of each consuming role. The worker's is Faust's, the app id itself; the role, never the
 # group id (it carries the deployment's app id), is what metrics label a group with.
-GROUP_SUFFIXES = {"worker": "", "sink": "-clickhouse-sink", "sender": "-sender"}
+# Workers split by WHATSUP_WORKER_ROLE have a group per role, so that each role's partitions are shared
+# among its own processes only.
+GROUP_SUFFIXES = {
+    "worker": "",
+    "worker-clean": "-clean",
+    "worker-deliveries": "-deliveries",
+    "sink": "-clickhouse-sink",
+    "sender": "-sender",
+}
 
 
 def consumer_group(role: str, app_id: str) -> str:
     """Return the consumer group id of a role's processes in the deployment ``app_id``."""
     return f"{app_id}{GROUP_SUFFIXES[role]}"
+
+
+def worker_group_role(worker_role: str) -> str:
+    """Return the group role of workers running ``worker_role`` (``all``: Faust's group, the app id)."""
+    return "worker" if worker_role == "all" else f"worker-{worker_role}"

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import faust
 from faust.stores.memory import Store as MemoryStore
 from faust.types import EventT, StoreT
 from yarl import URL
 
+from streams.app import Table
 from streams.pings.state import applied_offset
 
 
@@ -40,7 +40,7 @@ class NewestStateStore(MemoryStore):
             yield key, value
 
 
-class DriverStateTable(faust.Table):
+class DriverStateTable(Table):
     """A table whose store is ``NewestStateStore``."""
 
     def _new_store_by_url(self, url: str | URL) -> StoreT:

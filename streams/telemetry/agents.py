@@ -71,8 +71,8 @@ async def sample_worker_gauges() -> None:
 
 @functools.cache
 def group_backlog() -> GroupBacklog:
-    """Return the sampler of the worker's consumer group (Faust's, the app id), built at the first tick."""
-    return GroupBacklog.connect(settings, ROLE)
+    """Return the sampler of the worker's consumer group (Faust's), built at the first tick."""
+    return GroupBacklog.connect(settings, topics.worker_group_role(settings.worker_role))
 
 
 @app.timer(interval=settings.metrics_sample_s)
