@@ -47,6 +47,14 @@ class FleetRun:
     drain_timeout_s: float = 900.0
     # Seconds into the measured window at which as many workers and ingest processes again join (None: no).
     join_after_s: float | None = None
+    # Workers split by role (WHATSUP_WORKER_ROLE): ``workers`` of the clean stage and as many of the
+    # deliveries role, each role its own consumer group; otherwise ``workers`` running every agent.
+    split_roles: bool = False
+
+    @property
+    def worker_roles(self) -> tuple[str, ...]:
+        """The worker role of each worker process started first (and again when others join)."""
+        return ("clean", "deliveries") * self.workers if self.split_roles else ("all",) * self.workers
 
 
 @dataclass
@@ -110,9 +118,10 @@ class Pipeline:
         self.ingest_port, self.sink_port = free_port(), free_port()
         self.processes: list[Process] = []
 
-    def _add(self, role: str, env: dict[str, str], health: str) -> Process:
-        count = sum(1 for p in self.processes if p.role == role)
-        name = role if role == "sink" else f"{role}-{count + 1}"
+    def _add(self, role: str, env: dict[str, str], health: str, kind: str | None = None) -> Process:
+        kind = kind or role
+        count = sum(1 for p in self.processes if p.name.rsplit("-", 1)[0] == kind)
+        name = role if role == "sink" else f"{kind}-{count + 1}"
         process = Process(name, role, env, health, self.data_dir)
         self.processes.append(process)
         return process
@@ -122,11 +131,17 @@ class Pipeline:
         env = {**self.env, "WHATSUP_SINK_PORT": str(self.sink_port), "WHATSUP_WEB_PORT": str(free_port())}
         return self._add("sink", env, f"http://127.0.0.1:{self.sink_port}/health")
 
-    def worker(self) -> Process:
-        """A worker with a web port of its own."""
+    def worker(self, role: str = "all") -> Process:
+        """A worker of ``role`` (WHATSUP_WORKER_ROLE) with a web port of its own."""
         port = free_port()
-        env = {**self.env, "WHATSUP_WEB_PORT": str(port), "WHATSUP_SINK_PORT": str(self.sink_port)}
-        return self._add("worker", env, f"http://127.0.0.1:{port}/health")
+        env = {
+            **self.env,
+            "WHATSUP_WEB_PORT": str(port),
+            "WHATSUP_SINK_PORT": str(self.sink_port),
+            "WHATSUP_WORKER_ROLE": role,
+        }
+        kind = "worker" if role == "all" else f"worker_{role}"
+        return self._add("worker", env, f"http://127.0.0.1:{port}/health", kind)
 
     def ingest(self) -> Process:
         """An ingest process on the shared port."""
@@ -152,7 +167,7 @@ def start_pipeline(
 ) -> Pipeline:
     """Start the sink, the workers and the ingest processes of a run."""
     pipeline = Pipeline(settings, data_dir, token_secret, api_key)
-    first = [pipeline.sink(), *(pipeline.worker() for _ in range(run.workers))]
+    first = [pipeline.sink(), *(pipeline.worker(role) for role in run.worker_roles)]
     first += [pipeline.ingest() for _ in range(run.ingest)]
     pipeline.start(first)
     return pipeline
@@ -198,7 +213,8 @@ def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], No
     uploads = plan(fleet)
     pipeline = start_pipeline(settings, run, data_dir, token_secret, api_key)
     processes, port = pipeline.processes, pipeline.ingest_port
-    groups = {role: topics.consumer_group(role, settings.app_id) for role in ("worker", "sink")}
+    group_roles = [topics.worker_group_role(role) for role in dict.fromkeys(run.worker_roles)] + ["sink"]
+    groups = {role: topics.consumer_group(role, settings.app_id) for role in group_roles}
     sampler = BacklogSampler(settings, list(groups.values()))
     try:
         base_url = f"http://127.0.0.1:{port}"
@@ -215,7 +231,7 @@ def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], No
             cpu_start["loadgen"] = time.process_time()
 
         def join() -> None:
-            joining = [pipeline.worker() for _ in range(run.workers)]
+            joining = [pipeline.worker(role) for role in run.worker_roles]
             joining += [pipeline.ingest() for _ in range(run.ingest)]
             say(f"fleet: {', '.join(p.name for p in joining)} join the run")
             pipeline.start(joining)

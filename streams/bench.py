@@ -528,7 +528,7 @@ def suites() -> list[Suite]:
     """Every benchmark suite, in the order of the data flow."""
     from connectors.whatsapp.sender_bench import SENDER_NOTES, sender_suite
     from connectors.whatsapp.webhook_bench import webhook_suite
-    from loadtest.bench import FLEET_NOTES, fleet_suite
+    from loadtest.bench import FLEET_NOTES, SPLIT_NOTES, fleet_suite, split_suite
     from sinks.bench import SINK_NOTES, run_sink_suite
     from streams.bench_quality import QUALITY_NOTES, bench_quality  # it builds on this module's helpers
     from streams.telemetry import bench as telemetry_bench
@@ -536,6 +536,7 @@ def suites() -> list[Suite]:
     return [
         Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES)),
         Suite("fleet", "Fleet: the whole pipeline at the specified fleet size", fleet_suite, FLEET_NOTES),
+        Suite("fleet-split", "Fleet: workers split by role", split_suite, SPLIT_NOTES),
         Suite("quality", "Alert and ETA quality against a simulated fleet", bench_quality, QUALITY_NOTES),
         Suite("sender", "WhatsApp sender against the rate-limited sandbox", sender_suite, SENDER_NOTES),
         Suite("sink", "ClickHouse sink", run_sink_suite, SINK_NOTES),
