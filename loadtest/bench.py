@@ -21,7 +21,7 @@ from streams.settings import Settings
 # p99 targets, seconds: ingest answer, arrival to verdict, clean ping to state, to alert, to ClickHouse.
 TARGETS = {"ingest": 0.2, "verdict": 1.0, "state": 2.0, "alert": 2.0, "visible": 2.0}
 CPU_TARGET_US = 250.0
-FALLBACK_DRIVERS = (5_000, 2_500)
+FALLBACK_DRIVERS = (7_500, 5_000, 2_500)
 
 
 def p99s(outcome: FleetOutcome) -> dict[str, float]:
