@@ -15,7 +15,7 @@ from collections.abc import Callable
 from loadtest.fleet import FleetConfig
 from loadtest.fleet_run import FleetOutcome, FleetRun, run_fleet
 from loadtest.run import percentile, summary
-from streams.bench import Result
+from streams.bench import CLEAN_STAGE_TARGET_US, Result
 from streams.settings import Settings
 
 # p99 targets, seconds: ingest answer, arrival to verdict, clean ping to state, to alert, to ClickHouse.
@@ -236,8 +236,6 @@ def fleet_suite(settings: Settings, quick: bool) -> list[Result]:
     return rows
 
 
-# The clean stage in a process of its own, CPU per ping: the target the issue of fleet scale set for it.
-CLEAN_STAGE_TARGET_US = 140.0
 SPLIT_DRIVERS = 5_000
 
 
@@ -286,8 +284,9 @@ def pipeline_us(outcome: FleetOutcome) -> float:
 
 
 FLEET_NOTES = (
-    "Everything runs on this machine's two cores: the broker, Redis, two `whatsup ingest` processes sharing"
-    " one port, the worker, the sink with its embedded ClickHouse, and the load generator (this process).",
+    "Everything runs on this machine's two cores: the broker, Redis, a `whatsup ingest` process, the"
+    " worker, the sink with its embedded ClickHouse, and the load generator (this process); in the doubled"
+    " run a second ingest process (sharing the first one's port) and a second worker join.",
     "The load is open loop (`loadtest/run.py`): each request leaves at its scheduled time whatever the"
     " answers' speed, and its latency counts from that time, so queueing anywhere is included.",
     "The fleet (`loadtest/fleet.py`) is the delivery simulator's day per driver (assignments, pickups,"
@@ -300,7 +299,7 @@ FLEET_NOTES = (
 )
 
 SPLIT_NOTES = (
-    "The fleet of the `fleet` suite at 5,000 drivers (the largest this machine carries with every target"
+    "The fleet of the `fleet` suite at 5,000 drivers (a fleet this machine carries with every target"
     " held), run twice in one suite: once with one worker running every agent, once with the workers split"
     " by `WHATSUP_WORKER_ROLE` into a `clean` process (the clean stage alone) and a `deliveries` process"
     " (driver state, ETAs, alerts, notifications, conversations), each role its own consumer group.",
