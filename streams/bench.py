@@ -38,6 +38,7 @@ from streams.kafka import create_topics
 from streams.pings import rules
 from streams.pings.state import DriverPingState
 from streams.settings import PROJECT_ROOT, Settings
+from streams.unpacked import UnpackedStates
 from streams.web.tokens import issue_driver_token
 
 
@@ -254,14 +255,16 @@ def bench_pure_stage(runs: list[Any], received_ms: int) -> tuple[float, float]:
             value = gps_ping.encode(record)
             events.append(SimpleNamespace(key=run.driver_id.encode(), value=value, message=message))
     store: dict[bytes, bytes] = {}
+    unpacked = UnpackedStates(store.get, DriverPingState.unpack)  # as the agent keeps its states
     batches = []  # each batch's verdicts, kept for the Avro timing below
     started = time.process_time()
     for i in range(0, len(events), agents.BATCH_SIZE):
         states: dict[str, DriverPingState] = {}
-        batches.append(agents.judge_batch(events[i : i + agents.BATCH_SIZE], store.get, states))
+        batches.append(agents.judge_batch(events[i : i + agents.BATCH_SIZE], unpacked.load, states))
         agents.encode_results(batches[-1])
         for key, state in states.items():
-            store[key.encode()] = state.pack()
+            packed = store[key.encode()] = state.pack()
+            unpacked.keep(key.encode(), packed, state)
     stage = len(events) / (time.process_time() - started)
     started = time.process_time()
     for event in events:

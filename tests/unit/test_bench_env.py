@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+import time
 
-from streams.bench import _env
+from connectors.simulator.model import SimConfig, simulate
+from streams.bench import _env, bench_pure_stage
 from streams.settings import Settings
 
 
@@ -16,3 +18,11 @@ def test_each_benchmark_worker_gets_a_web_port_nobody_listens_on() -> None:
     for port in ports:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))  # nobody listens there: binding succeeds
+
+
+def test_the_stage_work_alone_judges_a_small_fleet_as_the_agent_would() -> None:
+    """The in-process measure of the clean stage runs the agent's own batch code on simulated phones."""
+    end_ms = int(time.time() * 1000)
+    runs = simulate(SimConfig(drivers=5, minutes=2, end_ms=end_ms, seed=3, driver_prefix="b"))
+    stage, avro = bench_pure_stage(runs, received_ms=end_ms + 5_000)
+    assert stage > 0 and avro > stage  # pings per CPU second; the Avro work is a part of the stage's
