@@ -121,3 +121,8 @@ echo "== the pipeline at work"
 # fleet's traffic, checked for anything lost or doubled (the full size is `make bench`, suite fleet).
 echo "== a burst of fleet load: two ingest processes, a worker and a sink (var/bench/fleet-quick-*)"
 "$python" -m streams bench --quick --only fleet
+# The same burst with the workers split by role: the clean stage in one process, the agents downstream of
+# it in another, each role a consumer group of its own (the side-by-side run is `make bench`, suite
+# fleet-split).
+echo "== the same burst, workers split by role: a clean worker and a deliveries worker (var/bench/fleet-split-*)"
+"$python" -m streams bench --quick --only fleet-split
