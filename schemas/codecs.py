@@ -1,4 +1,4 @@
-"""Avro codecs for every topic value: single-object encoding, schema evolution, Faust registration.
+"""Avro codecs for every topic value: single-object encoding and schema evolution, on fastavro alone.
 
 Wire format (Avro spec, "Single object encoding"): ``C3 01``, the 8-byte little-endian CRC-64-AVRO
 fingerprint of the writer schema's parsing canonical form, then the schemaless Avro body. A reader
@@ -20,7 +20,6 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from fastavro.utils import generate_many
 from fastavro.validation import ValidationError, validate
-from faust.serializers import codecs as faust_codecs
 
 from streams.exceptions import SchemaError
 
@@ -58,7 +57,8 @@ def _parse(path: Path) -> Schema:
     return cast(Schema, parse_schema(json.loads(path.read_text(encoding="utf-8"))))
 
 
-def _known(name: str) -> str:
+def known_schema(name: str) -> str:
+    """Return ``name`` if it is a record type of the project, else raise :class:`SchemaError`."""
     if name not in SCHEMA_FILES:
         raise SchemaError(f"unknown schema {name!r}; known: {', '.join(SCHEMA_NAMES)}")
     return name
@@ -67,14 +67,14 @@ def _known(name: str) -> str:
 @cache
 def load_schema(name: str) -> Schema:
     """Return the parsed current schema of record ``name``."""
-    return _parse(SCHEMA_DIR / SCHEMA_FILES[_known(name)])
+    return _parse(SCHEMA_DIR / SCHEMA_FILES[known_schema(name)])
 
 
 @cache
 def history(name: str) -> dict[int, Schema]:
     """Return every committed version of record ``name``'s schema, by version number."""
     versions = {}
-    for path in (SCHEMA_DIR / "history").glob(f"{_known(name)}.v*.avsc"):
+    for path in (SCHEMA_DIR / "history").glob(f"{known_schema(name)}.v*.avsc"):
         match = re.fullmatch(rf"{name}\.v(\d+)\.avsc", path.name)
         if match:
             versions[int(match.group(1))] = _parse(path)
@@ -180,28 +180,3 @@ def check_backward_compatible(old: Schema, new: Schema, samples: int = 50) -> No
             raise SchemaError(
                 f"{new['name']} cannot read {old['name']}: {exc}", reason="incompatible"
             ) from exc
-
-
-class FaustAvroCodec(faust_codecs.Codec):
-    """Faust codec for one record type: ``value_serializer=faust_codec_name("GpsPing")``."""
-
-    def __init__(self, name: str, children: tuple[Any, ...] | None = None, **kwargs: Any) -> None:
-        super().__init__(children=children, name=name, **kwargs)
-        self.avro = codec(name)
-
-    def _dumps(self, obj: Any) -> bytes:
-        return self.avro.encode(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return self.avro.decode(s)
-
-
-def faust_codec_name(name: str) -> str:
-    """Return the Faust serializer name of record ``name``, e.g. ``avro.GpsPing``."""
-    return f"avro.{_known(name)}"
-
-
-def register_faust_codecs() -> None:
-    """Register a Faust codec for every record type (idempotent)."""
-    for name in SCHEMA_NAMES:
-        faust_codecs.register(faust_codec_name(name), FaustAvroCodec(name))

@@ -12,8 +12,8 @@ import mode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from schemas.codecs import faust_codec_name, register_faust_codecs
 from streams import acks, shutdown, topics
+from streams.faust_codecs import faust_codec_name, register_faust_codecs
 from streams.settings import get_settings
 from streams.telemetry.logs import logging_config, secret_values
 

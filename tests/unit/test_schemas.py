@@ -21,12 +21,11 @@ from schemas.codecs import (
     AvroCodec,
     check_backward_compatible,
     codec,
-    faust_codec_name,
     history,
     load_schema,
-    register_faust_codecs,
 )
 from streams.exceptions import SchemaError
+from streams.faust_codecs import faust_codec_name, register_faust_codecs
 from streams.topics import TOPICS
 
 T0 = 1_700_000_000_000
