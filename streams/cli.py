@@ -132,7 +132,8 @@ def _registry_load(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from connectors.whatsapp.registry import RegistryError, load_registry_file
+    from connectors.whatsapp.registry import RegistryError
+    from connectors.whatsapp.registry_load import load_registry_file
 
     settings = get_settings()
     if settings.phone_hash_key is None:

@@ -100,18 +100,6 @@ def load_file(path: Path) -> list[Driver | Customer]:
     return parse_file(path.read_text(encoding="utf-8"), path.name)
 
 
-async def load_registry_file(settings: Any, path: Path) -> tuple[int, int]:
-    """Parse ``path`` and upsert it into the Redis of ``settings``; return (drivers, customers)."""
-    import redis.asyncio as aioredis
-
-    entries = load_file(path)  # parse everything first: a bad row loads nothing
-    client = aioredis.from_url(settings.redis_url)
-    try:
-        return await Registry(client, settings.phone_hash_key, settings.topic_prefix).load(entries)
-    finally:
-        await client.aclose()
-
-
 def admission(driver: Driver | None) -> str:
     """Return ``admit`` for an active driver, else the refusal reason: unknown, inactive or suspended."""
     if driver is None:
