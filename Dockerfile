@@ -8,6 +8,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY base ./base
 COPY streams ./streams
 COPY schemas ./schemas
 COPY sinks ./sinks

@@ -12,11 +12,11 @@ import math
 import os
 from collections.abc import Callable
 
+from base.settings import Settings
 from loadtest.fleet import FleetConfig
 from loadtest.fleet_run import FleetOutcome, FleetRun, run_fleet
 from loadtest.run import percentile, summary
 from streams.bench import CLEAN_STAGE_TARGET_US, Result
-from streams.settings import Settings
 
 # p99 targets, seconds: ingest answer, arrival to verdict, clean ping to state, to alert, to ClickHouse.
 TARGETS = {"ingest": 0.2, "verdict": 1.0, "state": 2.0, "alert": 2.0, "visible": 2.0}

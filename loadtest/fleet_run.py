@@ -24,14 +24,14 @@ from pathlib import Path
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
+from base import topics
+from base.kafka import consumer_group_backlog, create_topics
+from base.settings import Settings
 from loadtest import verify
 from loadtest.fleet import FleetConfig, plan
 from loadtest.processes import Process
 from loadtest.run import LoadReport, render, run_load, write_truth
-from streams import topics
 from streams.bench import free_port
-from streams.kafka import consumer_group_backlog, create_topics
-from streams.settings import Settings
 
 BACKLOG_SAMPLE_S = 5.0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from streams.settings import PROJECT_ROOT
+from base.settings import PROJECT_ROOT
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from base.tokens import issue_driver_token
 from loadtest.fleet import EVENTS, PINGS, FleetConfig, Upload, event_body, ping_body
 from loadtest.http import Pool, build_post
-from streams.web.tokens import issue_driver_token
 
 PROGRESS_EVERY_S = 5.0
 OPEN_CONNECTIONS = 64

@@ -22,9 +22,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from base.settings import Settings
 from schemas.codecs import codec
 from sinks.query import run_query
-from streams.settings import Settings
 
 QUERY_SHARDS = 16
 

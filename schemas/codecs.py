@@ -21,7 +21,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from fastavro.utils import generate_many
 from fastavro.validation import ValidationError, validate
 
-from streams.exceptions import SchemaError
+from base.exceptions import SchemaError
 
 SCHEMA_DIR = Path(__file__).parent
 MAGIC = b"\xc3\x01"

@@ -20,16 +20,16 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from base import topics
+from base.kafka import create_topics, make_producer
+from base.settings import Settings
 from schemas.codecs import codec
 from sinks import metrics
 from sinks.clickhouse import ClickHouseSink
 from sinks.engine import make_client
 from sinks.migrate import apply_migrations
 from sinks.runner import SinkRunner
-from streams import topics
 from streams.bench import Result
-from streams.kafka import create_topics, make_producer
-from streams.settings import Settings
 
 BARE_COLUMNS = [
     "ping_id",

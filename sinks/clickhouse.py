@@ -41,12 +41,12 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError
 
+from base.exceptions import SchemaError, TransientError
+from base.settings import Settings
 from schemas.codecs import HEADER_SIZE
 from sinks import metrics
 from sinks.migrate import apply_migrations, apply_retention
 from sinks.staging import ROUTES, ROUTES_BY_TOPIC, Route, container_file, kafka_position
-from streams.exceptions import SchemaError, TransientError
-from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+from base.exceptions import StackError
+from base.settings import Settings
 from sinks.query import run_query
-from streams.exceptions import StackError
-from streams.settings import Settings
 
 PINGS_PER_DRIVER = """
 SELECT driver_id, count() AS pings, round(sum(step_m) / 1000, 2) AS km, countIf(late) AS late

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from streams.settings import Settings
+from base.settings import Settings
 
 
 def is_embedded(settings: Settings) -> bool:

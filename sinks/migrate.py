@@ -15,8 +15,8 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
-from streams.exceptions import SettingsError
-from streams.settings import Settings
+from base.exceptions import SettingsError
+from base.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

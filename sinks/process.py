@@ -10,14 +10,14 @@ from types import FrameType
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
+from base import metrics
+from base.backlog import sampling_backlog_in_thread
+from base.logs import configure_logging
+from base.settings import Settings
 from sinks.clickhouse import ClickHouseSink
 from sinks.engine import is_embedded, make_client
 from sinks.runner import SinkRunner
 from sinks.server import QueryServer
-from streams import metrics
-from streams.settings import Settings
-from streams.telemetry.backlog import sampling_backlog_in_thread
-from streams.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
 

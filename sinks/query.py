@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
+from base.exceptions import StackError, WhatsUpError
+from base.settings import Settings
 from sinks.engine import is_embedded, make_client
-from streams.exceptions import StackError, WhatsUpError
-from streams.settings import Settings
 
 
 class QueryError(WhatsUpError):

@@ -23,14 +23,14 @@ from typing import Any
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from base import topics
+from base.exceptions import TransientError
+from base.kafka import DeliveringProducer, topic_ids
+from base.settings import Settings
 from schemas.codecs import codec
 from sinks import metrics
 from sinks.clickhouse import ClickHouseSink, DeadLetter, Flushed
 from sinks.staging import ROUTES
-from streams import topics
-from streams.exceptions import TransientError
-from streams.kafka import DeliveringProducer, topic_ids
-from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_writer, writer
 
+from base import topics
+from base.exceptions import SchemaError
 from schemas.codecs import HEADER_SIZE, MAGIC, codec, load_schema
-from streams import topics
-from streams.exceptions import SchemaError
 
 SYNC_MARKER = b"whatsup-sink-ocf"  # any 16 bytes; fixed so a batch's file is the same bytes on replay
 # Partition (2 bytes) and offset (8 bytes), little-endian: an Avro fixed is one C call to append, where

@@ -12,10 +12,11 @@ import mode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams import acks, shutdown, topics
+from base import topics
+from base.logs import logging_config, secret_values
+from base.settings import get_settings
+from streams import acks, shutdown
 from streams.faust_codecs import faust_codec_name, register_faust_codecs
-from streams.settings import get_settings
-from streams.telemetry.logs import logging_config, secret_values
 
 settings = get_settings()
 register_faust_codecs()
@@ -30,7 +31,7 @@ AGENT_PACKAGES = [
     "streams.telemetry",
 ]
 # The packages each worker role discovers (WHATSUP_WORKER_ROLE): the agents, tables, timers and pages it
-# runs. A split role's processes form a consumer group of their own (streams.topics.worker_group_role).
+# runs. A split role's processes form a consumer group of their own (base.topics.worker_group_role).
 ROLE_PACKAGES = {
     "all": AGENT_PACKAGES,
     "clean": ["streams.pings", "streams.telemetry"],

@@ -30,16 +30,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as CTopicPartition
 
+from base import topics
+from base.kafka import create_topics
+from base.settings import PROJECT_ROOT, Settings
+from base.tokens import issue_driver_token
 from connectors.simulator.model import Faults, SimConfig, simulate
 from connectors.simulator.run import produce_to_kafka
 from schemas.codecs import codec
-from streams import topics
-from streams.kafka import create_topics
 from streams.pings import rules
 from streams.pings.state import DriverPingState
-from streams.settings import PROJECT_ROOT, Settings
 from streams.unpacked import UnpackedStates
-from streams.web.tokens import issue_driver_token
 
 
 @dataclass

@@ -22,6 +22,9 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
+from base import topics
+from base.kafka import make_producer
+from base.settings import Settings
 from connectors.simulator.deliveries import (
     DeliverySimConfig,
     history_pings,
@@ -31,13 +34,10 @@ from connectors.simulator.deliveries import (
 from connectors.simulator.deliveries_run import PlayReport, collect, play
 from connectors.simulator.eta_loop import replay_etas
 from connectors.simulator.score import QualityReport, score_etas, score_run
-from streams import topics
 from streams.bench import Result, _bench_settings, _env, _start_worker
 from streams.deliveries.cell_speeds import CellSpeed, cell_key
 from streams.deliveries.eta import EtaConfig
 from streams.deliveries.speeds import CellSpeedReplica, encode_sum, samples_topic_name, tail_changelog
-from streams.kafka import make_producer
-from streams.settings import Settings
 
 QUALITY_NOTES = (
     "The simulator plays the fleet into Kafka in real time; event time and the wall clock are one clock. "

@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from streams.exceptions import SettingsError, StackError
-from streams.settings import WORKER_ROLES, get_settings
+from base.exceptions import SettingsError, StackError
+from base.settings import WORKER_ROLES, get_settings
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -46,9 +46,9 @@ def _loadtest(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from base.apikeys import POST_EVENTS
     from loadtest.fleet import FleetConfig, plan
     from loadtest.run import render, run_load, summary, write_truth
-    from streams.web.apikeys import POST_EVENTS
 
     settings = get_settings()
     keys = [key for key, roles in settings.api_keys.items() if roles & POST_EVENTS]
@@ -72,7 +72,7 @@ def _loadtest(args: argparse.Namespace) -> int:
 
 
 def _create_topics(args: argparse.Namespace) -> int:
-    from streams.kafka import create_topics
+    from base.kafka import create_topics
 
     created = create_topics(get_settings())
     print(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ", all present"))
@@ -80,7 +80,7 @@ def _create_topics(args: argparse.Namespace) -> int:
 
 
 def _driver_token(args: argparse.Namespace) -> int:
-    from streams.web.tokens import issue_driver_token
+    from base.tokens import issue_driver_token
 
     settings = get_settings()
     if settings.token_secret is None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from base.settings import Settings
+from base.tokens import issue_driver_token
 from connectors.simulator.model import SimConfig, simulate
 from connectors.simulator.run import post_through_api, write_truth
 from connectors.simulator.verify import collect_verdicts, compare
@@ -25,9 +27,7 @@ from connectors.whatsapp.fallback_demo import show as show_twilio_fallback
 from connectors.whatsapp.inbound_demo import show as show_whatsapp
 from sinks.demo import show as show_sink
 from streams.deliveries.demo import show as show_deliveries
-from streams.settings import Settings
 from streams.telemetry import demo as telemetry_demo
-from streams.web.tokens import issue_driver_token
 
 
 def _show_refusals(url: str, secret: str) -> bool:

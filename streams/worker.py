@@ -15,7 +15,7 @@ import threading
 
 import faust
 
-from streams.settings import get_settings
+from base.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from base import topics
 from schemas.codecs import codec
-from streams import topics
 
 MINUTE = 60_000
 

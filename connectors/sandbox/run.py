@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from base.exceptions import SettingsError
+from base.logs import configure_logging
+from base.settings import Settings
 from connectors.sandbox.meta import MetaSandbox, MetaSandboxConfig
 from connectors.sandbox.twilio import TwilioSandbox, TwilioSandboxConfig
-from streams.exceptions import SettingsError
-from streams.settings import Settings
-from streams.telemetry.logs import configure_logging
 
 
 @dataclass

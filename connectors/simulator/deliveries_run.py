@@ -15,11 +15,11 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from base import topics
+from base.kafka import make_producer
+from base.settings import Settings
 from connectors.simulator.deliveries import DriverDay
 from schemas.codecs import codec
-from streams import topics
-from streams.kafka import make_producer
-from streams.settings import Settings
 
 
 @dataclass

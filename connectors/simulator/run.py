@@ -16,12 +16,12 @@ from typing import Any
 
 import httpx
 
+from base import topics
+from base.kafka import make_producer
+from base.settings import Settings
+from base.tokens import issue_driver_token
 from connectors.simulator.model import DriverRun
 from schemas.codecs import codec
-from streams import topics
-from streams.kafka import make_producer
-from streams.settings import Settings
-from streams.web.tokens import issue_driver_token
 
 
 @dataclass

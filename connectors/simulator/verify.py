@@ -13,9 +13,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from base import topics
+from base.settings import Settings
 from schemas.codecs import codec
-from streams import topics
-from streams.settings import Settings
 
 
 @dataclass

@@ -12,8 +12,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
+from base.exceptions import SchemaError
 from schemas.codecs import codec
-from streams.exceptions import SchemaError
 
 CONFIRMING = frozenset({"sent", "delivered", "read"})
 # Clocks of the sender, the webhook and the broker differ a little; look back generously.

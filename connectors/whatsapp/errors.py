@@ -1,6 +1,6 @@
 """What a WhatsApp provider answered, as exceptions; one classifier for Meta and Twilio codes.
 
-WhatsUpError (streams.exceptions)     ``retriable`` alone decides retry versus dead-letter
+WhatsUpError (base.exceptions)     ``retriable`` alone decides retry versus dead-letter
 └── SendError                         a provider refused or failed a send; carries code, HTTP status, title
     ├── RateLimited                   130429, 131056, 80007, HTTP 429, Twilio 20429: back off (retriable)
     ├── TransientSendError            131000, 1, 2, 5xx, timeouts, refused connections (retriable)
@@ -10,7 +10,7 @@ WhatsUpError (streams.exceptions)     ``retriable`` alone decides retry versus d
 
 from __future__ import annotations
 
-from streams.exceptions import WhatsUpError
+from base.exceptions import WhatsUpError
 
 # Meta Cloud API codes (developers.facebook.com, WhatsApp "Error codes").
 META_RATE_LIMIT = frozenset({4, 80007, 130429, 131056})

@@ -18,10 +18,10 @@ from urllib.parse import urlencode
 import httpx
 from confluent_kafka import Producer
 
+from base import topics
+from base.settings import Settings
 from connectors.whatsapp.sender_demo import _hash, _masked, _read
 from schemas.codecs import codec
-from streams import topics
-from streams.settings import Settings
 
 DRIVER = "+5511955550080"
 TIMEOUT_S = 90.0

@@ -17,14 +17,14 @@ import httpx
 import redis.asyncio as aioredis
 from confluent_kafka import Consumer, TopicPartition
 
+from base import topics
+from base.exceptions import SchemaError
+from base.settings import Settings
 from connectors.whatsapp.phones import hash_phone, mask_phone
 from connectors.whatsapp.registry import Customer, Driver, Registry
 from connectors.whatsapp.signatures import meta_signature
 from schemas.codecs import codec
-from streams import topics
 from streams.conversations.dispatcher import internal_api_key
-from streams.exceptions import SchemaError
-from streams.settings import Settings
 
 DRIVER_PHONE = "+5511987650001"
 CUSTOMER_PHONE = "+14155550199"

@@ -16,10 +16,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from base.exceptions import SchemaError
 from connectors.whatsapp import metrics
 from connectors.whatsapp.claims import SENT, Claim, ClaimStore
 from schemas.codecs import codec
-from streams.exceptions import SchemaError
 
 WINDOW_CLOSED = 131047
 TEMPLATE_SUFFIX = ":template"

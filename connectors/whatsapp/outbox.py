@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from streams.kafka import DeliveringProducer
-from streams.settings import Settings
+from base.kafka import DeliveringProducer
+from base.settings import Settings
 
 
 class Outbox:

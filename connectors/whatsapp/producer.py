@@ -13,8 +13,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from streams.kafka import make_producer
-from streams.settings import Settings
+from base.kafka import make_producer
+from base.settings import Settings
 
 
 class AsyncProducer:

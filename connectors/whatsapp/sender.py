@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from base.exceptions import SchemaError
 from connectors.whatsapp import metrics
 from connectors.whatsapp.breaker import STATE_VALUE, backoff_delay
 from connectors.whatsapp.claims import FAILED, PENDING, SENT, Claim, ClaimStore
@@ -30,7 +31,6 @@ from connectors.whatsapp.errors import (
 from connectors.whatsapp.outbound import Outbound
 from connectors.whatsapp.route import DEAD, STATUS, Confirm, Emit, Policy, Route, now_ms, status_record
 from schemas.codecs import codec
-from streams.exceptions import SchemaError
 
 log = logging.getLogger(__name__)
 INFRASTRUCTURE = (RedisError, KafkaError, OSError, asyncio.CancelledError)

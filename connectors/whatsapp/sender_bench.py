@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 
+from base import topics
+from base.settings import PROJECT_ROOT, Settings
 from schemas.codecs import codec
-from streams import topics
 from streams.bench import Result, _bench_settings
-from streams.settings import PROJECT_ROOT, Settings
 
 ALLOWED_PER_S = 80.0
 

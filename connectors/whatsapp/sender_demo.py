@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from base import topics
+from base.settings import Settings
 from connectors.whatsapp import status
 from schemas.codecs import codec
-from streams import topics
-from streams.settings import Settings
 
 STALL, DUPLICATE_OF, LATE, GONE = "+5511955550001", "+5511955550001", "+5511955550047", "+5511955550026"
 

@@ -24,6 +24,11 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
+from base import metrics, topics
+from base.backlog import sampling_backlog
+from base.exceptions import SettingsError
+from base.logs import configure_logging
+from base.settings import Settings
 from connectors.whatsapp.breaker import CircuitBreaker
 from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.claims import ClaimStore
@@ -36,11 +41,6 @@ from connectors.whatsapp.route import STATUS, Policy, Route
 from connectors.whatsapp.sender import Sender
 from connectors.whatsapp.twilio import TwilioClient
 from schemas.codecs import codec
-from streams import metrics, topics
-from streams.exceptions import SettingsError
-from streams.settings import Settings
-from streams.telemetry.backlog import sampling_backlog
-from streams.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from base import topics
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import Catalogue, meta_language
 from connectors.whatsapp.dedupe import WebhookDeduper
@@ -28,7 +29,6 @@ from connectors.whatsapp.redis_pool import Commands, RedisBatcher
 from connectors.whatsapp.registry import Driver, Registry, admission
 from connectors.whatsapp.signatures import SignatureError, verify_meta, verify_twilio
 from schemas.codecs import codec
-from streams import topics
 
 Send = Callable[[list[tuple[str, str, bytes]]], Awaitable[None]]
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 from confluent_kafka.admin import AdminClient
 
+from base.settings import PROJECT_ROOT, Settings
 from connectors.whatsapp.signatures import meta_signature
 from loadtest.http import build_post, open_loop
 from streams.bench import Result, Suite, _bench_settings, _env, _start_worker
-from streams.settings import PROJECT_ROOT, Settings
 
 P99_TARGET = "target under 50 ms at 500/s"
 CPU_NOTE = "the request and the agents' work on its event"

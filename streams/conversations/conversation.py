@@ -11,16 +11,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from base import topics
+from base.exceptions import SchemaError
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import Catalogue, meta_language
 from connectors.whatsapp.registry import Driver, admission
 from schemas.codecs import codec
-from streams import topics
 from streams.conversations.answers import NEEDS_STATE, Context, Reaction, respond
 from streams.conversations.dispatcher import DriverStateReader
 from streams.conversations.intents import Intent, IntentKind
 from streams.conversations.llm import IntentClassifier, classify_guarded
-from streams.exceptions import SchemaError
 
 log = logging.getLogger(__name__)
 CONVERSED = ("text", "button", "interactive", "location")

@@ -34,9 +34,11 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 
+from base import metrics as stream_metrics
+from base import topics
+from base.apikeys import partner_keys
+from base.exceptions import SchemaError, SettingsError
 from schemas.codecs import codec
-from streams import metrics as stream_metrics
-from streams import topics
 from streams.app import (
     alerts_topic,
     app,
@@ -58,10 +60,8 @@ from streams.deliveries.speeds import (
 from streams.deliveries.stall import StallConfig, depots_from_geojson
 from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
 from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick
-from streams.exceptions import SchemaError, SettingsError
 from streams.outputs import RecordSender
 from streams.unpacked import UnpackedStates
-from streams.web.apikeys import partner_keys
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
+from base import topics
+from base.apikeys import POST_EVENTS, READ_DRIVERS
+from base.settings import Settings
+from base.tokens import issue_driver_token
 from schemas.codecs import codec
-from streams import topics
 from streams.deliveries.stall import M_PER_DEG_LAT
-from streams.settings import Settings
-from streams.web.apikeys import POST_EVENTS, READ_DRIVERS
-from streams.web.tokens import issue_driver_token
 
 MIN = 60_000
 

@@ -17,7 +17,7 @@ from streams.deliveries.cell_speeds import CRAWL_FRACTION
 from streams.pings.rules import haversine_m
 
 if TYPE_CHECKING:
-    from streams.settings import Settings
+    from base.settings import Settings
 
 
 DWELL_THRESHOLDS_S = (60, 120, 240, 480)

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from base.exceptions import WhatsUpError
 from streams.deliveries.eta import EtaConfig, EtaEstimate, EtaMethod, estimate_eta, estimate_from_route
-from streams.exceptions import WhatsUpError
 
 
 class RoutingError(WhatsUpError):

@@ -26,6 +26,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from base.settings import Settings
 from streams.app import app, settings
 from streams.deliveries.cell_speeds import (
     CellSpeed,
@@ -39,7 +40,6 @@ from streams.deliveries.cell_speeds import (
     summarize,
 )
 from streams.outputs import RecordSender
-from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,15 +11,15 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from confluent_kafka import KafkaException
 
+from base import topics
+from base.apikeys import POST_EVENTS, ApiKeyError, authenticate
+from base.settings import Settings
 from schemas.codecs import codec
-from streams import topics
 from streams.deliveries import metrics
 from streams.deliveries.intake import parse_events
 from streams.ingest.pings import Send
 from streams.ingest.reply import Reply, error
 from streams.pings.intake import BadRequest
-from streams.settings import Settings
-from streams.web.apikeys import POST_EVENTS, ApiKeyError, authenticate
 
 ROUTE = "/v1/deliveries/events"
 

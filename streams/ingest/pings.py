@@ -14,14 +14,14 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
+from base import metrics, topics
+from base.settings import Settings
+from base.tokens import TokenError, VerifiedTokens
 from schemas.codecs import codec
-from streams import metrics, topics
+from streams.ingest.ratelimit import DriverRateLimiter
 from streams.ingest.reply import Reply, error
 from streams.pings.intake import BadRequest, parse_batch
 from streams.pings.rules import RuleConfig
-from streams.settings import Settings
-from streams.web.ratelimit import DriverRateLimiter
-from streams.web.tokens import TokenError, VerifiedTokens
 
 ROUTE = "/v1/pings"
 Send = Callable[[list[tuple[str, str, bytes]]], Awaitable[None]]

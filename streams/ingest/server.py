@@ -19,13 +19,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from base import metrics
+from base.logs import configure_logging
+from base.settings import Settings
 from connectors.whatsapp.producer import AsyncProducer
 from connectors.whatsapp.redis_pool import close_all
-from streams import metrics
 from streams.ingest import events, pings, webhooks
 from streams.ingest.reply import Reply
-from streams.settings import Settings
-from streams.telemetry.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 ROLE = "ingest"

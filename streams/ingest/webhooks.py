@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 from confluent_kafka import KafkaException
 from redis.exceptions import RedisError
 
+from base.settings import Settings
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.dedupe import WebhookDeduper
@@ -20,7 +21,6 @@ from connectors.whatsapp.registry import Registry
 from connectors.whatsapp.webhook import Answer, IntakeConfig, WebhookIntake, verify_challenge
 from streams.ingest.pings import Send
 from streams.ingest.reply import Reply
-from streams.settings import Settings
 
 META_ROUTE = "/webhooks/whatsapp"
 TWILIO_ROUTE = "/webhooks/twilio"

@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from redis.exceptions import RedisError
 
+from base.exceptions import SchemaError
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.outbox import Outbox
@@ -28,7 +29,6 @@ from streams.app import (
     notify_eta_topic,
     settings,
 )
-from streams.exceptions import SchemaError
 from streams.notify.notifier import Notifier, Outcome
 from streams.notify.policy import NotifyConfig
 from streams.notify.store import NotifyStore

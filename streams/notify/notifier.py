@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from base import topics
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import Catalogue
 from connectors.whatsapp.phones import hash_phone
 from connectors.whatsapp.registry import Registry, admission
 from schemas.codecs import codec
-from streams import topics
 from streams.notify import policy
 from streams.notify.policy import CustomerMemory, Decision, NotifyConfig, Recipient
 from streams.notify.store import NotifyStore

@@ -28,15 +28,15 @@ from typing import Any
 
 import faust
 
+from base import metrics
+from base.exceptions import SchemaError
+from base.logs import record_context
 from schemas.codecs import codec
-from streams import metrics
 from streams.app import app, gps_pings_clean_topic, gps_pings_raw_topic, gps_pings_rejected_topic, settings
-from streams.exceptions import SchemaError
 from streams.outputs import RecordSender
 from streams.pings import fastdrain, rules
 from streams.pings.state import DriverPingState
 from streams.pings.store import DriverStateTable
-from streams.telemetry.logs import record_context
 from streams.unpacked import UnpackedStates
 
 logger = logging.getLogger(__name__)

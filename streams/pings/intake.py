@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from streams.exceptions import WhatsUpError
+from base.exceptions import WhatsUpError
 from streams.pings.rules import Rejection, RuleConfig, check_stateless
 
 PING_FIELDS = {"ping_id", "ts", "lat", "lon", "accuracy_m", "speed_mps", "heading", "battery", "seq"}

@@ -17,7 +17,7 @@ from h3.api import basic_int as h3
 from streams.pings.state import DriverPingState, Fix, Seen
 
 if TYPE_CHECKING:
-    from streams.settings import Settings
+    from base.settings import Settings
 
 H3_MOVEMENT_RES = 9
 H3_AGGREGATE_RES = 7

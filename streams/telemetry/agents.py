@@ -12,9 +12,9 @@ import logging
 
 from mode import Service
 
-from streams import metrics, topics
+from base import metrics, topics
+from base.backlog import GroupBacklog
 from streams.app import app, settings
-from streams.telemetry.backlog import GroupBacklog
 from streams.telemetry.lag import Partition, consumer_lag
 
 logger = logging.getLogger(__name__)

@@ -7,17 +7,17 @@ import time
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from streams import metrics
+from base import metrics
+from base.logs import JsonFormatter, RedactingFilter, record_context
+from base.settings import Settings
 from streams.bench import Result, Suite
-from streams.settings import Settings
-from streams.telemetry.logs import JsonFormatter, RedactingFilter, record_context
 
 NOTES = (
     "Measured on a machine shared with other test runs (load average about 7 on 2 cores): absolute times "
     "are inflated; the speed-up is measured side by side in the same run.",
     "In-process timings, no broker: the cost observability adds to each ping and each log line.",
     "Per ping, the clean stage observes two histograms (processing and event-time latency), a batch at a "
-    "time (streams/telemetry/histogram.py); compare with the stage's own cost per ping in the ping section.",
+    "time (base/histogram.py); compare with the stage's own cost per ping in the ping section.",
     "A log line pays the redaction filter (seven regular expressions and the configured secrets) and the "
     "JSON formatter; only rejections of undecodable records log at the default level.",
 )

@@ -8,8 +8,8 @@ from collections import defaultdict
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.settings import Settings
-from streams.telemetry.logs import redact
+from base.logs import redact
+from base.settings import Settings
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:

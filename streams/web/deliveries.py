@@ -23,19 +23,19 @@ from confluent_kafka import KafkaException
 from faust.web import Request, Response, View
 from yarl import URL
 
-from schemas.codecs import codec
-from streams import topics
-from streams.app import app, settings
-from streams.deliveries import agents
-from streams.deliveries import metrics as delivery_metrics
-from streams.exceptions import WhatsUpError
-from streams.web.apikeys import (
+from base import topics
+from base.apikeys import (
     READ_DELIVERIES,
     READ_DRIVERS,
     ApiKeyError,
     Principal,
     authenticate,
 )
+from base.exceptions import WhatsUpError
+from schemas.codecs import codec
+from streams.app import app, settings
+from streams.deliveries import agents
+from streams.deliveries import metrics as delivery_metrics
 from streams.web.intake import producer
 
 DRIVER_ROUTE = "/v1/drivers/{driver_id}"

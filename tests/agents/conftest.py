@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from base import topics
 from schemas.codecs import codec
-from streams import topics
 from streams.app import app, settings
 from streams.deliveries import agents as delivery_agents
 from streams.deliveries import speeds

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka import create_topics
-from streams.settings import Settings
+from base.kafka import create_topics
+from base.settings import Settings
 from tests.integration.stack import (
     ROOT,
     WorkerProcess,

@@ -19,7 +19,7 @@ from typing import IO, Any, NamedTuple
 import httpx
 import yaml
 
-from streams.settings import Settings
+from base.settings import Settings
 from tests.integration.stack import ROOT, free_port
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"

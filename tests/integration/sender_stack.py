@@ -15,12 +15,12 @@ import httpx
 from aiohttp import web
 from confluent_kafka import Producer
 
+from base import topics
+from base.kafka import make_producer
+from base.settings import Settings
 from connectors.sandbox.common import meta_signature
 from connectors.whatsapp.normalize import normalize_meta
 from schemas.codecs import codec
-from streams import topics
-from streams.kafka import make_producer
-from streams.settings import Settings
 from tests.integration.stack import WorkerProcess, free_port
 from tests.unit.sandbox_helpers import APP_SECRET, NUMBER_ID, TOKEN
 

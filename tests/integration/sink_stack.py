@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
+from base.kafka import make_producer
+from base.settings import Settings
 from sinks.query import run_query
-from streams.kafka import make_producer
-from streams.settings import Settings
 from tests.integration.stack import WorkerProcess
 
 

@@ -14,10 +14,10 @@ from typing import IO, Any, NamedTuple
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
+from base.exceptions import SchemaError
+from base.settings import Settings
 from schemas.codecs import codec
 from streams.bench import free_port as free_port  # re-exported: the tests pick ports the same way
-from streams.exceptions import SchemaError
-from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+from base import topics
+from base.kafka import make_producer
+from base.settings import Settings
 from schemas.codecs import codec
-from streams import topics
 from streams.deliveries.cell_speeds import SpeedConfig, cell_key, hour_of_week, lookup
 from streams.deliveries.speeds import CellSpeedReplica, tail_changelog
-from streams.kafka import make_producer
 from streams.pings.rules import snap
-from streams.settings import Settings
 from tests.integration.stack import WorkerProcess
 from tests.integration.test_clean_pings_on_broker import synthetic_pings
 from tests.sink_records import clean_ping

@@ -8,10 +8,10 @@ from typing import Any
 
 import h3
 
+from base import topics
+from base.kafka import make_producer
+from base.settings import Settings
 from schemas.codecs import codec
-from streams import topics
-from streams.kafka import make_producer
-from streams.settings import Settings
 from tests.integration.stack import WorkerProcess, read_topic
 
 

@@ -17,13 +17,13 @@ import h3
 import httpx
 import pytest
 
+from base import topics
+from base.apikeys import fingerprint
+from base.kafka import make_producer
+from base.settings import Settings
 from schemas.codecs import codec
-from streams import topics
 from streams.deliveries import demo as deliveries_demo
 from streams.deliveries.stall import M_PER_DEG_LAT
-from streams.kafka import make_producer
-from streams.settings import Settings
-from streams.web.apikeys import fingerprint
 from tests.integration.stack import Record, WorkerProcess, read_topic
 
 INGEST, DISPATCH, PARTNER_A, PARTNER_B = (

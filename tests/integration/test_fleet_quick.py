@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from base.settings import Settings
 from loadtest.fleet import FleetConfig
 from loadtest.fleet_run import FleetOutcome, FleetRun, run_fleet
-from streams.settings import Settings
 
 
 def test_a_small_fleet_loses_nothing_and_doubles_nothing_while_processes_join(

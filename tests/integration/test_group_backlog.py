@@ -11,10 +11,10 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
+from base import topics
+from base.kafka import consumer_group_backlog
+from base.settings import Settings
 from schemas.codecs import codec
-from streams import topics
-from streams.kafka import consumer_group_backlog
-from streams.settings import Settings
 from tests.integration.sink_stack import produce
 from tests.integration.stack import WorkerProcess
 from tests.integration.test_clean_pings_on_broker import synthetic_pings

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from base import topics
+from base.settings import Settings
+from base.tokens import issue_driver_token
 from schemas.codecs import codec
-from streams import topics
-from streams.settings import Settings
-from streams.web.tokens import issue_driver_token
 from tests.integration.stack import WorkerProcess, read_topic
 
 

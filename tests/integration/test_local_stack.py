@@ -14,10 +14,10 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams import topics
-from streams.exceptions import StackError
-from streams.kafka import create_topics
-from streams.settings import Settings
+from base import topics
+from base.exceptions import StackError
+from base.kafka import create_topics
+from base.settings import Settings
 from tests.integration.stack import ROOT, free_port, run_script
 
 KAFKA = ROOT / "deploy/kafka/kafka.sh"

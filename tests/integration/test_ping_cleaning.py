@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 
+from base.settings import Settings
 from connectors.simulator.model import Faults, SimConfig, simulate
 from connectors.simulator.run import post_through_api, produce_to_kafka, write_truth
 from connectors.simulator.verify import collect_verdicts, compare
-from streams.settings import Settings
 from tests.integration.stack import WorkerProcess, free_port
 
 

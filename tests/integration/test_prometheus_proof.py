@@ -20,13 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from base import topics
+from base.kafka import make_producer
+from base.settings import Settings
 from connectors.simulator.deliveries import DeliverySimConfig, simulate_deliveries
 from connectors.simulator.deliveries_run import play
 from connectors.simulator.model import SimConfig, simulate
 from connectors.simulator.run import post_through_api
-from streams import topics
-from streams.kafka import make_producer
-from streams.settings import Settings
 from tests.integration.promproof import (
     CLICKHOUSE_DATASOURCE,
     DASHBOARDS_DIR,

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from base.kafka import create_topics
+from base.settings import Settings
 from connectors.simulator.deliveries import DeliverySimConfig
 from streams.bench_quality import QualityRun, run_fleet
-from streams.kafka import create_topics
-from streams.settings import Settings
 from tests.integration.stack import WorkerProcess, free_port
 
 N_S, M_S = 45, 24

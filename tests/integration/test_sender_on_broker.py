@@ -15,15 +15,15 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from base import topics
+from base.kafka import DeliveringProducer
+from base.settings import Settings
 from connectors.whatsapp import fallback_demo
 from connectors.whatsapp import sender_demo as whatsapp_demo
 from connectors.whatsapp.confirm import find_confirmation
 from connectors.whatsapp.ratelimit import RedisTokenBucket
 from connectors.whatsapp.route import status_record
 from schemas.codecs import codec
-from streams import topics
-from streams.kafka import DeliveringProducer
-from streams.settings import Settings
 from tests.integration.sender_stack import (
     ServiceProcess,
     outbound,

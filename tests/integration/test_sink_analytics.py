@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from base import topics
+from base.settings import Settings
 from connectors.simulator.model import SimConfig, simulate
 from connectors.simulator.run import produce_to_kafka, write_truth
 from sinks.query import run_query
-from streams import topics
-from streams.settings import Settings
 from tests.analytics_data import make_story
 from tests.integration.sink_stack import SinkProcess, count, produce, wait_for
 from tests.integration.stack import WorkerProcess, free_port

@@ -7,10 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from base import topics
+from base.settings import Settings
 from sinks.audit import exactly_once_problems
 from sinks.query import QueryError, run_query
-from streams import topics
-from streams.settings import Settings
 from tests.integration.sink_stack import SinkProcess, count, offsets, produce, wait_for
 from tests.integration.stack import free_port
 from tests.sink_records import encoded_pings

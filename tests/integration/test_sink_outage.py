@@ -13,13 +13,13 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import REGISTRY
 
+from base import topics
+from base.settings import Settings
 from schemas.codecs import codec
 from sinks.audit import exactly_once_problems
 from sinks.clickhouse import ClickHouseSink
 from sinks.engine import make_client
 from sinks.runner import SinkRunner, consumer_config
-from streams import topics
-from streams.settings import Settings
 from tests.integration.sink_stack import offsets, produce, wait_for
 from tests.integration.stack import Record, read_topic
 from tests.sink_records import clean_ping, encoded_pings

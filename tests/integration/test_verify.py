@@ -6,11 +6,11 @@ from __future__ import annotations
 import threading
 import time
 
+from base import topics
+from base.kafka import DeliveringProducer, create_topics
+from base.settings import Settings
 from connectors.simulator.verify import collect_verdicts, compare
 from schemas.codecs import codec
-from streams import topics
-from streams.kafka import DeliveringProducer, create_topics
-from streams.settings import Settings
 
 
 def _clean(ping_id: str, driver: str, lat: float) -> bytes:

@@ -23,13 +23,13 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from base import topics
+from base.kafka import DeliveringProducer, create_topics
+from base.settings import Settings
 from connectors.whatsapp import inbound_demo
 from connectors.whatsapp.phones import hash_phone
 from connectors.whatsapp.signatures import meta_signature, twilio_signature
 from schemas.codecs import codec
-from streams import topics
-from streams.kafka import DeliveringProducer, create_topics
-from streams.settings import Settings
 from tests.integration.stack import ROOT, WorkerProcess, read_topic
 from tests.whatsapp_payloads import (
     DRIVER_PHONE,

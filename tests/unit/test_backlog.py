@@ -13,11 +13,11 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import REGISTRY
 
+from base import metrics, topics
+from base.backlog import STALE_AFTER_S, GroupBacklog
+from base.kafka import consumer_group_backlog
+from base.settings import Settings
 from sinks.runner import consumer_config
-from streams import metrics, topics
-from streams.kafka import consumer_group_backlog
-from streams.settings import Settings
-from streams.telemetry.backlog import STALE_AFTER_S, GroupBacklog
 
 GAUGE = "whatsup_consumer_group_backlog_messages"
 
@@ -121,7 +121,7 @@ def test_the_sampler_sets_the_role_series_keeps_it_through_a_failure_and_drops_i
     assert gauge_value() == 240
 
     admin.fail = KafkaException(KafkaError(KafkaError._TIMED_OUT))
-    with caplog.at_level(logging.DEBUG, logger="streams.telemetry.backlog"):
+    with caplog.at_level(logging.DEBUG, logger="base.backlog"):
         clock.now += STALE_AFTER_S / 2
         backlog.publish()
         assert gauge_value() == 240  # one missed read: the last value stands

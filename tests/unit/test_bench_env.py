@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 import time
 
+from base.settings import Settings
 from connectors.simulator.model import SimConfig, simulate
 from streams.bench import _env, bench_pure_stage
-from streams.settings import Settings
 
 
 def test_each_benchmark_worker_gets_a_web_port_nobody_listens_on() -> None:

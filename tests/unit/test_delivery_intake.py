@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from base.apikeys import POST_EVENTS, READ_DRIVERS, ApiKeyError, authenticate, fingerprint
 from schemas.codecs import codec
 from streams.deliveries.intake import parse_events
 from streams.pings.intake import BadRequest
-from streams.web.apikeys import POST_EVENTS, READ_DRIVERS, ApiKeyError, authenticate, fingerprint
 
 EVENT = {
     "event_id": "e1",

@@ -8,6 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from base.exceptions import SettingsError
+from base.settings import Settings
 from streams.deliveries.eta import (
     EtaConfig,
     EtaEstimate,
@@ -24,9 +26,7 @@ from streams.deliveries.eta import (
     straight_line_eta,
     update_recent_speed,
 )
-from streams.exceptions import SettingsError
 from streams.pings.rules import haversine_m
-from streams.settings import Settings
 
 CONFIG = EtaConfig()
 # Avenida Paulista, and a drop-off about 2.2 km north-east of it.

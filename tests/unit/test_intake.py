@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from base.tokens import TokenError, VerifiedTokens, issue_driver_token, verify_driver_token
+from streams.ingest.ratelimit import DriverRateLimiter
 from streams.pings.intake import BadRequest, parse_batch
 from streams.pings.rules import RuleConfig
-from streams.web.ratelimit import DriverRateLimiter
-from streams.web.tokens import TokenError, VerifiedTokens, issue_driver_token, verify_driver_token
 
 NOW = 1_790_000_000_000
 GOOD = {"ping_id": "p1", "ts": NOW - 1000, "lat": -23.55, "lon": -46.63}

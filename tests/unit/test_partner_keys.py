@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.web.apikeys import fingerprint, partner_keys
+from base.apikeys import fingerprint, partner_keys
 
 
 def test_only_keys_that_post_as_nothing_but_a_partner_are_scoped() -> None:

@@ -15,6 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import schemas.codecs as avro
+from base.exceptions import SchemaError
+from base.topics import TOPICS
 from schemas.codecs import (
     MAGIC,
     SCHEMA_NAMES,
@@ -24,9 +26,7 @@ from schemas.codecs import (
     history,
     load_schema,
 )
-from streams.exceptions import SchemaError
 from streams.faust_codecs import faust_codec_name, register_faust_codecs
-from streams.topics import TOPICS
 
 T0 = 1_700_000_000_000
 

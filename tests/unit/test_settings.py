@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from base.exceptions import SettingsError
+from base.settings import PROJECT_ROOT, Settings
 from streams.cli import main
-from streams.exceptions import SettingsError
-from streams.settings import PROJECT_ROOT, Settings
 
 
 def test_defaults_point_at_the_local_stack_and_embedded_clickhouse() -> None:
@@ -81,7 +81,7 @@ def test_the_command_stops_with_the_variables_name(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("WHATSUP_PARTITIONS", "lots")
-    monkeypatch.setattr("streams.settings._current", None)
+    monkeypatch.setattr("base.settings._current", None)
     assert main(["settings"]) == 78
     assert "WHATSUP_PARTITIONS='lots' is malformed" in capsys.readouterr().err
 
@@ -91,7 +91,7 @@ def test_the_sender_without_credentials_names_them(
 ) -> None:
     monkeypatch.delenv("WHATSUP_WHATSAPP_TOKEN", raising=False)
     monkeypatch.setenv("WHATSUP_METRICS_ENABLED", "0")
-    monkeypatch.setattr("streams.settings._current", None)
+    monkeypatch.setattr("base.settings._current", None)
     assert main(["sender"]) == 78
     assert "WHATSUP_WHATSAPP_TOKEN" in capsys.readouterr().err
 

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from base import topics
+from base.exceptions import SettingsError
+from base.settings import Settings
 from schemas.codecs import codec
 from sinks.audit import exactly_once_problems
 from sinks.clickhouse import ClickHouseSink, _RecentIds
 from sinks.engine import make_client
 from sinks.migrate import MIGRATIONS_DIR, apply_migrations
 from sinks.staging import ROUTES_BY_TOPIC, container_file
-from streams import topics
-from streams.exceptions import SettingsError
-from streams.settings import Settings
 from tests.sink_records import clean_ping, encoded_pings
 
 CLEAN = topics.GPS_PINGS_CLEAN

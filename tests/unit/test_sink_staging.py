@@ -10,13 +10,13 @@ from fastavro import reader
 from hypothesis import given
 from hypothesis import strategies as st
 
+from base import topics
+from base.exceptions import SchemaError, SettingsError
+from base.settings import Settings
 from schemas.codecs import codec
 from sinks.clickhouse import is_refusal
 from sinks.migrate import load_migrations, retention_days, split_statements
 from sinks.staging import ROUTES, ROUTES_BY_TOPIC, container_file, kafka_position, read_long, zigzag
-from streams import topics
-from streams.exceptions import SchemaError, SettingsError
-from streams.settings import Settings
 from tests.sink_records import clean_ping
 
 

@@ -11,10 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.settings import Settings
-from streams.telemetry.histogram import BatchHistogram
-from streams.telemetry.lag import Partition, consumer_lag
-from streams.telemetry.logs import (
+from base.histogram import BatchHistogram
+from base.logs import (
     REDACTED,
     JsonFormatter,
     RedactingFilter,
@@ -24,6 +22,8 @@ from streams.telemetry.logs import (
     redact,
     secret_values,
 )
+from base.settings import Settings
+from streams.telemetry.lag import Partition, consumer_lag
 
 KNOWN = {"gps.pings.raw", "gps.pings.clean"}
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkcml2ZXItNDIifQ.c2lnbmF0dXJlLWJ5dGVz"

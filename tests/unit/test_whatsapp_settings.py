@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from base.exceptions import SettingsError
+from base.settings import Settings
 from connectors.sandbox.run import configs
-from streams.exceptions import SettingsError
-from streams.settings import Settings
 
 
 def test_sender_defaults_follow_the_documented_limits() -> None:

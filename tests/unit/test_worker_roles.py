@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from streams import topics
-from streams.exceptions import SettingsError
-from streams.settings import PROJECT_ROOT, WORKER_ROLES, Settings
+from base import topics
+from base.exceptions import SettingsError
+from base.settings import PROJECT_ROOT, WORKER_ROLES, Settings
 
 _DESCRIBE = """
 import json

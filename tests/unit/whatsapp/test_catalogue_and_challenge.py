@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
+from base.settings import Settings
 from connectors.whatsapp.catalogue import LANGUAGES, CatalogueError, check, load_catalogue, meta_language
 from connectors.whatsapp.webhook import IntakeConfig, verify_challenge
-from streams.settings import Settings
 
 
 def test_every_template_and_reply_exists_in_every_language() -> None:

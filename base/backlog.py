@@ -19,9 +19,9 @@ from typing import Any
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
-from streams import metrics, topics
-from streams.kafka import consumer_group_backlog
-from streams.settings import Settings
+from base import metrics, topics
+from base.kafka import consumer_group_backlog
+from base.settings import Settings
 
 logger = logging.getLogger(__name__)
 

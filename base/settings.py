@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from streams.exceptions import SettingsError
+from base.exceptions import SettingsError
 
 PREFIX = "WHATSUP_"
 # What a worker process runs (WHATSUP_WORKER_ROLE): every agent, the clean stage alone, or everything

@@ -15,9 +15,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams import topics
-from streams.exceptions import StackError, TransientError
-from streams.settings import Settings
+from base import topics
+from base.exceptions import StackError, TransientError
+from base.settings import Settings
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from streams.exceptions import WhatsUpError
+from base.exceptions import WhatsUpError
 
 POST_EVENTS = frozenset({"ingest", "partner", "internal"})
 READ_DRIVERS = frozenset({"dispatcher", "internal"})

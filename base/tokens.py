@@ -8,7 +8,7 @@ import hmac
 import json
 import time
 
-from streams.exceptions import WhatsUpError
+from base.exceptions import WhatsUpError
 
 _HEADER = {"alg": "HS256", "typ": "JWT"}
 

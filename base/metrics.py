@@ -14,7 +14,7 @@ from importlib import metadata
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from streams.telemetry.histogram import BatchHistogram
+from base.histogram import BatchHistogram
 
 PINGS_RECEIVED = Counter("whatsup_pings_received_total", "Pings that reached a stage", ["stage"])
 PINGS_ACCEPTED = Counter("whatsup_pings_accepted_total", "Pings emitted clean", ["late"])
