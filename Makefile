@@ -66,7 +66,7 @@ test: setup lint typecheck test-unit test-agents test-integration
 
 bench: setup
 	@bash deploy/stack.sh up
-	@$(PY) -m streams bench; status=$$?; bash deploy/stack.sh down; exit $$status
+	@$(PY) -m benches; status=$$?; bash deploy/stack.sh down; exit $$status
 
 clean: down
 	rm -rf var build *.egg-info

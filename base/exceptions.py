@@ -10,6 +10,9 @@ WhatsUpError                  base; ``retriable`` alone decides retry versus dea
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class WhatsUpError(Exception):
     """Base of every error the pipeline raises on purpose."""
@@ -37,3 +40,16 @@ class TransientError(WhatsUpError):
     """A dependency failed in a way that is worth retrying."""
 
     retriable = True
+
+
+def exit_status(prog: str, command: Callable[[], int]) -> int:
+    """Run a command-line ``command`` and return its status; a bad setting or an unreachable service
+    prints one line to stderr and exits 78 (EX_CONFIG) or 69 (EX_UNAVAILABLE) instead of a traceback."""
+    try:
+        return int(command())
+    except SettingsError as exc:
+        print(f"{prog}: bad setting: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG
+    except StackError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 69  # EX_UNAVAILABLE

@@ -120,9 +120,9 @@ echo "== the pipeline at work"
 # two stateless ingest processes sharing a port, a worker and a sink, under a short burst of a delivery
 # fleet's traffic, checked for anything lost or doubled (the full size is `make bench`, suite fleet).
 echo "== a burst of fleet load: two ingest processes, a worker and a sink (var/bench/fleet-quick-*)"
-"$python" -m streams bench --quick --only fleet
+"$python" -m benches --quick --only fleet
 # The same burst with the workers split by role: the clean stage in one process, the agents downstream of
 # it in another, each role a consumer group of its own (the side-by-side run is `make bench`, suite
 # fleet-split).
 echo "== the same burst, workers split by role: a clean worker and a deliveries worker (var/bench/fleet-split-*)"
-"$python" -m streams bench --quick --only fleet-split
+"$python" -m benches --quick --only fleet-split

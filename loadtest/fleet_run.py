@@ -29,9 +29,8 @@ from base.kafka import consumer_group_backlog, create_topics
 from base.settings import Settings
 from loadtest import verify
 from loadtest.fleet import FleetConfig, plan
-from loadtest.processes import Process
+from loadtest.processes import Process, free_port
 from loadtest.run import LoadReport, render, run_load, write_truth
-from streams.bench import free_port
 
 BACKLOG_SAMPLE_S = 5.0
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 
-from base.exceptions import SettingsError, StackError
-from base.settings import WORKER_ROLES, get_settings
+from base.exceptions import SettingsError, StackError, exit_status
+from base.settings import PROJECT_ROOT, WORKER_ROLES, get_settings
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -147,10 +148,18 @@ def _registry_load(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from streams.bench import run_benchmarks
+def _delegate(tool: str, argv: list[str]) -> int:
+    """Run a development tool of the checkout (``benches``, ``demos``) in a child process."""
+    if not (PROJECT_ROOT / tool / "__main__.py").is_file():
+        print(f"whatsup: {tool}/ is part of a checkout, not of the installed pipeline", file=sys.stderr)
+        return 69  # EX_UNAVAILABLE
+    return subprocess.call([sys.executable, "-m", tool, *argv], cwd=PROJECT_ROOT)
 
-    return run_benchmarks(get_settings(), quick=args.quick, only=args.only or ())
+
+def _bench(args: argparse.Namespace) -> int:
+    return _delegate(
+        "benches", [*(["--quick"] if args.quick else []), *(["--only", *args.only] if args.only else [])]
+    )
 
 
 def _sender(args: argparse.Namespace) -> int:
@@ -306,14 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command and return its exit status."""
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except SettingsError as exc:
-        print(f"whatsup: bad setting: {exc}", file=sys.stderr)
-        return 78  # EX_CONFIG
-    except StackError as exc:
-        print(f"whatsup: {exc}", file=sys.stderr)
-        return 69  # EX_UNAVAILABLE
+    return exit_status("whatsup", lambda: args.run(args))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from base.exceptions import SchemaError
 from base.settings import Settings
+from loadtest.processes import free_port as free_port  # re-exported: the tests pick ports the same way
 from schemas.codecs import codec
-from streams.bench import free_port as free_port  # re-exported: the tests pick ports the same way
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,13 +7,13 @@ import statistics
 
 import pytest
 
+from benches.eta_replay import clean, learn, replay_etas, score_offline
 from connectors.simulator.deliveries import (
     DeliverySimConfig,
     area_speed_mps,
     history_pings,
     past_deliveries,
 )
-from connectors.simulator.eta_loop import clean, learn, replay_etas, score_offline
 from streams.deliveries.cell_speeds import RIDE_KEY, dwell_key, hour_of_week
 from streams.deliveries.eta import EtaConfig
 

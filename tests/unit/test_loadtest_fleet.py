@@ -93,7 +93,7 @@ def test_accounting_finds_lost_doubled_and_foreign_verdicts() -> None:
 
 
 def test_capacity_plans_processes_from_each_roles_cpu_per_ping() -> None:
-    from loadtest.bench import capacity, role_of
+    from benches.fleet import capacity, role_of
     from loadtest.fleet_run import FleetOutcome, FleetRun
     from loadtest.run import LoadReport
 

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from base import metrics
 from base.logs import JsonFormatter, RedactingFilter, record_context
 from base.settings import Settings
-from streams.bench import Result, Suite
+from benches.harness import Result, Suite
 
 NOTES = (
     "Measured on a machine shared with other test runs (load average about 7 on 2 cores): absolute times "

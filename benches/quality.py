@@ -25,6 +25,9 @@ from confluent_kafka import Consumer, TopicPartition
 from base import topics
 from base.kafka import make_producer
 from base.settings import Settings
+from benches.eta_replay import replay_etas
+from benches.harness import Result, Suite, bench_settings, start_worker, worker_env
+from benches.quality_score import QualityReport, score_etas, score_run
 from connectors.simulator.deliveries import (
     DeliverySimConfig,
     history_pings,
@@ -32,9 +35,6 @@ from connectors.simulator.deliveries import (
     simulate_deliveries,
 )
 from connectors.simulator.deliveries_run import PlayReport, collect, play
-from connectors.simulator.eta_loop import replay_etas
-from connectors.simulator.score import QualityReport, score_etas, score_run
-from streams.bench import Result, _bench_settings, _env, _start_worker
 from streams.deliveries.cell_speeds import CellSpeed, cell_key
 from streams.deliveries.eta import EtaConfig
 from streams.deliveries.speeds import CellSpeedReplica, encode_sum, samples_topic_name, tail_changelog
@@ -311,13 +311,13 @@ def results_of(run: QualityRun) -> list[Result]:
 def bench_quality(base: Settings, quick: bool) -> list[Result]:
     """Run the fleet through one real worker and score it."""
     mib, per_key = replica_memory()
-    settings = _bench_settings(base, "quality")
-    env = _env(
+    settings = bench_settings(base, "quality")
+    env = worker_env(
         settings,
         WHATSUP_STALL_MINUTES=str(settings.stall_minutes),
         WHATSUP_OFFLINE_MINUTES=str(settings.offline_minutes),
     )
-    worker = _start_worker(env)
+    worker = start_worker(env)
     try:
         wait_healthy(f"http://127.0.0.1:{env['WHATSUP_WEB_PORT']}", worker)
         config = DeliverySimConfig(
@@ -340,3 +340,6 @@ def bench_quality(base: Settings, quick: bool) -> list[Result]:
         )
     )
     return results
+
+
+SUITE = Suite("quality", "Alert and ETA quality against a simulated fleet", bench_quality, QUALITY_NOTES)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from benches.quality_score import score_etas
 from connectors.simulator.deliveries import (
     DeliverySimConfig,
     DriverDay,
@@ -19,7 +20,6 @@ from connectors.simulator.deliveries import (
     past_deliveries,
     simulate_deliveries,
 )
-from connectors.simulator.score import score_etas
 from streams.deliveries import estimates
 from streams.deliveries.cell_speeds import (
     CellSpeed,

@@ -23,13 +23,13 @@ from typing import Any
 from base import topics
 from base.kafka import create_topics, make_producer
 from base.settings import Settings
+from benches.harness import Result, Suite
 from schemas.codecs import codec
 from sinks import metrics
 from sinks.clickhouse import ClickHouseSink
 from sinks.engine import make_client
 from sinks.migrate import apply_migrations
 from sinks.runner import SinkRunner
-from streams.bench import Result
 
 BARE_COLUMNS = [
     "ping_id",
@@ -286,3 +286,6 @@ SINK_NOTES = (
     "The machine may be shared with other builds and test runs (see the load average), so absolute rates"
     " vary between runs; ratios are measured side by side in one run.",
 )
+
+
+SUITE = Suite("sink", "ClickHouse sink", run_sink_suite, SINK_NOTES)

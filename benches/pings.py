@@ -1,4 +1,4 @@
-"""``whatsup bench``: measure the ping stages on the local stack and write docs/BENCHMARKS.md.
+"""The ``pings`` suite: the ping stages on the local stack.
 
 Every ratio is measured side by side in one run on one machine, because shared machines are noisy:
 - clean-stage throughput on a pre-loaded topic against a bare aiokafka ``getmany`` drain of the same topic;
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,8 +17,7 @@ import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,82 +28,15 @@ from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as CTopicPartition
 
 from base import topics
-from base.kafka import create_topics
 from base.settings import PROJECT_ROOT, Settings
 from base.tokens import issue_driver_token
+from benches.harness import Result, Suite, bench_settings, load_average, start_worker, worker_env
 from connectors.simulator.model import Faults, SimConfig, simulate
 from connectors.simulator.run import produce_to_kafka
 from schemas.codecs import codec
 from streams.pings import rules
 from streams.pings.state import DriverPingState
 from streams.unpacked import UnpackedStates
-
-
-@dataclass
-class Result:
-    name: str
-    value: float
-    unit: str
-    note: str = ""
-
-
-def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    system = f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {system}"
-
-
-def _bench_settings(base: Settings, label: str) -> Settings:
-    run = uuid.uuid4().hex[:6]
-    settings = replace(base, topic_prefix=f"bench-{label}-{run}.", app_id=f"bench-{label}-{run}")
-    create_topics(settings)
-    return settings
-
-
-def free_port() -> int:
-    """Return a loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHATSUP_")}
-    env.update(
-        {
-            "WHATSUP_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "WHATSUP_TOPIC_PREFIX": settings.topic_prefix,
-            "WHATSUP_APP_ID": settings.app_id,
-            "WHATSUP_PARTITIONS": str(settings.partitions),
-            "WHATSUP_DATA_DIR": str(settings.data_dir / "bench" / settings.app_id),
-            # A port of its own: a worker left over from a killed run must not answer this one's health check.
-            "WHATSUP_WEB_PORT": str(free_port()),
-            "WHATSUP_LOG_LEVEL": "WARNING",
-            **extra,
-        }
-    )
-    return env
-
-
-def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = Path(env["WHATSUP_DATA_DIR"]) / "worker.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker"],
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 async def _raw_drain(settings: Settings, topic: str, total: int) -> float:
@@ -204,14 +134,14 @@ def _run_clean_stage(
     Returns the settings, the pings, the rate from first to last verdict, and the workers' CPU seconds per
     ping over that span (a rate a shared machine cannot distort much).
     """
-    settings = _bench_settings(base, f"clean{workers}{role}")
+    settings = bench_settings(base, f"clean{workers}{role}")
     produced = produce_to_kafka(runs, settings).pings
     processes = []
     for i in range(workers):
-        env = _env(settings)
+        env = worker_env(settings)
         env["WHATSUP_DATA_DIR"] += f"-{i}"
         env["WHATSUP_WORKER_ROLE"] = role
-        processes.append(_start_worker(env))
+        processes.append(start_worker(env))
     sampler = _CpuSampler([p.pid for p in processes])
     try:
         seen, first, last = _output_span(settings, produced, timeout_s=900)
@@ -353,7 +283,7 @@ def _faust_ceiling(settings: Settings, topic: str, total: int) -> float:
         BENCH_CEILING_PORT=str(settings.web_port + 101),
     )
     out = subprocess.run(
-        [sys.executable, "-m", "faust", "-A", "streams.bench_ceiling", "worker", "-l", "warn"],
+        [sys.executable, "-m", "faust", "-A", "benches.ceiling_app", "worker", "-l", "warn"],
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -401,13 +331,13 @@ def bench_ingest(base: Settings, phones: tuple[int, ...], batches: int, size: in
 
     Each load level runs against the same worker; the load generator shares the machine's two cores.
     """
-    settings = _bench_settings(base, "ingest")
+    settings = bench_settings(base, "ingest")
     secret = uuid.uuid4().hex
-    env = _env(
+    env = worker_env(
         settings, WHATSUP_TOKEN_SECRET=secret, WHATSUP_INGEST_RATE_PER_S="1000", WHATSUP_INGEST_BURST="1000"
     )
     url = f"http://127.0.0.1:{env['WHATSUP_WEB_PORT']}"
-    worker = _start_worker(env)
+    worker = start_worker(env)
     results = []
     try:
         deadline = time.monotonic() + 90
@@ -497,10 +427,6 @@ def bench_state_memory(
     ]
 
 
-def _load(when: str) -> Result:
-    return Result(f"load average (1 min), {when}", os.getloadavg()[0], "ratio", "2 cores, shared machine")
-
-
 PING_NOTES = [
     "The machine is shared with other workstreams: the load-average rows say how busy it was when the"
     " suite started and ended. Rates move with that load; CPU seconds per ping and the ratios measured side"
@@ -531,102 +457,13 @@ PING_NOTES = [
 ]
 
 
-@dataclass(frozen=True)
-class Suite:
-    """One area's benchmarks: its section title, how to run them, and how to read the numbers."""
-
-    name: str
-    title: str
-    run: Callable[[Settings, bool], list[Result]]
-    notes: tuple[str, ...] = ()
-
-
-def _ping_suite(settings: Settings, quick: bool) -> list[Result]:
-    results = [_load("suite start")]
+def run(settings: Settings, quick: bool) -> list[Result]:
+    results = [load_average("suite start")]
     results += bench_state_memory(2_000 if quick else 20_000)
     results += bench_state_memory(100 if quick else 500, pings_per_driver=2_400, long=True)
     results += bench_clean_stage(settings, drivers=200 if quick else 2_000, minutes=10 if quick else 30)
     results += bench_ingest(settings, phones=(2, 10) if quick else (4, 40), batches=5 if quick else 50)
-    return [*results, _load("suite end")]
+    return [*results, load_average("suite end")]
 
 
-def suites() -> list[Suite]:
-    """Every benchmark suite, in the order of the data flow."""
-    from connectors.whatsapp.sender_bench import SENDER_NOTES, sender_suite
-    from connectors.whatsapp.webhook_bench import webhook_suite
-    from loadtest.bench import FLEET_NOTES, SPLIT_NOTES, fleet_suite, split_suite
-    from sinks.bench import SINK_NOTES, run_sink_suite
-    from streams.bench_quality import QUALITY_NOTES, bench_quality  # it builds on this module's helpers
-    from streams.telemetry import bench as telemetry_bench
-
-    return [
-        Suite("pings", "Ping ingestion and cleaning", _ping_suite, tuple(PING_NOTES)),
-        Suite("fleet", "Fleet: the whole pipeline at the specified fleet size", fleet_suite, FLEET_NOTES),
-        Suite("fleet-split", "Fleet: workers split by role", split_suite, SPLIT_NOTES),
-        Suite("quality", "Alert and ETA quality against a simulated fleet", bench_quality, QUALITY_NOTES),
-        Suite("sender", "WhatsApp sender against the rate-limited sandbox", sender_suite, SENDER_NOTES),
-        Suite("sink", "ClickHouse sink", run_sink_suite, SINK_NOTES),
-        webhook_suite(),
-        telemetry_bench.SUITE,
-    ]
-
-
-HEADER = [
-    "# Benchmarks",
-    "",
-    "Each section is written by `make bench` (every suite) or `whatsup bench --only NAME` (one suite), with",
-    "the machine and the command that produced it. Ratios are measured side by side in the same run.",
-]
-
-
-def render_section(suite: Suite, results: list[Result], command: str) -> str:
-    """Render one suite's results as a Markdown section between markers, so suites update independently."""
-    lines = [
-        f"<!-- bench:{suite.name} -->",
-        f"## {suite.title}",
-        "",
-        f"Machine: {_machine()}. Broker: the local single-node Kafka of `deploy/kafka` on loopback.",
-        f"Command: `{command}`, run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        "",
-        "| measure | value | unit | note |",
-        "|---|---:|---|---|",
-    ]
-    for r in results:
-        value = f"{r.value:,.2f}" if r.unit in ("ratio", "ms", "s") else f"{r.value:,.0f}"
-        lines.append(f"| {r.name} | {value} | {r.unit} | {r.note} |")
-    if suite.notes:
-        lines += ["", "Reading the numbers:", ""]
-        lines += [f"- {note}" for note in suite.notes]
-    lines.append(f"<!-- /bench:{suite.name} -->")
-    return "\n".join(lines)
-
-
-def update_report(text: str, suite: Suite, section: str) -> str:
-    """Replace ``suite``'s section of the report ``text`` (or append it), leaving the others untouched."""
-    start, end = f"<!-- bench:{suite.name} -->", f"<!-- /bench:{suite.name} -->"
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        after = rest.split(end, 1)[1]
-        return before + section + after
-    body = text.rstrip() if text.strip() else "\n".join(HEADER)
-    return body + "\n\n" + section + "\n"
-
-
-def run_benchmarks(settings: Settings, quick: bool = False, only: Sequence[str] = ()) -> int:
-    """Run the benchmark suites (all, or those named) and write their sections of docs/BENCHMARKS.md."""
-    chosen = [s for s in suites() if not only or s.name in only]
-    unknown = set(only) - {s.name for s in suites()}
-    if unknown:
-        print(f"unknown suite(s): {', '.join(sorted(unknown))}; known: {', '.join(s.name for s in suites())}")
-        return 2
-    path = PROJECT_ROOT / "docs" / "BENCHMARKS.md"
-    command = "make bench" if not only else "whatsup bench --only " + " ".join(only)
-    for suite in chosen:
-        results = suite.run(settings, quick)
-        for r in results:
-            print(f"{r.name:<52} {r.value:>14,.2f} {r.unit:<12} {r.note}")
-        if not quick:
-            text = path.read_text() if path.exists() else ""
-            path.write_text(update_report(text, suite, render_section(suite, results, command)))
-            print(f"{suite.name}: written to docs/BENCHMARKS.md")
-    return 0
+SUITE = Suite("pings", "Ping ingestion and cleaning", run, tuple(PING_NOTES))

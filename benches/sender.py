@@ -20,8 +20,8 @@ from confluent_kafka import Producer
 
 from base import topics
 from base.settings import PROJECT_ROOT, Settings
+from benches.harness import Result, Suite, bench_settings, cpu_seconds
 from schemas.codecs import codec
-from streams.bench import Result, _bench_settings
 
 ALLOWED_PER_S = 80.0
 
@@ -47,12 +47,6 @@ def _spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[byt
         )
 
 
-def _cpu_seconds(pid: int) -> float:
-    """Return the user + system CPU seconds a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _get(url: str) -> Any:
     return httpx.get(url, timeout=10).json()
 
@@ -71,7 +65,7 @@ def _wait(predicate: Any, timeout_s: float, what: str) -> None:
 
 def bench_sender(base: Settings, messages: int) -> list[Result]:
     """Send ``messages`` through a sender process and the sandbox; report the rate against the limit."""
-    settings = _bench_settings(replace(base, partitions=base.partitions), "sender")
+    settings = bench_settings(replace(base, partitions=base.partitions), "sender")
     meta_port, metrics_port = base.web_port + 110, base.web_port + 111
     data = settings.data_dir / "bench" / settings.app_id
     data.mkdir(parents=True, exist_ok=True)
@@ -121,13 +115,13 @@ def bench_sender(base: Settings, messages: int) -> list[Result]:
         processes = {"sender": sender, "sandbox": sandbox}
         _wait(lambda: _get(f"{meta}/_sandbox/stats")["accepted"] >= 1, 120, "nothing sent")
         # CPU from the first message on: start-up (imports, group join) is not per-message work.
-        started = {name: _cpu_seconds(p.pid) for name, p in processes.items()}
+        started = {name: cpu_seconds(p.pid) for name, p in processes.items()}
         _wait(
             lambda: _get(f"{meta}/_sandbox/stats")["accepted"] >= messages,
             messages / 40 + 120,
             "not all sent",
         )
-        cpu = {name: _cpu_seconds(p.pid) - started[name] for name, p in processes.items()}
+        cpu = {name: cpu_seconds(p.pid) - started[name] for name, p in processes.items()}
         stats = _get(f"{meta}/_sandbox/stats")
         times = sorted(m["received_at"] for m in _get(f"{meta}/_sandbox/messages")["messages"])
     finally:
@@ -166,3 +160,6 @@ def bench_sender(base: Settings, messages: int) -> list[Result]:
 def sender_suite(settings: Settings, quick: bool) -> list[Result]:
     """Run the sender suite (quick: a short run, printed only)."""
     return bench_sender(settings, 400 if quick else 2400)
+
+
+SUITE = Suite("sender", "WhatsApp sender against the rate-limited sandbox", sender_suite, SENDER_NOTES)

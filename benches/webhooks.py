@@ -22,9 +22,9 @@ import httpx
 from confluent_kafka.admin import AdminClient
 
 from base.settings import PROJECT_ROOT, Settings
+from benches.harness import Result, Suite, bench_settings, cpu_seconds, start_worker, worker_env
 from connectors.whatsapp.signatures import meta_signature
 from loadtest.http import build_post, open_loop
-from streams.bench import Result, Suite, _bench_settings, _env, _start_worker
 
 P99_TARGET = "target under 50 ms at 500/s"
 CPU_NOTE = "the request and the agents' work on its event"
@@ -84,12 +84,6 @@ def _wait_healthy(url: str, timeout_s: float = 90.0) -> None:
     raise RuntimeError("worker did not become healthy")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """Return the user + system CPU seconds a process has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _percentile(ordered: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
 
@@ -98,9 +92,9 @@ def bench_webhooks(
     base: Settings, rates: tuple[float, ...] = (250.0, 500.0), seconds: float = 10.0, drivers: int = 50
 ) -> list[Result]:
     """Measure webhook latency percentiles at each of ``rates`` requests/s for ``seconds``."""
-    settings = _bench_settings(base, "webhooks")
+    settings = bench_settings(base, "webhooks")
     app_secret, hash_key = secrets.token_hex(16), secrets.token_hex(16)
-    env = _env(settings, WHATSUP_WHATSAPP_APP_SECRET=app_secret, WHATSUP_PHONE_HASH_KEY=hash_key,
+    env = worker_env(settings, WHATSUP_WHATSAPP_APP_SECRET=app_secret, WHATSUP_PHONE_HASH_KEY=hash_key,
                WHATSUP_REDIS_URL=base.redis_url)  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         registry = Path(scratch) / "drivers.csv"
@@ -109,7 +103,7 @@ def bench_webhooks(
         command = [sys.executable, "-m", "streams", "registry", "load", str(registry)]
         subprocess.run(command, env=env, cwd=PROJECT_ROOT, check=True, capture_output=True, timeout=60)
     url = f"http://127.0.0.1:{env['WHATSUP_WEB_PORT']}"
-    worker = _start_worker(env)
+    worker = start_worker(env)
     results = []
     try:
         _wait_healthy(url)
@@ -121,13 +115,13 @@ def bench_webhooks(
         for rate in rates:
             count = int(rate * seconds)
             requests = _requests(endpoint, _bodies(f"run{run}-{rate:.0f}-", count, drivers, app_secret))
-            cpu_before = _cpu_seconds(worker.pid)
+            cpu_before = cpu_seconds(worker.pid)
             loadgen_before = time.process_time()
             load_run = asyncio.run(open_loop(endpoint, requests, rate))
             loadgen_ms = (time.process_time() - loadgen_before) * 1000 / count
             latencies, errors, elapsed = load_run.latencies, load_run.errors, load_run.elapsed_s
             time.sleep(2.0)  # let the agents finish the events the requests produced
-            cpu_ms = (_cpu_seconds(worker.pid) - cpu_before) * 1000 / count
+            cpu_ms = (cpu_seconds(worker.pid) - cpu_before) * 1000 / count
             ordered = sorted(latencies)
             load = f"{count:,} signed webhooks scheduled at {rate:.0f}/s, open loop"
             results += [
@@ -153,11 +147,9 @@ def bench_webhooks(
     return results
 
 
-def webhook_suite() -> Suite:
-    """Return the ``webhooks`` suite for ``whatsup bench``."""
-    return Suite(
-        "webhooks",
-        "WhatsApp webhooks",
-        lambda settings, quick: bench_webhooks(settings, seconds=3.0 if quick else 10.0),
-        NOTES,
-    )
+def run(settings: Settings, quick: bool) -> list[Result]:
+    """Run the webhooks suite (quick: 3 s per rate instead of 10)."""
+    return bench_webhooks(settings, seconds=3.0 if quick else 10.0)
+
+
+SUITE = Suite("webhooks", "WhatsApp webhooks", run, NOTES)
