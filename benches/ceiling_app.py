@@ -18,6 +18,8 @@ app = faust.App(
     os.environ.get("BENCH_CEILING_APP", "bench-ceiling"),
     broker=f"kafka://{os.environ.get('BENCH_CEILING_BOOTSTRAP', '127.0.0.1:9092')}",
     store="memory://",
+    # Faust's default data dir is relative to the working directory, the checkout's root.
+    datadir=os.environ.get("BENCH_CEILING_DATADIR", "var/bench/ceiling"),
     web_port=int(os.environ.get("BENCH_CEILING_PORT", "6299")),
     consumer_auto_offset_reset="earliest",
     broker_max_poll_records=5000,

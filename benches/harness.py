@@ -8,10 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import httpx
 
 from base.kafka import create_topics
 from base.settings import PROJECT_ROOT, Settings
@@ -81,3 +84,18 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
 def load_average(when: str) -> Result:
     """Return the machine's 1-minute load average as a result row."""
     return Result(f"load average (1 min), {when}", os.getloadavg()[0], "ratio", "2 cores, shared machine")
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    """Wait until a worker answers /health, failing if it exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"worker not healthy within {timeout_s} s")

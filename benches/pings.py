@@ -274,11 +274,13 @@ def bench_clean_stage(base: Settings, drivers: int, minutes: float) -> list[Resu
 
 
 def _faust_ceiling(settings: Settings, topic: str, total: int) -> float:
+    app = f"ceiling-{uuid.uuid4().hex[:6]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHATSUP_")}
     env.update(
         BENCH_CEILING_TOPIC=topic,
         BENCH_CEILING_TOTAL=str(total),
-        BENCH_CEILING_APP=f"ceiling-{uuid.uuid4().hex[:6]}",
+        BENCH_CEILING_APP=app,
+        BENCH_CEILING_DATADIR=str(settings.data_dir / "bench" / app),
         BENCH_CEILING_BOOTSTRAP=settings.kafka_bootstrap,
         BENCH_CEILING_PORT=str(settings.web_port + 101),
     )

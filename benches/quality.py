@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import time
 import tracemalloc
 from collections import Counter
@@ -19,14 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import httpx
 from confluent_kafka import Consumer, TopicPartition
 
 from base import topics
 from base.kafka import make_producer
 from base.settings import Settings
 from benches.eta_replay import replay_etas
-from benches.harness import Result, Suite, bench_settings, start_worker, worker_env
+from benches.harness import Result, Suite, bench_settings, start_worker, wait_healthy, worker_env
 from benches.quality_score import QualityReport, score_etas, score_run
 from connectors.simulator.deliveries import (
     DeliverySimConfig,
@@ -84,21 +82,6 @@ class QualityRun:
     replayed: tuple[int, float, float, float]
     # What the worker had learned when the fleet started (cell speeds, dwell, ride calibration).
     learned: dict[str, CellSpeed]
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    """Wait until a worker answers /health, failing if it exits first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"worker not healthy within {timeout_s} s")
 
 
 def wait_for_records(settings: Settings, topic: str, count: int, timeout_s: float = 300.0) -> None:

@@ -18,11 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 from confluent_kafka.admin import AdminClient
 
 from base.settings import PROJECT_ROOT, Settings
-from benches.harness import Result, Suite, bench_settings, cpu_seconds, start_worker, worker_env
+from benches.harness import Result, Suite, bench_settings, cpu_seconds, start_worker, wait_healthy, worker_env
 from connectors.whatsapp.signatures import meta_signature
 from loadtest.http import build_post, open_loop
 
@@ -72,18 +71,6 @@ def _requests(endpoint: str, bodies: list[tuple[bytes, str]]) -> list[bytes]:
     ]
 
 
-def _wait_healthy(url: str, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("worker did not become healthy")
-
-
 def _percentile(ordered: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
 
@@ -106,7 +93,7 @@ def bench_webhooks(
     worker = start_worker(env)
     results = []
     try:
-        _wait_healthy(url)
+        wait_healthy(url, worker)
         endpoint = f"{url}/webhooks/whatsapp"
         run = secrets.token_hex(4)  # fresh message ids: a rerun against the same Redis is not all duplicates
         asyncio.run(
