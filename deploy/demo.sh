@@ -114,7 +114,7 @@ sender_pid=$!
 wait_healthy "$sender_pid" "http://127.0.0.1:${WHATSUP_SENDER_METRICS_PORT:-6068}/health" sender
 
 echo "== the pipeline at work"
-"$python" -m streams demo
+"$python" -m demos
 
 # The process layout the specified fleet runs on, with its own processes, topics and embedded ClickHouse:
 # two stateless ingest processes sharing a port, a worker and a sink, under a short burst of a delivery

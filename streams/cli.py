@@ -180,9 +180,8 @@ def _settings(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
-
-    return run_demo(get_settings(), drivers=args.drivers, minutes=args.minutes, timeout_s=args.timeout)
+    options = {"--drivers": args.drivers, "--minutes": args.minutes, "--timeout": args.timeout}
+    return _delegate("demos", [str(part) for option in options.items() for part in option])
 
 
 def _sink(args: argparse.Namespace) -> int:

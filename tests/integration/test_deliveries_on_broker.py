@@ -21,8 +21,8 @@ from base import topics
 from base.apikeys import fingerprint
 from base.kafka import make_producer
 from base.settings import Settings
+from demos import deliveries as deliveries_demo
 from schemas.codecs import codec
-from streams.deliveries import demo as deliveries_demo
 from streams.deliveries.stall import M_PER_DEG_LAT
 from tests.integration.stack import Record, WorkerProcess, read_topic
 

@@ -18,11 +18,11 @@ from redis.asyncio import Redis
 from base import topics
 from base.kafka import DeliveringProducer
 from base.settings import Settings
-from connectors.whatsapp import fallback_demo
-from connectors.whatsapp import sender_demo as whatsapp_demo
 from connectors.whatsapp.confirm import find_confirmation
 from connectors.whatsapp.ratelimit import RedisTokenBucket
 from connectors.whatsapp.route import status_record
+from demos import sender as whatsapp_demo
+from demos import twilio_fallback as fallback_demo
 from schemas.codecs import codec
 from tests.integration.sender_stack import (
     ServiceProcess,

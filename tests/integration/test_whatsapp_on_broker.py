@@ -26,9 +26,9 @@ from confluent_kafka import Consumer, TopicPartition
 from base import topics
 from base.kafka import DeliveringProducer, create_topics
 from base.settings import Settings
-from connectors.whatsapp import inbound_demo
 from connectors.whatsapp.phones import hash_phone
 from connectors.whatsapp.signatures import meta_signature, twilio_signature
+from demos import whatsapp_inbound as inbound_demo
 from schemas.codecs import codec
 from tests.integration.stack import ROOT, WorkerProcess, read_topic
 from tests.whatsapp_payloads import (

@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 
 from base import topics
 from base.settings import Settings
-from connectors.whatsapp.sender_demo import _hash, _masked, _read
+from demos.harness import masked, phone_hash, read_statuses
 from schemas.codecs import codec
 
 DRIVER = "+5511955550080"
@@ -59,7 +59,7 @@ def show(settings: Settings, timeout_s: float = TIMEOUT_S) -> bool:
     record: dict[str, Any] = {
         "message_key": key,
         "to": DRIVER,
-        "to_hash": _hash(settings, DRIVER),
+        "to_hash": phone_hash(settings, DRIVER),
         "text": "Sua próxima coleta está pronta no balcão 3.",
         "reason": "demo",
         "driver_id": "driver-8",
@@ -74,7 +74,7 @@ def show(settings: Settings, timeout_s: float = TIMEOUT_S) -> bool:
     def sent_anywhere(found: list[dict[str, object]]) -> bool:
         return any(r["status"] == "sent" and r["message_key"] == key for r in found)
 
-    statuses = _read(settings, topics.WHATSAPP_STATUS, run, sent_anywhere, timeout_s)
+    statuses = read_statuses(settings, topics.WHATSAPP_STATUS, run, sent_anywhere, timeout_s)
     attempts = [
         f"{r['provider']}:{r['status']}" + (f"({r['error_code']})" if r["error_code"] else "")
         for r in statuses
@@ -94,7 +94,7 @@ def show(settings: Settings, timeout_s: float = TIMEOUT_S) -> bool:
 
     landed = [m for m in log if ours(m)]
     for m in landed:
-        print(f"  the Twilio sandbox received: to {_masked(m['to'])}  body {m['form'].get('Body', '')!r}")
+        print(f"  the Twilio sandbox received: to {masked(m['to'])}  body {m['form'].get('Body', '')!r}")
     meta_log = httpx.get(f"{meta}/_sandbox/messages", timeout=5).json()["messages"]
     ok = (
         len(landed) == 1

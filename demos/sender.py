@@ -1,4 +1,4 @@
-"""The sender's step of ``whatsup demo``: a few messages through the sender and the Meta sandbox.
+"""The sender's step of the demo: a few messages through the sender and the Meta sandbox.
 
 One stall check with quick-reply buttons, the same message again (its key is claimed: not sent twice), a
 customer ETA text to a number whose 24-hour window is closed (131047, sent as the template instead), and a
@@ -8,33 +8,21 @@ back from the sandbox and from Kafka and checked.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from base import topics
 from base.settings import Settings
 from connectors.whatsapp import status
+from demos.harness import Records, masked, phone_hash, read_statuses
 from schemas.codecs import codec
 
 STALL, DUPLICATE_OF, LATE, GONE = "+5511955550001", "+5511955550001", "+5511955550047", "+5511955550026"
-
-
-def _hash(settings: Settings, phone: str) -> str:
-    # The keyed HMAC of the E.164 number, as every topic but whatsapp.outbound carries it.
-    key = (settings.phone_hash_key or "demo-phone-hash-key").encode()
-    return hmac.new(key, phone.encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def _masked(phone: str) -> str:
-    return f"{phone[:3]} ** *****-{phone[-4:]}"
 
 
 def _messages(settings: Settings, run: str) -> list[dict[str, Any]]:
@@ -44,7 +32,7 @@ def _messages(settings: Settings, run: str) -> list[dict[str, Any]]:
         return {
             "message_key": f"{run}:{key}",
             "to": to,
-            "to_hash": _hash(settings, to),
+            "to_hash": phone_hash(settings, to),
             "created_at": now,
             **fields,
         }
@@ -79,35 +67,6 @@ def _messages(settings: Settings, run: str) -> list[dict[str, Any]]:
     ]
 
 
-Records = list[dict[str, Any]]
-
-
-def _read(
-    settings: Settings, name: str, prefix: str, done: Callable[[Records], bool], timeout_s: float
-) -> Records:
-    topic = topics.qualified(name, settings.topic_prefix)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"demo-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
-    )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    decode, found = codec("MessageStatus").decode, list[dict[str, Any]]()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and not done(found):
-            for record in consumer.consume(500, timeout=0.3):
-                value = record.value()
-                if record.error() is None and value and (record.key() or b"").decode().startswith(prefix):
-                    found.append(decode(value))
-    finally:
-        consumer.close()
-    return found
-
-
 def _then(seen: list[str], first: str, later: str) -> bool:
     return first in seen and later in seen[seen.index(first) :]
 
@@ -139,14 +98,14 @@ def show(settings: Settings, timeout_s: float = 60.0) -> bool:
         kinds = Counter(r["status"] for r in found)
         return all(kinds[k] >= n for k, n in expected.items())
 
-    statuses = _read(settings, topics.WHATSAPP_STATUS, run, sender_done, timeout_s)
-    dead = _read(settings, topics.WHATSAPP_OUTBOUND_DEAD, run, lambda found: len(found) >= 1, 10)
+    statuses = read_statuses(settings, topics.WHATSAPP_STATUS, run, sender_done, timeout_s)
+    dead = read_statuses(settings, topics.WHATSAPP_OUTBOUND_DEAD, run, lambda found: len(found) >= 1, 10)
     log = httpx.get(f"{sandbox}/_sandbox/messages", timeout=5).json()["messages"]
     received = [m for m in log if str(m.get("biz_opaque_callback_data", "")).startswith(run)]
     print("  the Meta sandbox received:")
     for m in received:
         print(
-            f"    {m['type']:<12} to {_masked(m['to'])}  key {m['biz_opaque_callback_data'].split(':', 1)[1]}"
+            f"    {m['type']:<12} to {masked(m['to'])}  key {m['biz_opaque_callback_data'].split(':', 1)[1]}"
         )
     by_key: dict[str, list[str]] = defaultdict(list)
     for s in statuses:
