@@ -13,6 +13,7 @@ COPY streams ./streams
 COPY schemas ./schemas
 COPY sinks ./sinks
 COPY connectors ./connectors
+COPY simulator ./simulator
 COPY loadtest ./loadtest
 RUN pip wheel --wheel-dir /wheels .
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benches.quality_score import score_etas
-from connectors.simulator.deliveries import (
+from simulator.deliveries import (
     DeliverySimConfig,
     DriverDay,
     history_pings,

@@ -31,9 +31,9 @@ from base import topics
 from base.settings import PROJECT_ROOT, Settings
 from base.tokens import issue_driver_token
 from benches.harness import Result, Suite, bench_settings, load_average, start_worker, worker_env
-from connectors.simulator.model import Faults, SimConfig, simulate
-from connectors.simulator.run import produce_to_kafka
 from schemas.codecs import codec
+from simulator.model import Faults, SimConfig, simulate
+from simulator.run import produce_to_kafka
 from streams.pings import rules
 from streams.pings.state import DriverPingState
 from streams.unpacked import UnpackedStates

@@ -26,13 +26,13 @@ from base.settings import Settings
 from benches.eta_replay import replay_etas
 from benches.harness import Result, Suite, bench_settings, start_worker, wait_healthy, worker_env
 from benches.quality_score import QualityReport, score_etas, score_run
-from connectors.simulator.deliveries import (
+from simulator.deliveries import (
     DeliverySimConfig,
     history_pings,
     past_deliveries,
     simulate_deliveries,
 )
-from connectors.simulator.deliveries_run import PlayReport, collect, play
+from simulator.deliveries_run import PlayReport, collect, play
 from streams.deliveries.cell_speeds import CellSpeed, cell_key
 from streams.deliveries.eta import EtaConfig
 from streams.deliveries.speeds import CellSpeedReplica, encode_sum, samples_topic_name, tail_changelog

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.simulator.deliveries import DriverDay, Episode, SimDelivery
+from simulator.deliveries import DriverDay, Episode, SimDelivery
 from streams.deliveries.eta import straight_line_eta
 from streams.pings.rules import haversine_m
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from base.settings import Settings
-from connectors.simulator.model import SimConfig, simulate
-from connectors.simulator.run import post_through_api, write_truth
-from connectors.simulator.verify import collect_verdicts, compare
+from simulator.model import SimConfig, simulate
+from simulator.run import post_through_api, write_truth
+from simulator.verify import collect_verdicts, compare
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """The fleet's traffic, planned ahead: what every phone and the order system send, and when. Pure: no I/O.
 
-Each driver lives the delivery simulator's day (``connectors/simulator/deliveries.py``): assigned, to the
+Each driver lives the delivery simulator's day (``simulator/deliveries.py``): assigned, to the
 pickup, picked up, en route, arrived, delivered, the next assignment; with its episodes (stalls, jams, phones
 offline, stops uploaded late, frozen GPS). On top of it the phone: a fix every ``fix_s``, an upload of what
 it holds every ``upload_s`` (at a phase of its own), and the faults of real phones in the shares the phone
-simulator uses (``connectors/simulator/model.Faults``): a ping sent again in the next upload, a GPS spike,
+simulator uses (``simulator/model.Faults``): a ping sent again in the next upload, a GPS spike,
 (0, 0), poor accuracy, a clock hours ahead, the GPS week rollover, a late backlog uploaded twice.
 
 Times are planned relative to the run's start (0) and become epoch milliseconds only when the bodies are
@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.simulator.deliveries import DeliverySimConfig, DriverDay, _DriverSim
-from connectors.simulator.model import ROLLOVER_MS, Faults
+from simulator.deliveries import DeliverySimConfig, DriverDay, _DriverSim
+from simulator.model import ROLLOVER_MS, Faults
 
 PINGS = "pings"
 EVENTS = "events"

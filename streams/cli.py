@@ -95,8 +95,8 @@ def _simulate(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from connectors.simulator.model import Faults, SimConfig, simulate
-    from connectors.simulator.run import post_through_api, produce_to_kafka, write_truth
+    from simulator.model import Faults, SimConfig, simulate
+    from simulator.run import post_through_api, produce_to_kafka, write_truth
 
     settings = get_settings()
     config = SimConfig(

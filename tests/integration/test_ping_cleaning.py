@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 
 from base.settings import Settings
-from connectors.simulator.model import Faults, SimConfig, simulate
-from connectors.simulator.run import post_through_api, produce_to_kafka, write_truth
-from connectors.simulator.verify import collect_verdicts, compare
+from simulator.model import Faults, SimConfig, simulate
+from simulator.run import post_through_api, produce_to_kafka, write_truth
+from simulator.verify import collect_verdicts, compare
 from tests.integration.stack import WorkerProcess, free_port
 
 

@@ -23,10 +23,10 @@ import pytest
 from base import topics
 from base.kafka import make_producer
 from base.settings import Settings
-from connectors.simulator.deliveries import DeliverySimConfig, simulate_deliveries
-from connectors.simulator.deliveries_run import play
-from connectors.simulator.model import SimConfig, simulate
-from connectors.simulator.run import post_through_api
+from simulator.deliveries import DeliverySimConfig, simulate_deliveries
+from simulator.deliveries_run import play
+from simulator.model import SimConfig, simulate
+from simulator.run import post_through_api
 from tests.integration.promproof import (
     CLICKHOUSE_DATASOURCE,
     DASHBOARDS_DIR,

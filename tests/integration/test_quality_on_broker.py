@@ -16,7 +16,7 @@ import pytest
 from base.kafka import create_topics
 from base.settings import Settings
 from benches.quality import QualityRun, run_fleet
-from connectors.simulator.deliveries import DeliverySimConfig
+from simulator.deliveries import DeliverySimConfig
 from tests.integration.stack import WorkerProcess, free_port
 
 N_S, M_S = 45, 24

@@ -17,8 +17,8 @@ import pytest
 
 from base import topics
 from base.settings import Settings
-from connectors.simulator.model import SimConfig, simulate
-from connectors.simulator.run import produce_to_kafka, write_truth
+from simulator.model import SimConfig, simulate
+from simulator.run import produce_to_kafka, write_truth
 from sinks.query import run_query
 from tests.analytics_data import make_story
 from tests.integration.sink_stack import SinkProcess, count, produce, wait_for

@@ -9,8 +9,8 @@ import time
 from base import topics
 from base.kafka import DeliveringProducer, create_topics
 from base.settings import Settings
-from connectors.simulator.verify import collect_verdicts, compare
 from schemas.codecs import codec
+from simulator.verify import collect_verdicts, compare
 
 
 def _clean(ping_id: str, driver: str, lat: float) -> bytes:

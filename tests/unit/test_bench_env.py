@@ -8,7 +8,7 @@ import time
 from base.settings import Settings
 from benches.harness import worker_env as _env
 from benches.pings import bench_pure_stage
-from connectors.simulator.model import SimConfig, simulate
+from simulator.model import SimConfig, simulate
 
 
 def test_each_benchmark_worker_gets_a_web_port_nobody_listens_on() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from connectors.simulator.deliveries import (
+from simulator.deliveries import (
     DeliverySimConfig,
     DriverDay,
     Episode,
@@ -179,3 +179,10 @@ def test_history_rides_before_the_run_without_deliveries() -> None:
     pings = history_pings(CONFIG, drivers=5, minutes=10)
     assert pings and all(CONFIG.start_ms - 600_000 <= p["device_ts"] < CONFIG.start_ms + 6000 for p in pings)
     assert all(p["driver_id"].startswith("dsimh-") for p in pings)
+
+
+def test_the_simulated_city_keeps_the_hours_the_learned_speeds_are_bucketed_by() -> None:
+    from simulator.model import LOCAL_OFFSET_MS as simulated
+    from streams.deliveries.cell_speeds import LOCAL_OFFSET_MS as learned
+
+    assert simulated == learned == -3 * 3_600_000

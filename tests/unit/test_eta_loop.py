@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from benches.eta_replay import clean, learn, replay_etas, score_offline
-from connectors.simulator.deliveries import (
+from simulator.deliveries import (
     DeliverySimConfig,
     area_speed_mps,
     history_pings,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import collections
 import json
 
-from connectors.simulator.model import Faults
 from loadtest.fleet import EVENTS, MAX_BACKLOG_BATCH, PINGS, FleetConfig, event_body, ping_body, plan
 from loadtest.verify import account
+from simulator.model import Faults
 from streams.deliveries.intake import parse_events
 from streams.pings.intake import parse_batch
 from streams.pings.rules import RuleConfig

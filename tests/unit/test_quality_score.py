@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from benches.quality_score import HELD_STEP_MS, score_held, score_run
-from connectors.simulator.deliveries import Episode
+from simulator.deliveries import Episode
 from tests.unit.test_delivery_simulator import CONFIG, M_MS, N_MS, days
 
 END = CONFIG.start_ms + int(CONFIG.minutes * 60_000)

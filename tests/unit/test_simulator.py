@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from connectors.simulator.model import Faults, SimConfig, SimPing, simulate
+from simulator.model import Faults, SimConfig, SimPing, simulate
 from streams.pings import rules
 from streams.pings.state import DriverPingState
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SAO_PAULO = (-23.5505, -46.6333)
+LOCAL_OFFSET_MS = -3 * 3_600_000  # São Paulo keeps UTC-3 all year: the hour of day its traffic follows
 M_PER_DEG = 111_195.0
 STATELESS_FAULTS = {
     "null_island": "null_island",

@@ -26,8 +26,7 @@ from typing import Any
 
 from h3.api import basic_int as h3
 
-from connectors.simulator.model import M_PER_DEG, SAO_PAULO, _offset
-from streams.deliveries.cell_speeds import LOCAL_OFFSET_MS
+from simulator.model import LOCAL_OFFSET_MS, M_PER_DEG, SAO_PAULO, _offset
 
 EPISODES = ("none", "stall", "wait_pickup", "wait_dropoff", "jam", "offline", "late_batch", "frozen")
 EXPECTED_ALERT = {"stall": "stall", "offline": "offline", "late_batch": "offline", "frozen": "frozen_gps"}

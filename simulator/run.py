@@ -20,8 +20,8 @@ from base import topics
 from base.kafka import make_producer
 from base.settings import Settings
 from base.tokens import issue_driver_token
-from connectors.simulator.model import DriverRun
 from schemas.codecs import codec
+from simulator.model import DriverRun
 
 
 @dataclass

@@ -18,8 +18,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from base import topics
 from base.kafka import make_producer
 from base.settings import Settings
-from connectors.simulator.deliveries import DriverDay
 from schemas.codecs import codec
+from simulator.deliveries import DriverDay
 
 
 @dataclass
