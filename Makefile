@@ -49,6 +49,7 @@ demo: setup
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(INSTALLED)
 	$(VENV)/bin/mypy

@@ -12,8 +12,6 @@ of these routes, refusals included, is recorded on ``api.access`` before it is s
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import time
 import uuid
 from typing import Any
@@ -284,13 +282,6 @@ POSITIONS_SQL = (
 )
 
 
-def history_query() -> Any:
-    """Return the sink's ``run_query_async``, or None while the ClickHouse sink is not part of the release."""
-    if importlib.util.find_spec("sinks.query") is None:
-        return None
-    return importlib.import_module("sinks.query").run_query_async
-
-
 @app.page(HISTORY_ROUTE)
 class DeliveryHistoryView(_ReadView):
     """A delivery's events and the driver's positions between them, from ClickHouse (the sink's tables)."""
@@ -301,11 +292,9 @@ class DeliveryHistoryView(_ReadView):
         who = await self._principal(request, delivery_id=delivery_id)
         if not isinstance(who, Principal):
             return who
-        query = history_query()
-        if query is None:
-            message = "delivery history needs the ClickHouse sink's query client (sinks.query); not built yet"
-            body = {"error": "history_unavailable", "message": message}
-            return await self._audited(request, 503, body, who, delivery_id=delivery_id)
+        # Imported on first use: a worker that never serves history does not load the ClickHouse client.
+        from sinks.query import run_query_async as query
+
         live = agents.find_delivery(delivery_id)
         if not who.roles & (READ_DELIVERIES - {"partner"}) and (
             live is None or live[1].owner != who.fingerprint
@@ -321,9 +310,14 @@ class DeliveryHistoryView(_ReadView):
             span = {"driver_id": driver_id, "start": events[0]["ts"], "end": events[-1]["ts"]}
             positions = await query(settings, POSITIONS_SQL, span)
         except WhatsUpError as exc:
-            body = {"error": "history_unavailable", "message": str(exc)}
-            return await self._audited(request, 503, body, who, delivery_id=delivery_id)
-        body = {"delivery_id": delivery_id, "driver_id": driver_id, "events": events, "positions": positions}
+            unavailable = {"error": "history_unavailable", "message": str(exc)}
+            return await self._audited(request, 503, unavailable, who, delivery_id=delivery_id)
+        body: dict[str, Any] = {
+            "delivery_id": delivery_id,
+            "driver_id": driver_id,
+            "events": events,
+            "positions": positions,
+        }
         located = bool(positions)
         return await self._audited(
             request, 200, body, who, driver_id=driver_id, delivery_id=delivery_id, location_read=located
