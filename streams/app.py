@@ -81,8 +81,8 @@ app = App(
     broker_max_poll_records=5000,
     consumer_max_fetch_size=8 * 2**20,
     stream_buffer_maxsize=20_000,
-    # At-least-once, made exact by the agents (see docs/CLEANING.md, "Crash safety"): faust-streaming's exactly_once
-    # leaves sends to topics the app does not consume outside the transaction.
+    # At-least-once, made exact by the agents (docs/CLEANING.md, "Crash safety"): faust-streaming's
+    # exactly_once leaves sends to topics the app does not consume outside the transaction.
     processing_guarantee="at_least_once",
     # A crashed agent takes the worker down: restarted in-process it would resume past batches it never
     # made durable, while a new process resumes from the committed offsets and the changelog.
