@@ -22,6 +22,7 @@ WHATSAPP_OUTBOUND_DEAD = "whatsapp.outbound.dead"
 API_ACCESS = "api.access"
 SINK_DEADLETTER = "sink.deadletter"
 DELIVERIES_REJECTED = "deliveries.rejected"
+ALERT_ACTIONS = "alerts.actions"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(DELIVERIES_REJECTED, "RejectedDeliveryEvent", "driver_id", True),
     TopicSpec(DELIVERIES_ETA, "EtaUpdate", "driver_id", True),
     TopicSpec(ALERTS, "Alert", "driver_id", True),
+    # Dispatchers acknowledging and resolving incidents, keyed by the incident's alert id.
+    TopicSpec(ALERT_ACTIONS, "AlertAction", "alert_id", False),
     TopicSpec(WHATSAPP_EVENTS_RAW, "WhatsAppEvent", "from_hash", False),
     TopicSpec(WHATSAPP_OUTBOUND, "OutboundMessage", "to_hash", False),
     TopicSpec(WHATSAPP_STATUS, "MessageStatus", "message_key", False),

@@ -40,6 +40,7 @@ SCHEMA_FILES = {
     "ApiAccess": "api_access.avsc",
     "SinkDeadLetter": "sink_dead_letter.avsc",
     "RejectedDeliveryEvent": "rejected_delivery_event.avsc",
+    "AlertAction": "alert_action.avsc",
 }
 SCHEMA_NAMES: tuple[str, ...] = tuple(SCHEMA_FILES)
 

@@ -199,5 +199,6 @@ ROUTES: tuple[Route, ...] = (
     Route(topics.WHATSAPP_OUTBOUND, "in_whatsapp_outbound", "whatsapp_messages", "OutboundMessage"),
     Route(topics.WHATSAPP_STATUS, "in_whatsapp_status", "whatsapp_messages", "MessageStatus"),
     Route(topics.API_ACCESS, "in_api_access", "api_access_log", "ApiAccess"),
+    Route(topics.ALERT_ACTIONS, "in_alert_actions", "alert_actions", "AlertAction"),
 )
 ROUTES_BY_TOPIC = {route.topic: route for route in ROUTES}

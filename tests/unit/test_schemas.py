@@ -170,6 +170,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "delivery_id": None,
         "location_read": True,
     },
+    "AlertAction": {
+        "action_id": "act-7c1f",
+        "alert_id": "stall-drv-São-042-1700000000000",
+        "action": "ack",
+        "by": "ana",
+        "ts": T0 + 90_000,
+        "note": "ligando para o motoboy",
+        "driver_id": "drv-São-042",
+    },
     "SinkDeadLetter": {
         "reason": "refused",
         "error": "Code: 469. Constraint `lat_in_range` for table gps_pings is violated",
