@@ -251,6 +251,14 @@ class Settings:
     notify_customer_interval_s: float = _setting(_parse_float, 900.0)
     display_utc_offset_h: float = _setting(_parse_float, -3.0)
 
+    console_port: int = _setting(_parse_int, 6069)
+    # A base map's tile URL template ({z}/{x}/{y}); unset, the console draws on a plain background.
+    console_tile_url: str | None = _setting(_parse_url(("http", "https")), None)
+    console_session_idle_s: float = _setting(_parse_float, 1800.0)
+    console_alert_window_h: float = _setting(_parse_float, 24.0)
+    # Failed sign-ins allowed per name and per client address in a quarter of an hour.
+    console_login_failures: int = _setting(_parse_int, 5)
+
     def __post_init__(self) -> None:
         positive = (
             "partitions",
@@ -272,6 +280,8 @@ class Settings:
             "sender_breaker_failures",
             "sandbox_meta_port",
             "sandbox_twilio_port",
+            "console_port",
+            "console_login_failures",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -308,6 +318,8 @@ class Settings:
             "sandbox_rate_per_s",
             "notify_eta_threshold_s",
             "notify_customer_interval_s",
+            "console_session_idle_s",
+            "console_alert_window_h",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)!r}")
@@ -324,6 +336,7 @@ class Settings:
             "sender_metrics_port",
             "sandbox_meta_port",
             "sandbox_twilio_port",
+            "console_port",
         ):
             if getattr(self, name) >= 65536:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be below 65536, got {getattr(self, name)}")

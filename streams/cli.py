@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -148,6 +149,48 @@ def _registry_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _console(args: argparse.Namespace) -> int:
+    from streams.console.server import run_console
+
+    return run_console(get_settings())
+
+
+def _dispatcher_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    import redis.asyncio as aioredis
+
+    from streams.console.accounts import Accounts, SignInError
+
+    settings = get_settings()
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("whatsup: the passwords differ", file=sys.stderr)
+            return 65  # EX_DATAERR
+
+    async def add() -> str:
+        client = aioredis.from_url(settings.redis_url)
+        try:
+            idle, failures = settings.console_session_idle_s, settings.console_login_failures
+            return (
+                await Accounts(client, settings.topic_prefix, idle, failures).add(args.name, password)
+            ).otpauth_url
+        finally:
+            await client.aclose()
+
+    try:
+        url = asyncio.run(add())
+    except SignInError as exc:
+        print(f"whatsup: {exc}", file=sys.stderr)
+        return 65  # EX_DATAERR
+    print(f"dispatcher {args.name} added; add this to an authenticator app (shown once):")
+    print(url)
+    return 0
+
+
 def _delegate(tool: str, argv: list[str]) -> int:
     """Run a development tool of the checkout (``benches``, ``demos``) in a child process."""
     if not (PROJECT_ROOT / tool / "__main__.py").is_file():
@@ -284,6 +327,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--lost", type=float, default=0.0, help="share of backlog pings a phone never sends")
     sim.add_argument("--out", help="ground-truth directory (default: var/simulator)")
     sim.set_defaults(run=_simulate)
+    commands.add_parser(
+        "console", help="the dispatcher console and its fleet-wide API on WHATSUP_CONSOLE_PORT"
+    ).set_defaults(run=_console)
+    dispatcher = commands.add_parser("dispatcher", help="the dispatchers who sign in to the console")
+    dispatcher_commands = dispatcher.add_subparsers(
+        dest="dispatcher_command", required=True, metavar="ACTION"
+    )
+    add = dispatcher_commands.add_parser("add", help="create a dispatcher; prints the TOTP secret as a URL")
+    add.add_argument("name")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin's first line"
+    )
+    add.set_defaults(run=_dispatcher_add)
     registry = commands.add_parser("registry", help="the WhatsApp driver registry and customer directory")
     registry_commands = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
     load = registry_commands.add_parser("load", help="upsert drivers and customers from a CSV or JSON file")
