@@ -26,7 +26,14 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-setup: $(INSTALLED) system-deps jars
+ASSETS := streams/console/static/vendor/.vendored
+
+setup: $(INSTALLED) system-deps jars $(ASSETS)
+
+# The console page's libraries from npm (web/package-lock.json), vendored: nothing is fetched at run time.
+$(ASSETS): web/package-lock.json deploy/web-assets.sh
+	@bash deploy/web-assets.sh
+	@touch $@
 
 system-deps:
 	@bash deploy/system-deps.sh

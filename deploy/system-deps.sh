@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the local stack needs, when missing: Java 17+ and Maven (the Kafka broker),
-# redis-server, prometheus (the server and promtool: the tests prove the alert rules and dashboards on them).
+# redis-server, prometheus (the server and promtool: the tests prove the alert rules and dashboards on them),
+# npm (the console page's libraries), chromium and chromium-driver (the console's browser tests).
 # As root they are installed; otherwise this says exactly what to install.
 set -euo pipefail
 
@@ -9,6 +10,9 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v redis-server >/dev/null || missing+=(redis-server)
 { command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
+# The console's page libraries come from npm; its tests drive Debian's Chromium through chromedriver.
+command -v npm >/dev/null || missing+=(npm)
+{ command -v chromium && command -v chromedriver; } >/dev/null || missing+=(chromium chromium-driver)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ "$(id -u)" != 0 ]]; then
