@@ -4,6 +4,8 @@ and a named 400 for every bad parameter."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -16,11 +18,14 @@ import h3
 import httpx
 import pyotp
 import pytest
+import redis.asyncio as aioredis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from base import topics
 from base.settings import Settings
+from connectors.whatsapp.phones import hash_phone
+from connectors.whatsapp.registry import Driver, Registry
 from schemas.codecs import codec
 from streams.console.feed import changelog_topic
 from streams.deliveries.stall import OpenAlert
@@ -225,24 +230,39 @@ def test_an_acknowledgement_reaches_a_second_reader_and_the_topic(
     incidents = get(console.url, "/v1/alerts", state="open", kind="stall", limit="500").json()["alerts"]
     assert len(incidents) == 50 and incidents[0]["detected_at"] >= incidents[-1]["detected_at"]
     target = incidents[0]["alert_id"]
-    acted = httpx.post(
-        f"{console.url}/v1/alerts/{target}/ack",
-        json={"note": "ligando"},
-        headers={"X-API-Key": DISPATCH_KEY},
-        timeout=10,
-    )
+    secret = add_dispatcher(console_env, "caio", "a long enough password")
+    with contextlib.closing(
+        sign_in(console.url, "caio", "a long enough password", pyotp.TOTP(secret).now())
+    ) as caio:
+        acted = caio.post(f"/v1/alerts/{target}/ack", json={"note": "ligando"})
     assert acted.status_code == 200, acted.text
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # the second reader: a machine with a dispatcher key
         mine = get(console.url, "/v1/alerts", state="acknowledged").json()["alerts"]
         if mine:
             break
         time.sleep(0.1)
-    assert [(a["alert_id"], a["acknowledged"]["note"]) for a in mine] == [(target, "ligando")]
+    assert [(a["alert_id"], a["acknowledged"]["by"], a["acknowledged"]["note"]) for a in mine] == [
+        (target, "caio", "ligando")
+    ]
     settings = Settings.from_env(console_env)
     actions = topics.qualified(topics.ALERT_ACTIONS, settings.topic_prefix)
     records = read_topic(settings, actions, "AlertAction", until=lambda found: len(found) >= 1)
-    assert records[0].key == target.encode() and records[0].value["action"] == "ack"
+    assert records[0].key == target.encode()
+    assert (records[0].value["action"], records[0].value["by"]) == ("ack", "caio")
+    resolved = httpx.post(
+        f"{console.url}/v1/alerts/{target}/resolve", json={}, headers={"X-API-Key": DISPATCH_KEY}, timeout=10
+    )
+    assert resolved.status_code == 200
+    wait_until = time.monotonic() + 10
+    while (
+        time.monotonic() < wait_until
+        and get(console.url, "/v1/alerts", state="resolved").json()["alerts"] == []
+    ):
+        time.sleep(0.1)
+    assert [a["alert_id"] for a in get(console.url, "/v1/alerts", state="resolved").json()["alerts"]] == [
+        target
+    ]
     bad = httpx.post(
         f"{console.url}/v1/alerts/{target}/ack", content=b"note=x", headers={"X-API-Key": DISPATCH_KEY}
     )
@@ -288,3 +308,61 @@ def test_a_new_alert_is_pushed_to_an_open_stream_within_two_seconds(
     listener.join(10)
     assert received and received[0][1]["alert_id"] == fresh["alert_id"]
     assert received[0][2] - sent < 2.0
+
+
+def test_a_dispatcher_messages_a_driver_through_the_sender_topic(
+    console_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**console_env, "WHATSUP_PHONE_HASH_KEY": "k" * 32}
+    settings = Settings.from_env(env)
+    phone = "+5511955550042"
+
+    async def register() -> None:
+        client = aioredis.from_url(settings.redis_url)
+        try:
+            driver = Driver("drv-00042", phone, "active", "pt-BR")
+            await Registry(client, settings.phone_hash_key or "", settings.topic_prefix).load([driver])
+        finally:
+            await client.aclose()
+
+    asyncio.run(register())
+    console = ConsoleProcess(env, tmp_path / "console.log")
+    console.start()
+    try:
+        url, headers = console.url, {"X-API-Key": DISPATCH_KEY}
+        sent = httpx.post(f"{url}/v1/drivers/drv-00042/message", json={"text": "Tudo bem?"}, headers=headers)
+        assert sent.status_code == 200, sent.text
+        unknown = httpx.post(f"{url}/v1/drivers/drv-00043/message", json={"text": "Oi"}, headers=headers)
+        assert unknown.status_code == 404 and unknown.json()["error"] == "not_registered"
+        empty = httpx.post(f"{url}/v1/drivers/drv-00042/message", json={"text": " "}, headers=headers)
+        assert empty.status_code == 400 and empty.json()["param"] == "text"
+    finally:
+        console.stop()
+    outbound = topics.qualified(topics.WHATSAPP_OUTBOUND, settings.topic_prefix)
+    [record] = read_topic(settings, outbound, "OutboundMessage", until=lambda found: len(found) >= 1)
+    message = record.value
+    assert (message["to"], message["text"], message["reason"]) == (phone, "Tudo bem?", "dispatcher_message")
+    assert message["to_hash"] == hash_phone(settings.phone_hash_key or "", phone) and message["template"]
+    access = topics.qualified(topics.API_ACCESS, settings.topic_prefix)
+    audited = read_topic(settings, access, "ApiAccess", until=lambda found: len(found) >= 3)
+    assert sorted(r.value["status"] for r in audited) == [200, 400, 404]
+    assert "+55" not in console.log_tail(200)  # the number is never logged
+
+
+def test_a_session_ends_after_its_idle_timeout(console_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**console_env, "WHATSUP_CONSOLE_SESSION_IDLE_S": "2"}
+    console = ConsoleProcess(env, tmp_path / "console.log")
+    console.start()
+    try:
+        secret = add_dispatcher(env, "dora", "a long enough password")
+        with contextlib.closing(
+            sign_in(console.url, "dora", "a long enough password", pyotp.TOTP(secret).now())
+        ) as dora:
+            for _ in range(3):  # each request renews the idle timeout
+                time.sleep(1.0)
+                assert dora.get("/auth/session").status_code == 200
+            time.sleep(3.0)
+            assert dora.get("/auth/session").status_code == 401
+            assert dora.get("/v1/drivers").status_code == 401
+    finally:
+        console.stop()

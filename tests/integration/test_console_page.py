@@ -24,27 +24,31 @@ from schemas.codecs import codec
 from simulator.model import SimConfig, simulate
 from simulator.run import post_through_api
 from tests.integration.console_stack import DISPATCH_KEY, PASSWORD, ConsoleProcess, add_dispatcher
+from tests.integration.sink_stack import SinkProcess, wait_for
 from tests.integration.stack import WorkerProcess, free_port
 
 DRIVERS = 24
 
 
 @pytest.fixture()
-def console_env(stack_env: dict[str, str], stack_settings: Settings) -> dict[str, str]:
+def console_env(stack_env: dict[str, str], stack_settings: Settings, tmp_path: Path) -> dict[str, str]:
     return {
         **stack_env,
         "WHATSUP_CONSOLE_PORT": str(free_port()),
         "WHATSUP_SINK_PORT": str(free_port()),
+        "WHATSUP_CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}",
         "WHATSUP_API_KEYS": f"{DISPATCH_KEY}:dispatcher",
     }
 
 
 @pytest.fixture()
 def fleet_console(console_env: dict[str, str], tmp_path: Path) -> Iterator[ConsoleProcess]:
-    """A worker that tracked a simulated fleet, and a console reading it."""
+    """A worker and a sink that took a simulated fleet's pings, and a console reading them."""
     worker = WorkerProcess(console_env, tmp_path / "worker.log")
+    sink = SinkProcess(console_env, tmp_path / "sink.log")
     console = ConsoleProcess(console_env, tmp_path / "console.log")
     worker.start()
+    sink.start_supervised()
     try:
         runs = simulate(
             SimConfig(drivers=DRIVERS, minutes=4, end_ms=int(time.time() * 1000), seed=5, driver_prefix="pg")
@@ -52,9 +56,16 @@ def fleet_console(console_env: dict[str, str], tmp_path: Path) -> Iterator[Conso
         secret = console_env["WHATSUP_TOKEN_SECRET"]
         asyncio.run(post_through_api(runs, f"http://127.0.0.1:{console_env['WHATSUP_WEB_PORT']}", secret))
         console.start()
+        hot = f"{console.url}/v1/cells/hot"
+        wait_for(
+            lambda: bool(httpx.get(hot, headers={"X-API-Key": DISPATCH_KEY}, timeout=10).json().get("cells")),
+            90,
+            "the fleet's pings in ClickHouse",
+        )
         yield console
     finally:
         console.stop()
+        sink.stop()
         worker.stop()
 
 
@@ -65,6 +76,29 @@ def browser() -> Iterator[WebDriver]:
         yield driver
     finally:
         driver.quit()
+
+
+def a_driver_with_a_trail(url: str) -> str:
+    """Return a driver whose fixes of the last 15 minutes are in ClickHouse (a phone whose clock is right)."""
+    headers = {"X-API-Key": DISPATCH_KEY}
+    rows = httpx.get(f"{url}/v1/drivers", params={"limit": "500"}, headers=headers, timeout=10).json()[
+        "drivers"
+    ]
+    recent = [
+        r["driver_id"] for r in rows if r["last_fix"] and r["last_fix"]["ts"] > (time.time() - 600) * 1000
+    ]
+    found: list[str] = []
+
+    def trail() -> bool:
+        for driver in recent:
+            fixes = httpx.get(f"{url}/v1/drivers/{driver}/trail", headers=headers, timeout=10).json()
+            if fixes.get("fixes"):
+                found.append(driver)
+                return True
+        return False
+
+    wait_for(trail, 60, "a driver's trail in ClickHouse")
+    return found[0]
 
 
 def sign_in(browser: WebDriver, url: str, name: str, code: str) -> None:
@@ -98,15 +132,16 @@ def test_a_dispatcher_signs_in_sees_the_fleet_and_acknowledges_a_new_stall(
     assert browser.execute_script("return document.cookie") == ""  # the page cannot read its session
 
     settings = Settings.from_env(console_env)
+    driver = a_driver_with_a_trail(url)
     now = int(time.time() * 1000)
     stall = {
-        "alert_id": f"stall-pg-0001-{now}",
+        "alert_id": f"stall-{driver}-{now}",
         "kind": "stall",
-        "driver_id": "pg-0001",
+        "driver_id": driver,
         "delivery_id": None,
         "started_at": now - 300_000,
         "detected_at": now,
-        "lat": -23.55,
+        "lat": -23.55,  # where it is does not matter here
         "lon": -46.63,
         "h3_r9": 0,
         "severity": "warning",
@@ -114,7 +149,7 @@ def test_a_dispatcher_signs_in_sees_the_fleet_and_acknowledges_a_new_stall(
     }
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
     producer.produce(
-        topics.qualified(topics.ALERTS, settings.topic_prefix), codec("Alert").encode(stall), b"pg-0001"
+        topics.qualified(topics.ALERTS, settings.topic_prefix), codec("Alert").encode(stall), driver.encode()
     )
     producer.flush(10)
     sent = time.monotonic()
@@ -134,3 +169,13 @@ def test_a_dispatcher_signs_in_sees_the_fleet_and_acknowledges_a_new_stall(
         f"{url}/v1/alerts", params={"state": "acknowledged"}, headers={"X-API-Key": DISPATCH_KEY}, timeout=10
     ).json()["alerts"]
     assert [(a["alert_id"], a["acknowledged"]["by"]) for a in seen] == [(stall["alert_id"], "bia")]
+
+    # The driver's panel and trail (ClickHouse, through the sink), and the hot cells layer.
+    browser.find_element(By.CSS_SELECTOR, f"{selector} button.link").click()
+    wait.until(lambda b: b.find_element(By.ID, "driver-id").text == driver)
+    wait.until(lambda b: b.find_element(By.ID, "map").get_attribute("data-trail") is not None)
+    assert int(browser.find_element(By.ID, "map").get_attribute("data-trail") or "-1") > 0
+    assert browser.find_element(By.ID, "driver-status").text in ("moving", "idle", "stalled", "offline")
+    browser.refresh()  # the hot cells are drawn at load, from what the sink has written by then
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+    assert int(browser.find_element(By.ID, "map").get_attribute("data-cells") or 0) > 0

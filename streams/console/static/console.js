@@ -202,8 +202,10 @@ async function select(map, driverId) {
   try {
     const path = await api(`/v1/drivers/${encodeURIComponent(driverId)}/trail`);
     trail = L.polyline(path.fixes.map((f) => [f.lat, f.lon]), { color: "#7c3aed", weight: 3 }).addTo(map);
+    $("map").dataset.trail = String(path.fixes.length);
   } catch (error) {
     trail = null;
+    $("map").dataset.trail = "unavailable";
   }
   if (row.last_fix) map.panTo([row.last_fix.lat, row.last_fix.lon]);
 }
