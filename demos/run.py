@@ -3,14 +3,14 @@
 1. The ingest API refuses bad requests with precise answers.
 2. A simulated fleet of phones, with real-world faults, posts its pings through the API.
 3. Every ping's verdict is read back from Kafka and checked against the simulator's ground truth.
-4. Deliveries, WhatsApp in and out, telemetry, and the same verdicts read from ClickHouse, where the sink
-   process wrote them; last, the Twilio fallback.
+4. Deliveries, WhatsApp in and out, telemetry, the same verdicts read from ClickHouse, where the sink
+   process wrote them, and the dispatcher console with the fleet on its map; last, the Twilio fallback.
 """
 
 from __future__ import annotations
 
 from base.settings import Settings
-from demos import deliveries, sender, sink, telemetry, twilio_fallback, whatsapp_inbound
+from demos import console, deliveries, sender, sink, telemetry, twilio_fallback, whatsapp_inbound
 from demos.ingest import show_refusals
 from demos.pings import show_fleet
 
@@ -38,6 +38,7 @@ def run_demo(settings: Settings, *, drivers: int, minutes: float, timeout_s: flo
         sender.show(settings),
         telemetry.show(settings),
         sink.show(settings, f"{fleet.prefix}-", fleet.verdicts),
+        console.show(settings),
         # Last: it leaves the sender's Meta breaker open for WHATSUP_SENDER_BREAKER_RESET_S.
         twilio_fallback.show(settings),
     ]

@@ -14,9 +14,14 @@ worker_pid=""
 sink_pid=""
 sender_pid=""
 sandbox_pid=""
+console_pid=""
 
 cleanup() {
   local status=$?
+  if [[ -n "$console_pid" ]] && alive "$console_pid"; then
+    echo "== stopping the dispatcher console"
+    stop_process "$console_pid" 10
+  fi
   if [[ -n "$sender_pid" ]] && alive "$sender_pid"; then
     echo "== stopping the WhatsApp sender"
     stop_process "$sender_pid" 30
@@ -112,6 +117,11 @@ echo "== starting the WhatsApp sender (log: var/demo/sender.log)"
 "$python" -m streams sender >"$log_dir/sender.log" 2>&1 &
 sender_pid=$!
 wait_healthy "$sender_pid" "http://127.0.0.1:${WHATSUP_SENDER_METRICS_PORT:-6068}/health" sender
+
+echo "== starting the dispatcher console (log: var/demo/console.log)"
+"$python" -m streams console >"$log_dir/console.log" 2>&1 &
+console_pid=$!
+wait_healthy "$console_pid" "http://127.0.0.1:${WHATSUP_CONSOLE_PORT:-6069}/health" console
 
 echo "== the pipeline at work"
 "$python" -m demos
