@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from base.settings import PROJECT_ROOT, Settings
-from benches import fleet, fleet_split, pings, quality, sender, sink, telemetry, webhooks
+from benches import console, fleet, fleet_split, pings, quality, sender, sink, telemetry, webhooks
 from benches.harness import Suite
 from benches.report import render_section, update_report
 
@@ -20,6 +20,7 @@ def suites() -> list[Suite]:
         sender.SUITE,
         sink.SUITE,
         webhooks.SUITE,
+        console.SUITE,
         telemetry.SUITE,
     ]
 

@@ -26,13 +26,24 @@ class LoadResult:
     elapsed_s: float = 0.0
 
 
-def build_post(url: str, body: bytes, headers: dict[str, str]) -> bytes:
-    """Return the bytes of one keep-alive HTTP/1.1 POST of ``body`` to ``url``."""
+def _request(method: str, url: str, headers: dict[str, str], body: bytes | None) -> bytes:
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    lines = [f"POST {target or '/'} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+    lines = [f"{method} {target or '/'} HTTP/1.1", f"Host: {parts.netloc}"]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+
+def build_post(url: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """Return the bytes of one keep-alive HTTP/1.1 POST of ``body`` to ``url``."""
+    return _request("POST", url, headers, body)
+
+
+def build_get(url: str, headers: dict[str, str]) -> bytes:
+    """Return the bytes of one keep-alive HTTP/1.1 GET of ``url``."""
+    return _request("GET", url, headers, None)
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
