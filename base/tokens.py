@@ -32,8 +32,26 @@ def _unb64(text: str) -> bytes:
         raise ValueError(str(exc)) from None
 
 
+MAX_DRIVER_ID = 128
+
+
+def valid_driver_id(driver_id: str) -> bool:
+    """Tell whether a driver id can name a driver everywhere it goes: 1 to 128 characters of valid UTF-8
+    (a lone surrogate cannot be encoded, by Avro or by anything else)."""
+    if not 0 < len(driver_id) <= MAX_DRIVER_ID:
+        return False
+    try:
+        driver_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def issue_driver_token(secret: str, driver_id: str, ttl_s: int, now_s: float | None = None) -> str:
-    """Return a token for ``driver_id`` valid for ``ttl_s`` seconds."""
+    """Return a token for ``driver_id`` valid for ``ttl_s`` seconds; a driver id ``valid_driver_id`` refuses
+    raises TokenError."""
+    if not valid_driver_id(driver_id):
+        raise TokenError("bad_driver_id", f"a driver id is 1 to {MAX_DRIVER_ID} characters of valid UTF-8")
     now = int(time.time() if now_s is None else now_s)
     payload = {"sub": driver_id, "role": "driver", "iat": now, "exp": now + ttl_s}
     signing_input = f"{_b64(json.dumps(_HEADER).encode())}.{_b64(json.dumps(payload).encode())}"
@@ -65,6 +83,7 @@ def _claims(secret: str, token: str) -> tuple[str, int]:
         not isinstance(payload, dict)
         or payload.get("role") != "driver"
         or not isinstance(payload.get("sub"), str)
+        or not valid_driver_id(payload["sub"])
     ):
         raise TokenError("malformed_token", "token does not name a driver")
     exp = payload.get("exp")

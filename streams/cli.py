@@ -82,12 +82,16 @@ def _create_topics(args: argparse.Namespace) -> int:
 
 
 def _driver_token(args: argparse.Namespace) -> int:
-    from base.tokens import issue_driver_token
+    from base.tokens import TokenError, issue_driver_token
 
     settings = get_settings()
     if settings.token_secret is None:
         raise SettingsError("WHATSUP_TOKEN_SECRET must be set to issue driver tokens")
-    print(issue_driver_token(settings.token_secret, args.driver_id, int(args.ttl_hours * 3600)))
+    try:
+        print(issue_driver_token(settings.token_secret, args.driver_id, int(args.ttl_hours * 3600)))
+    except TokenError as exc:
+        print(f"whatsup: {exc}", file=sys.stderr)
+        return 65  # EX_DATAERR
     return 0
 
 

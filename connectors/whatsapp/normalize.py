@@ -201,6 +201,8 @@ def normalize_meta(body: bytes, key: str, received_ts: int) -> Normalized:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError("malformed_json", f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("malformed_json", "body is nested too deep") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("entry"), list):
         raise PayloadError("unexpected_shape", "expected an object with an entry list")
     out = Normalized()

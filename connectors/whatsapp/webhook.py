@@ -64,7 +64,8 @@ def verify_challenge(config: IntakeConfig, query: Mapping[str, str]) -> Answer:
     if config.verify_token is None:
         return Answer(503, {"error": "webhook_disabled"}, "webhook_disabled")
     if query.get("hub.mode") != "subscribe" or not query.get("hub.challenge"):
-        return Answer(400, {"error": "bad_request", "message": "hub.mode=subscribe and hub.challenge needed"})
+        needed = {"error": "bad_request", "message": "hub.mode=subscribe and hub.challenge needed"}
+        return Answer(400, needed, "bad_request")
     if not hmac.compare_digest(token.encode(), config.verify_token.encode()):
         return Answer(403, {"error": "bad_verify_token"}, "bad_verify_token")
     return Answer(200, {"challenge": query["hub.challenge"]})

@@ -90,6 +90,9 @@ CONFIG = TrackerConfig(
         geofence_m=settings.geofence_radius_m,
     ),
     depots=tuple(load_depots(settings.depots_geojson)),
+    # The same bounds as a ping's: an event from a clock far ahead, or older than the horizon, moves nothing.
+    max_future_ms=int(settings.ping_max_future_s * 1000),
+    horizon_ms=int(settings.ping_horizon_hours * 3_600_000),
     partners=partner_keys(settings.api_keys),
 )
 

@@ -51,6 +51,8 @@ class Reason(StrEnum):
     MISSING_LOCATION = "missing_location"
     TOO_MANY_ACTIVE = "too_many_active"
     NOT_OWNER = "not_owner"
+    FUTURE_TS = "future_ts"
+    TOO_OLD = "too_old"
 
 
 TERMINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED})

@@ -17,7 +17,7 @@ from shapely.geometry.base import BaseGeometry
 
 from streams.deliveries import stall
 from streams.deliveries.stall import OpenAlert, StallConfig
-from streams.deliveries.state import TERMINAL, Delivery, DriverState, LastFix, Rejection, apply_event
+from streams.deliveries.state import TERMINAL, Delivery, DriverState, LastFix, Reason, Rejection, apply_event
 
 RESOLUTION = {"stall": "stall_resolved", "offline": "offline_resolved"}
 
@@ -30,6 +30,9 @@ class TrackerConfig:
     depots: Sequence[BaseGeometry] = field(default_factory=tuple)
     # Fingerprints of the keys that post events only as a partner (state.check_event scopes them).
     partners: frozenset[str] = frozenset()
+    # An event time further ahead of the processing time than this, or older than the horizon, is refused.
+    max_future_ms: int = 120_000
+    horizon_ms: int = 24 * 3_600_000
 
 
 def alert_id(kind: str, driver_id: str, started_at: int) -> str:
@@ -173,6 +176,11 @@ def on_event(
     state: DriverState, driver_id: str, event: dict[str, Any], now: int, config: TrackerConfig
 ) -> tuple[Rejection | Delivery, list[dict[str, Any]]]:
     """Apply a delivery event; return the updated delivery (or the rejection) and the alerts resolved."""
+    ts = int(event["ts"])
+    if ts > now + config.max_future_ms:
+        return Rejection(Reason.FUTURE_TS, f"event time {ts} is ahead of the processing time {now}"), []
+    if ts < now - config.horizon_ms:
+        return Rejection(Reason.TOO_OLD, f"event time {ts} is older than the horizon"), []
     result = apply_event(state, event, config.partners)
     alerts = []
     if isinstance(result, Delivery) and result.status in TERMINAL:

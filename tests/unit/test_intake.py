@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -146,3 +148,23 @@ def test_remembered_tokens_still_expire_and_a_changed_one_is_checked_afresh() ->
     for n in range(5):
         tokens.driver_of(issue_driver_token("s3cret", f"d{n}", ttl_s=60, now_s=1000), now_s=1010)
     assert len(tokens._claims) == 2
+
+
+def test_a_driver_id_no_encoder_can_write_is_refused_at_issue_and_at_check() -> None:
+    with pytest.raises(TokenError) as at_issue:
+        issue_driver_token("s3cret", "drv-\ud800", ttl_s=60)
+    assert at_issue.value.reason == "bad_driver_id"
+    with pytest.raises(TokenError):
+        issue_driver_token("s3cret", "", ttl_s=60)
+
+    # A token signed with the right secret by some other tool, naming a lone surrogate: refused as a token.
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({"sub": "drv-\ud800", "role": "driver", "iat": 0, "exp": 2**40}).encode())
+    signing_input = f"{header}.{claims}"
+    signature = hmac.new(b"s3cret", signing_input.encode(), hashlib.sha256).digest()
+    with pytest.raises(TokenError) as at_check:
+        verify_driver_token("s3cret", f"{signing_input}.{b64(signature)}")
+    assert at_check.value.reason == "malformed_token"

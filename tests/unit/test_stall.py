@@ -12,7 +12,7 @@ from shapely.geometry import Polygon
 
 from streams.deliveries import stall
 from streams.deliveries.stall import Movement, StallConfig
-from streams.deliveries.state import DriverState, apply_event
+from streams.deliveries.state import DriverState, Rejection, apply_event
 from streams.deliveries.tracker import TrackerConfig, alert_id, on_event, on_ping, on_tick
 
 T0 = 1_790_000_010_000  # a multiple of the 30 s step
@@ -406,3 +406,21 @@ def test_replaying_inputs_from_a_packed_state_gives_identical_alerts() -> None:
     replay = ride(replayed_state, trip[30:]) + tick_every(replayed_state, T0 + 12 * MIN, T0 + 20 * MIN)
     assert first == replay and kinds(first) == ["stall", "offline"]
     assert replayed_state.pack() == state.pack()
+
+
+def test_an_event_from_a_clock_far_ahead_or_beyond_the_horizon_moves_nothing() -> None:
+    state = DriverState()
+    assigned = {
+        "event_id": "e-far", "delivery_id": "d-far", "driver_id": DRIVER, "type": "assigned",
+        "pickup_lat": -23.56, "pickup_lon": -46.65, "dropoff_lat": -23.59, "dropoff_lon": -46.68,
+    }  # fmt: skip
+    ahead, _ = on_event(state, DRIVER, {**assigned, "ts": 2**62 - 1}, T0, CONFIG)
+    assert isinstance(ahead, Rejection) and ahead.reason == "future_ts"
+    stale, _ = on_event(state, DRIVER, {**assigned, "ts": T0 - 25 * 60 * MIN}, T0, CONFIG)
+    assert isinstance(stale, Rejection) and stale.reason == "too_old"
+    assert state.last_update is None and not state.deliveries and not state.event_hashes
+    # A minute ahead of the processing time is within the bound.
+    applied, _ = on_event(
+        state, DRIVER, {**assigned, "ts": T0 + 60_000}, T0, CONFIG
+    )  # a minute ahead is fine
+    assert not isinstance(applied, Rejection) and state.last_update == T0 + 60_000

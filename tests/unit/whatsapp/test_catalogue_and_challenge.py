@@ -79,6 +79,7 @@ def test_verify_challenge_echoes_the_challenge_for_the_right_token_only() -> Non
         CONFIG, {"hub.mode": "subscribe", "hub.verify_token": "x", "hub.challenge": "99"}
     )
     assert (wrong.status, wrong.reason) == (403, "bad_verify_token")
-    assert verify_challenge(CONFIG, {"hub.mode": "unsubscribe", "hub.challenge": "1"}).status == 400
+    refused = verify_challenge(CONFIG, {"hub.mode": "unsubscribe", "hub.challenge": "1"})
+    assert (refused.status, refused.reason) == (400, "bad_request")  # counted as a refusal, not as "ok"
     off = IntakeConfig(phone_hash_key="k", app_secret="s", verify_token=None, twilio_auth_token=None)
     assert verify_challenge(off, {"hub.mode": "subscribe"}).status == 503

@@ -235,3 +235,10 @@ def test_twilio_posts_without_sid_or_number_are_refused(params: dict[str, str], 
     with pytest.raises(PayloadError) as info:
         normalize_twilio(params, KEY, NOW)
     assert info.value.reason == reason
+
+
+def test_a_body_nested_too_deep_is_malformed_json_not_a_crash() -> None:
+    deep = b"[" * 200_000 + b"]" * 200_000
+    with pytest.raises(PayloadError) as refused:
+        normalize_meta(deep, "k", 0)
+    assert refused.value.reason == "malformed_json"
