@@ -25,6 +25,7 @@ from base.settings import Settings
 from connectors.whatsapp.producer import AsyncProducer
 from connectors.whatsapp.redis_pool import close_all
 from streams.ingest import events, pings, webhooks
+from streams.ingest.counted import answered, answered_now
 from streams.ingest.reply import Reply
 
 logger = logging.getLogger(__name__)
@@ -46,21 +47,24 @@ def build_app(settings: Settings, producer: AsyncProducer) -> web.Application:
     started = time.time()
 
     async def post_pings(request: web.Request) -> web.Response:
-        return respond(await ping_intake.handle(request.headers, request.read))
+        return respond(await answered(pings.ROUTE, ping_intake.handle(request.headers, request.read)))
 
     async def post_events(request: web.Request) -> web.Response:
-        return respond(await event_intake.handle(request.headers, request.read))
+        return respond(await answered(events.ROUTE, event_intake.handle(request.headers, request.read)))
 
     async def meta_challenge(request: web.Request) -> web.Response:
-        return respond(hooks.challenge(request.query))
+        return respond(answered_now(webhooks.META_ROUTE, hooks.challenge(request.query)))
 
     async def meta_notification(request: web.Request) -> web.Response:
-        body = await request.read()
-        return respond(await hooks.meta(body, request.headers.get("X-Hub-Signature-256")))
+        body, signature = await request.read(), request.headers.get("X-Hub-Signature-256")
+        return respond(await answered(webhooks.META_ROUTE, hooks.meta(body, signature)))
 
     async def twilio(request: web.Request) -> web.Response:
         body, signature = await request.read(), request.headers.get("X-Twilio-Signature")
-        return respond(await hooks.twilio(str(request.url), request.query_string, body, signature))
+        url = str(request.url)
+        return respond(
+            await answered(webhooks.TWILIO_ROUTE, hooks.twilio(url, request.query_string, body, signature))
+        )
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response(

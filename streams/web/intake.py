@@ -16,6 +16,7 @@ from mode import Service
 
 from connectors.whatsapp.producer import AsyncProducer
 from streams.app import app, settings
+from streams.ingest.counted import answered, answered_now
 from streams.ingest.events import ROUTE as EVENTS_ROUTE
 from streams.ingest.events import EventIntake
 from streams.ingest.pings import ROUTE as PINGS_ROUTE
@@ -50,7 +51,7 @@ class PingsView(View):
     """Accept a batch of a driver's pings."""
 
     async def post(self, request: Request) -> Response:
-        return respond(self, await pings.handle(request.headers, request.read))
+        return respond(self, await answered(PINGS_ROUTE, pings.handle(request.headers, request.read)))
 
 
 @app.page(EVENTS_ROUTE)
@@ -58,7 +59,7 @@ class DeliveryEventsView(View):
     """Accept delivery events from the order system and partners."""
 
     async def post(self, request: Request) -> Response:
-        return respond(self, await events.handle(request.headers, request.read))
+        return respond(self, await answered(EVENTS_ROUTE, events.handle(request.headers, request.read)))
 
 
 @app.page(META_ROUTE)
@@ -66,11 +67,12 @@ class MetaWebhookView(View):
     """Meta's webhook: the subscription check and signed notifications."""
 
     async def get(self, request: Request) -> Response:
-        return respond(self, webhooks.challenge(request.query))
+        return respond(self, answered_now(META_ROUTE, webhooks.challenge(request.query)))
 
     async def post(self, request: Request) -> Response:
         body = await request.read()
-        return respond(self, await webhooks.meta(body, request.headers.get("X-Hub-Signature-256")))
+        signature = request.headers.get("X-Hub-Signature-256")
+        return respond(self, await answered(META_ROUTE, webhooks.meta(body, signature)))
 
 
 @app.page(TWILIO_ROUTE)
@@ -80,5 +82,5 @@ class TwilioWebhookView(View):
     async def post(self, request: Request) -> Response:
         body = await request.read()
         signature = request.headers.get("X-Twilio-Signature")
-        reply = await webhooks.twilio(str(request.url), request.query_string, body, signature)
-        return respond(self, reply)
+        work = webhooks.twilio(str(request.url), request.query_string, body, signature)
+        return respond(self, await answered(TWILIO_ROUTE, work))
