@@ -10,7 +10,9 @@ RUN npm ci --prefix web --no-audit --no-fund \
     && mkdir -p vendor/images \
     && cp web/node_modules/leaflet/dist/leaflet.js web/node_modules/leaflet/dist/leaflet.css vendor/ \
     && cp web/node_modules/leaflet/dist/images/*.png vendor/images/ \
-    && cp web/node_modules/h3-js/dist/h3-js.umd.js vendor/
+    && cp web/node_modules/h3-js/dist/h3-js.umd.js vendor/ \
+    && cp web/node_modules/leaflet/LICENSE vendor/LICENSE.leaflet \
+    && cp web/node_modules/h3-js/LICENSE vendor/LICENSE.h3-js
 
 # Build wheels for the project and every dependency, so the runtime stage needs no compiler.
 FROM python:3.11-slim AS build
