@@ -47,9 +47,9 @@ def fleet_console(console_env: dict[str, str], tmp_path: Path) -> Iterator[Conso
     worker = WorkerProcess(console_env, tmp_path / "worker.log")
     sink = SinkProcess(console_env, tmp_path / "sink.log")
     console = ConsoleProcess(console_env, tmp_path / "console.log")
-    worker.start()
-    sink.start_supervised()
-    try:
+    try:  # every process started is stopped, whichever start fails
+        worker.start()
+        sink.start_supervised()
         runs = simulate(
             SimConfig(drivers=DRIVERS, minutes=4, end_ms=int(time.time() * 1000), seed=5, driver_prefix="pg")
         )
