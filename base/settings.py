@@ -199,6 +199,7 @@ class Settings:
     sandbox_host: str = _setting(_parse_str, "127.0.0.1")
     sandbox_meta_port: int = _setting(_parse_int, 6070)
     sandbox_twilio_port: int = _setting(_parse_int, 6071)
+    sandbox_pagerduty_port: int = _setting(_parse_int, 6072)
     sandbox_rate_per_s: float = _setting(_parse_float, 80.0)
     sandbox_callback_url: str | None = _setting(_parse_optional_url, None)
     sandbox_callbacks: bool = _setting(_parse_bool, True)
@@ -280,6 +281,7 @@ class Settings:
             "sender_breaker_failures",
             "sandbox_meta_port",
             "sandbox_twilio_port",
+            "sandbox_pagerduty_port",
             "console_port",
             "console_login_failures",
         )
@@ -336,6 +338,7 @@ class Settings:
             "sender_metrics_port",
             "sandbox_meta_port",
             "sandbox_twilio_port",
+            "sandbox_pagerduty_port",
             "console_port",
         ):
             if getattr(self, name) >= 65536:

@@ -1,11 +1,13 @@
-"""Run both sandboxes: ``whatsup sandbox`` in the foreground, or in-process for tests and benchmarks."""
+"""Run the sandboxes (Meta, Twilio, PagerDuty): ``whatsup sandbox`` in the foreground, or in-process for
+tests and benchmarks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -14,17 +16,20 @@ from base.exceptions import SettingsError
 from base.logs import configure_logging
 from base.settings import Settings
 from connectors.sandbox.meta import MetaSandbox, MetaSandboxConfig
+from connectors.sandbox.pagerduty import PagerDutySandbox
 from connectors.sandbox.twilio import TwilioSandbox, TwilioSandboxConfig
 
 
 @dataclass
 class Sandboxes:
-    """Both running sandboxes and their base URLs."""
+    """The running sandboxes and their base URLs."""
 
     meta: MetaSandbox
     twilio: TwilioSandbox
+    pagerduty: PagerDutySandbox
     meta_url: str
     twilio_url: str
+    pagerduty_url: str
 
 
 def configs(settings: Settings) -> tuple[MetaSandboxConfig, TwilioSandboxConfig]:
@@ -61,22 +66,58 @@ async def running_sandboxes(
     host: str = "127.0.0.1",
     meta_port: int = 0,
     twilio_port: int = 0,
+    pagerduty_port: int = 0,
 ) -> AsyncIterator[Sandboxes]:
-    """Serve both sandboxes on ``host`` (port 0: any free port) for the duration of the block."""
-    meta, twilio = MetaSandbox(meta_config), TwilioSandbox(twilio_config)
-    runners = [web.AppRunner(meta.app(), access_log=None), web.AppRunner(twilio.app(), access_log=None)]
+    """Serve the sandboxes on ``host`` (port 0: any free port) for the duration of the block."""
+    meta, twilio, pagerduty = MetaSandbox(meta_config), TwilioSandbox(twilio_config), PagerDutySandbox()
+    runners = [web.AppRunner(box.app(), access_log=None) for box in (meta, twilio, pagerduty)]
     urls = []
     try:
-        for runner, port in zip(runners, (meta_port, twilio_port), strict=True):
+        for runner, port in zip(runners, (meta_port, twilio_port, pagerduty_port), strict=True):
             await runner.setup()
             site = web.TCPSite(runner, host, port)
             await site.start()
             bound = runner.addresses[0][1]
             urls.append(f"http://{host}:{bound}")
-        yield Sandboxes(meta, twilio, urls[0], urls[1])
+        yield Sandboxes(meta, twilio, pagerduty, *urls)
     finally:
         for runner in runners:
             await runner.cleanup()
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: web.Application, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve an aiohttp application from a thread of this process on a free port; yield its base URL."""
+    urls: list[str] = []
+    ready, stop = threading.Event(), threading.Event()
+
+    async def serve() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, 0).start()
+        urls.append(f"http://{host}:{runner.addresses[0][1]}")
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await runner.cleanup()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the server did not start within 10 s")
+    try:
+        yield urls[0]
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+@contextlib.contextmanager
+def pagerduty_in_thread(host: str = "127.0.0.1") -> Iterator[tuple[PagerDutySandbox, str]]:
+    """Serve a PagerDuty Events API sandbox from a thread of this process; yield it and its base URL."""
+    box = PagerDutySandbox()
+    with serve_in_thread(box.app(), host) as url:
+        yield box, url
 
 
 def run_sandboxes(settings: Settings) -> int:
@@ -95,12 +136,14 @@ def run_sandboxes(settings: Settings) -> int:
             host=settings.sandbox_host,
             meta_port=settings.sandbox_meta_port,
             twilio_port=settings.sandbox_twilio_port,
+            pagerduty_port=settings.sandbox_pagerduty_port,
         ) as boxes:
             print(
                 f"Meta Cloud API sandbox on {boxes.meta_url}, callbacks to {meta_config.callback_url}",
                 flush=True,
             )
             print(f"Twilio sandbox on {boxes.twilio_url}", flush=True)
+            print(f"PagerDuty Events API sandbox on {boxes.pagerduty_url}/v2/enqueue", flush=True)
             await stop.wait()
 
     asyncio.run(main())

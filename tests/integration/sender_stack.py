@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from base import topics
 from base.kafka import make_producer
 from base.settings import Settings
 from connectors.sandbox.common import meta_signature
+from connectors.sandbox.run import serve_in_thread
 from connectors.whatsapp.normalize import normalize_meta
 from schemas.codecs import codec
 from tests.integration.stack import WorkerProcess, free_port
@@ -109,7 +108,6 @@ def status_webhook(settings: Settings, app_secret: str) -> Iterator[str]:
         topics.qualified(topics.WHATSAPP_STATUS, settings.topic_prefix),
         codec("MessageStatus").encode,
     )
-    port, ready, stop = free_port(), threading.Event(), threading.Event()
 
     async def hook(request: web.Request) -> web.Response:
         body = await request.read()
@@ -123,22 +121,7 @@ def status_webhook(settings: Settings, app_secret: str) -> Iterator[str]:
         producer.flush(10)
         return web.Response(text="ok")
 
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_post("/webhooks/whatsapp", hook)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        ready.set()
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        await runner.cleanup()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
-        yield f"http://127.0.0.1:{port}/webhooks/whatsapp"
-    finally:
-        stop.set()
-        thread.join(10)
+    app = web.Application()
+    app.router.add_post("/webhooks/whatsapp", hook)
+    with serve_in_thread(app) as url:
+        yield f"{url}/webhooks/whatsapp"
