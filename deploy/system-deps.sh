@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the local stack needs, when missing: Java 17+ and Maven (the Kafka broker),
 # redis-server, prometheus (the server and promtool: the tests prove the alert rules and dashboards on them),
+# prometheus-alertmanager (Alertmanager and amtool: the paging test routes a firing rule through it),
 # npm (the console page's libraries), chromium and chromium-driver (the console's browser tests).
 # As root they are installed; otherwise this says exactly what to install.
 set -euo pipefail
@@ -10,6 +11,7 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v redis-server >/dev/null || missing+=(redis-server)
 { command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
+{ command -v prometheus-alertmanager && command -v amtool; } >/dev/null || missing+=(prometheus-alertmanager)
 # The console's page libraries come from npm; its tests drive Debian's Chromium through chromedriver.
 command -v npm >/dev/null || missing+=(npm)
 { command -v chromium && command -v chromedriver; } >/dev/null || missing+=(chromium chromium-driver)

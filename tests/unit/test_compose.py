@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -20,11 +21,12 @@ from streams.ingest import events, pings, webhooks
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+ALERTMANAGER_FILE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 NGINX_FILE = ROOT / "deploy" / "nginx" / "nginx.conf"
 GRAFANA_PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 INGEST_SOURCES = ROOT / "streams" / "ingest"
 
-INFRA_SERVICES = {"kafka", "clickhouse", "redis", "prometheus", "grafana", "lb"}
+INFRA_SERVICES = {"kafka", "clickhouse", "redis", "prometheus", "alertmanager", "grafana", "lb"}
 ONE_SHOT_SERVICES = {"topics", "migrate"}
 APP_SERVICES = {"topics", "migrate", "worker", "ingest", "sink", "sender"}
 # The pipeline processes `docker compose up --scale NAME=N` may run several of.
@@ -506,6 +508,49 @@ def test_prometheus_rule_files_live_in_the_mounted_directory(
     for pattern in prometheus_config["rule_files"]:
         assert not pattern.startswith("/"), "relative to the config file, so the same in tests and compose"
         assert (PROMETHEUS_FILE.parent / pattern).parent.is_dir(), pattern
+
+
+# --- Alertmanager ---
+
+
+def test_prometheus_sends_alerts_to_the_alertmanager_service(
+    services: dict[str, Any], prometheus_config: dict[str, Any]
+) -> None:
+    [manager] = prometheus_config["alerting"]["alertmanagers"]
+    [target] = [t for static in manager["static_configs"] for t in static["targets"]]
+    host, _, port = target.rpartition(":")
+    assert host == "alertmanager" and int(port) in container_ports(services["alertmanager"])
+
+
+def test_alertmanager_reads_its_mounted_config_and_the_routing_key_from_a_secret(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    service = services["alertmanager"]
+    mounts = dict(bind_mounts(service))
+    assert mounts["./deploy/alertmanager"] == "/etc/alertmanager"
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in service["command"]
+    config = load_yaml(ALERTMANAGER_FILE)
+    receivers = config["receivers"]
+    key_files = {pd["routing_key_file"] for r in receivers for pd in r.get("pagerduty_configs", [])}
+    assert key_files == {"/run/secrets/pagerduty_routing_key"}
+    assert "pagerduty_routing_key" in service["secrets"]
+    assert compose["secrets"]["pagerduty_routing_key"] == {"environment": "PAGERDUTY_ROUTING_KEY"}
+
+
+def test_every_paging_rule_reaches_pagerduty_and_no_warning_does() -> None:
+    routes = load_yaml(ALERTMANAGER_FILE)["route"]["routes"]
+    paging = [route for route in routes if route["receiver"] == "pagerduty"]
+    assert [route["matchers"] for route in paging] == [['severity="page"']]
+    rules = load_yaml(PROMETHEUS_FILE.parent / "rules" / "whatsup.yml")
+    severities = {rule["labels"]["severity"] for group in rules["groups"] for rule in group["rules"]}
+    assert severities == {"page", "warn"}, "a severity no route names would page nobody or everyone"
+
+
+def test_alertmanager_config_passes_amtool() -> None:
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool not found: run deploy/system-deps.sh (Debian package prometheus-alertmanager)"
+    result = subprocess.run([amtool, "check-config", str(ALERTMANAGER_FILE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- Grafana ---
