@@ -90,6 +90,12 @@ class Process:
         """Whether the process is still running."""
         return self.popen is not None and self.popen.poll() is None
 
+    def kill(self) -> None:
+        """Kill the process with SIGKILL, as a crash would, and reap it."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
     def stop(self, timeout_s: float = 40.0) -> int | None:
         """Stop gracefully (SIGTERM), kill if it hangs; return the exit status."""
         if self.popen is None or self.popen.poll() is not None:

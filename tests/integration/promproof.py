@@ -1,41 +1,30 @@
 """A real Prometheus for the tests, and the checks run through its HTTP API on dashboards and alert rules.
 
-Prometheus and promtool come from Debian's ``prometheus`` package (``deploy/system-deps.sh`` installs it).
-The server runs on a free loopback port in a scratch directory, with the jobs and rule files of
-``deploy/prometheus`` and its targets rewritten to the processes the test started.
+Prometheus and promtool come from Debian's ``prometheus`` package (``deploy/system-deps.sh`` installs it);
+``loadtest.monitoring.Prometheus`` runs the server with the jobs and rule files of ``deploy/prometheus``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
-import httpx
 import yaml
 
 from base.settings import Settings
-from tests.integration.stack import ROOT, free_port
+from loadtest.monitoring import PROMETHEUS_DIR as PROMETHEUS_DIR
+from loadtest.monitoring import Prometheus, binary
+from tests.integration.stack import ROOT
 
-PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 DASHBOARDS_DIR = ROOT / "deploy" / "grafana" / "dashboards"
 PROMETHEUS_DATASOURCE = "prometheus"
 CLICKHOUSE_DATASOURCE = "grafana-clickhouse-datasource"
 # A metric of this project is any name with the project's prefix; Prometheus's own (up, ALERTS) are not.
 _METRIC = re.compile(r"\bwhatsup_[a-z0-9_]+")
-
-
-def binary(name: str) -> str:
-    """Return the path of a Prometheus binary, or fail saying how to install it."""
-    path = shutil.which(name)
-    if path is None:
-        raise AssertionError(f"{name} not found: run deploy/system-deps.sh (Debian package prometheus)")
-    return path
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -91,109 +80,6 @@ def grafana_to_promql(expr: str, rate_interval: str) -> str:
 def metric_names(expr: str) -> set[str]:
     """Return the project metrics an expression refers to."""
     return set(_METRIC.findall(expr))
-
-
-class Prometheus:
-    """A Prometheus server on loopback, scraping the given jobs every second with the project's rules."""
-
-    def __init__(self, workdir: Path, targets: Mapping[str, list[str]]) -> None:
-        self.workdir = workdir
-        self.targets = targets
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def write_config(self) -> Path:
-        """Write the config: deploy/prometheus's jobs and rules, targets on loopback, 1 s intervals."""
-        config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-        config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-        jobs = []
-        for job in config["scrape_configs"]:
-            if job["job_name"] == "prometheus":
-                job["static_configs"] = [{"targets": [f"127.0.0.1:{self.port}"]}]
-            elif job["job_name"] in self.targets:
-                job["static_configs"] = [{"targets": self.targets[job["job_name"]]}]
-            else:
-                continue  # a process this test does not run
-            jobs.append(job)
-        config["scrape_configs"] = jobs
-        shutil.copytree(PROMETHEUS_DIR / "rules", self.workdir / "rules", dirs_exist_ok=True)
-        path = self.workdir / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        return path
-
-    def start(self, timeout_s: float = 60.0) -> None:
-        """Start the server and wait until it is ready."""
-        config = self.write_config()
-        self._log = (self.workdir / "prometheus.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                binary("prometheus"),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"prometheus exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"prometheus not ready within {timeout_s}s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL if it hangs)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        path = self.workdir / "prometheus.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    def api(self, path: str, **params: str) -> dict[str, Any]:
-        """Call the HTTP API; return its JSON answer, errors included (status "error", errorType)."""
-        answer = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=30)
-        body: dict[str, Any] = answer.json()
-        return body
-
-    def query(self, expr: str) -> dict[str, Any]:
-        """Evaluate an instant query now."""
-        return self.api("query", query=expr)
-
-    def metric_names(self) -> set[str]:
-        """Return every metric name Prometheus holds a series of (over the last hour)."""
-        now = time.time()
-        answer = self.api("label/__name__/values", start=str(now - 3600), end=str(now + 60))
-        return set(answer["data"])
-
-    def wait_for(self, expr: str, timeout_s: float = 90.0) -> list[dict[str, Any]]:
-        """Poll until ``expr`` returns a non-empty result; return it."""
-        deadline = time.monotonic() + timeout_s
-        answer: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            answer = self.query(expr)
-            if answer.get("status") == "success" and answer["data"]["result"]:
-                result: list[dict[str, Any]] = answer["data"]["result"]
-                return result
-            time.sleep(0.5)
-        raise AssertionError(f"{expr} still empty after {timeout_s}s: {answer}")
 
 
 def check_promql(
