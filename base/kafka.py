@@ -86,7 +86,12 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     if mismatched:
         raise StackError("driver-keyed topics must be co-partitioned: " + "; ".join(mismatched))
     missing = [
-        NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor)
+        NewTopic(
+            name,
+            num_partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            config=topics.TOPIC_CONFIGS.get(wanted[name].name, {}),
+        )
         for name in wanted
         if name not in existing
     ]

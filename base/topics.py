@@ -23,6 +23,7 @@ API_ACCESS = "api.access"
 SINK_DEADLETTER = "sink.deadletter"
 DELIVERIES_REJECTED = "deliveries.rejected"
 ALERT_ACTIONS = "alerts.actions"
+PRIVACY_ERASURES = "privacy.erasures"
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,14 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(API_ACCESS, "ApiAccess", "principal", False),
     # Records the ClickHouse sink could not write, with the error; keyed by their source topic.
     TopicSpec(SINK_DEADLETTER, "SinkDeadLetter", "source_topic", False),
+    # LGPD erasure requests (whatsup erase), keyed by the driver (or the subject's hash for a non-driver), so
+    # the worker owning the driver's state gets them; kept one day (ERASURE_RETENTION_MS).
+    TopicSpec(PRIVACY_ERASURES, "Erasure", "driver_id", True),
 )
+
+# An erasure request names the person in clear; it lives on its topic only as long as the consumers need.
+ERASURE_RETENTION_MS = 24 * 3_600_000
+TOPIC_CONFIGS = {PRIVACY_ERASURES: {"retention.ms": str(ERASURE_RETENTION_MS)}}
 
 TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}
 
@@ -74,6 +82,7 @@ GROUP_SUFFIXES = {
     "worker-clean": "-clean",
     "worker-deliveries": "-deliveries",
     "sink": "-clickhouse-sink",
+    "sink-erasures": "-clickhouse-erasures",
     "sender": "-sender",
 }
 

@@ -41,6 +41,7 @@ SCHEMA_FILES = {
     "SinkDeadLetter": "sink_dead_letter.avsc",
     "RejectedDeliveryEvent": "rejected_delivery_event.avsc",
     "AlertAction": "alert_action.avsc",
+    "Erasure": "erasure.avsc",
 }
 SCHEMA_NAMES: tuple[str, ...] = tuple(SCHEMA_FILES)
 

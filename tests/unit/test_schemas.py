@@ -179,6 +179,16 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "note": "ligando para o motoboy",
         "driver_id": "drv-São-042",
     },
+    "Erasure": {
+        "erasure_id": "e-5a0b",
+        "subject_hash": "0f1a1f4d5f1262eabcecbe7d0694e6ff",
+        "driver_id": "drv-São-042",
+        "phone_hashes": ["9c2e4d1b7a3f5e8d0c6b2a4f1e3d5c7b"],
+        "customer_refs": [],
+        "requested_at": T0,
+        "requested_by": "dpo",
+        "reason": "titular pediu exclusão (ticket 1234)",
+    },
     "SinkDeadLetter": {
         "reason": "refused",
         "error": "Code: 469. Constraint `lat_in_range` for table gps_pings is violated",
