@@ -30,3 +30,8 @@ PAUSED = Gauge("whatsup_sink_paused", "1 while consumption is paused because Cli
 LAG = Gauge(
     "whatsup_sink_lag_records", "Records on the topic not yet written, as of the last flush", ["topic"]
 )
+ERASURES = Counter(
+    "whatsup_sink_erasures_total",
+    "LGPD erasure requests by outcome: applied, retried (ClickHouse refused for now), malformed",
+    ["outcome"],
+)

@@ -1,4 +1,5 @@
-"""The ``whatsup sink`` process: migrations, the query endpoint, then the consume-write-commit loop."""
+"""The ``whatsup sink`` process: migrations, the query endpoint, the eraser, then the consume-write-commit
+loop."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from base.logs import configure_logging
 from base.settings import Settings
 from sinks.clickhouse import ClickHouseSink
 from sinks.engine import is_embedded, make_client
+from sinks.erasure import Eraser
 from sinks.runner import SinkRunner
 from sinks.server import QueryServer
 
@@ -51,6 +53,9 @@ def run_sink(settings: Settings) -> int:
         settings.web_host, settings.sink_port, make_client(settings, readonly=True), runner.ready.is_set
     )
     server.start()
+    # LGPD erasures run beside the record sinks, on a client of their own.
+    eraser = Eraser(settings, make_client(settings))
+    eraser.start()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: writing what is buffered, then stopping", signum)
@@ -62,6 +67,7 @@ def run_sink(settings: Settings) -> int:
         with sampling_backlog_in_thread(settings, "sink"):
             runner.run()
     finally:
+        eraser.stop()
         server.stop()
         writer.close()
     return 0

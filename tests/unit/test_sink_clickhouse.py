@@ -98,9 +98,10 @@ def test_migrations_apply_once_and_twice_is_a_no_op(client: Client) -> None:
         "0004_plan_per_log",
         "0005_plan_groups",
         "0006_alert_actions",
+        "0007_erasures",
     ]
     assert apply_migrations(client) == []
-    assert scalar(client, "SELECT count() FROM schema_migrations") == 6
+    assert scalar(client, "SELECT count() FROM schema_migrations") == 7
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert {"gps_pings", "gps_pings_rejected", "delivery_events", "eta_updates", "alerts"} <= tables
     assert {"whatsapp_messages", "api_access_log", "driver_daily_stats", "cell_speed_hourly"} <= tables
