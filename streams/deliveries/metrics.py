@@ -36,3 +36,8 @@ ETA_ERROR = Histogram(
     ["which"],
     buckets=(15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
 )
+ERASURES = Counter(
+    "whatsup_deliveries_erasures_total",
+    "LGPD erasure requests the worker applied to its driver states, by outcome (erased, no_state, malformed)",
+    ["outcome"],
+)
