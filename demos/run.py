@@ -4,14 +4,25 @@
 2. A simulated fleet of phones, with real-world faults, posts its pings through the API.
 3. Every ping's verdict is read back from Kafka and checked against the simulator's ground truth.
 4. Deliveries, WhatsApp in and out, telemetry, the same verdicts read from ClickHouse, where the sink
-   process wrote them, the dispatcher console with the fleet on its map, the Twilio fallback; last, a
-   crashed process paging the on-call through Prometheus, Alertmanager and PagerDuty.
+   process wrote them, the dispatcher console with the fleet on its map, the Twilio fallback, one driver
+   erased under the LGPD; last, a crashed process paging the on-call through Prometheus, Alertmanager and
+   PagerDuty.
 """
 
 from __future__ import annotations
 
 from base.settings import Settings
-from demos import console, deliveries, paging, sender, sink, telemetry, twilio_fallback, whatsapp_inbound
+from demos import (
+    console,
+    deliveries,
+    erasure,
+    paging,
+    sender,
+    sink,
+    telemetry,
+    twilio_fallback,
+    whatsapp_inbound,
+)
 from demos.ingest import show_refusals
 from demos.pings import show_fleet
 
@@ -42,6 +53,7 @@ def run_demo(settings: Settings, *, drivers: int, minutes: float, timeout_s: flo
         console.show(settings),
         # It leaves the sender's Meta breaker open for WHATSUP_SENDER_BREAKER_RESET_S.
         twilio_fallback.show(settings),
+        erasure.show(settings, f"{fleet.prefix}-"),
         paging.show(settings),
     ]
     return 0 if all(checks) else 1

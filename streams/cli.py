@@ -134,6 +134,38 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _erase(args: argparse.Namespace) -> int:
+    import time
+
+    from base import topics
+    from connectors.whatsapp.phones import PhoneError
+    from streams.erase import erase_redis, publish, request_record, resolve, wait_applied
+
+    settings = get_settings()
+    try:
+        subject = asyncio.run(resolve(settings, args.driver, args.phone))
+    except PhoneError as exc:
+        print(f"whatsup erase: --phone: {exc}; nothing erased", file=sys.stderr)
+        return 65  # EX_DATAERR
+    record = request_record(subject, args.requested_by, args.reason, int(time.time() * 1000))
+    who = f"driver {subject.driver_id}" if subject.driver_id else "a person who is no registered driver"
+    print(f"erasing {who}; audit subject {subject.subject_hash}")
+    print(f"  as customer: {len(subject.customers)} reference(s); phone numbers: {len(subject.phone_hashes)}")
+    print(f"  Redis: {asyncio.run(erase_redis(settings, subject))} key(s) deleted")
+    publish(settings, record)
+    print(
+        f"  request {record['erasure_id']} on {topics.PRIVACY_ERASURES}: the worker drops the driver's state,"
+    )
+    print("  the sink deletes the rows in ClickHouse and writes the audit row")
+    if args.wait is None:
+        return 0
+    if not wait_applied(settings, record["erasure_id"], args.wait):
+        print(f"whatsup erase: not applied in ClickHouse within {args.wait:g} s: is the sink running?")
+        return 75  # EX_TEMPFAIL: the request stays on its topic and is applied when the sink is back
+    print("  applied in ClickHouse; audit row written")
+    return 0
+
+
 def _registry_load(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
@@ -349,6 +381,18 @@ def build_parser() -> argparse.ArgumentParser:
     load = registry_commands.add_parser("load", help="upsert drivers and customers from a CSV or JSON file")
     load.add_argument("file")
     load.set_defaults(run=_registry_load)
+    erase = commands.add_parser("erase", help="erase a person's data (LGPD): registry, state, ClickHouse")
+    subject = erase.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--driver", metavar="ID", help="a driver, by id")
+    subject.add_argument(
+        "--phone", metavar="NUMBER", help="a person, by phone number (a driver's erases them)"
+    )
+    erase.add_argument("--requested-by", required=True, metavar="NAME", help="the operator asking")
+    erase.add_argument("--reason", default="", help="why, e.g. the data subject's request ticket")
+    erase.add_argument(
+        "--wait", type=float, metavar="SECONDS", help="wait for the sink to apply it and write the audit row"
+    )
+    erase.set_defaults(run=_erase)
     bench = commands.add_parser("bench", help="benchmarks on the local stack, written to docs/BENCHMARKS.md")
     bench.add_argument("--quick", action="store_true", help="small sizes, print only")
     bench.add_argument("--only", nargs="+", metavar="SUITE", help="run only these suites (default: all)")

@@ -171,3 +171,25 @@ class Registry:
         """Return True the first time a number is refused on UTC ``day`` (YYYY-MM-DD), False after."""
         key = f"{self.prefix}refused:{day}:{phone_hash}"
         return bool(await self.client.set(key, b"1", ex=REFUSAL_TTL_S, nx=True))
+
+    async def customers_with_phone(self, phone: str) -> list[Customer]:
+        """Return every customer entry holding ``phone`` (a scan: for erasure, not for traffic)."""
+        wanted = normalize_phone(phone)
+        found = []
+        async for key in self.client.scan_iter(match=f"{self.prefix}customer:*", count=1000):
+            raw = await self.client.get(key)
+            if raw and json.loads(raw).get("phone") == wanted:
+                found.append(Customer(**json.loads(raw)))
+        return found
+
+    async def forget(
+        self, driver: Driver | None, customers: Iterable[Customer], phone_hashes: Iterable[str]
+    ) -> int:
+        """Delete a person's entries (as driver, as customers) and refusal claims; return the keys deleted."""
+        keys = [f"{self.prefix}customer:{customer.customer_ref}" for customer in customers]
+        if driver is not None:
+            keys.append(f"{self.prefix}driver_id:{driver.driver_id}")
+        for phone_hash in phone_hashes:
+            keys.append(f"{self.prefix}driver:{phone_hash}")
+            keys += [key async for key in self.client.scan_iter(match=f"{self.prefix}refused:*:{phone_hash}")]
+        return int(await self.client.delete(*keys)) if keys else 0

@@ -46,6 +46,17 @@ class NotifyStore:
         raw = await self.client.get(f"{self.prefix}inbound:{phone_hash}")
         return int(raw) if raw else None
 
+    async def forget(self, phone_hashes: list[str], customer_refs: list[str]) -> int:
+        """Delete the reply windows of a person's numbers and which deliveries were theirs; return the keys
+        deleted (a scan of the delivery memories: for erasure, not for traffic)."""
+        keys = [f"{self.prefix}inbound:{phone_hash}" for phone_hash in phone_hashes]
+        refs = {ref.encode() for ref in customer_refs}
+        if refs:
+            async for key in self.client.scan_iter(match=f"{self.prefix}customer:*", count=1000):
+                if await self.client.get(key) in refs:
+                    keys.append(key)
+        return int(await self.client.delete(*keys)) if keys else 0
+
     async def touch_windows(self, latest: dict[str, int]) -> None:
         """Record each number's newest inbound message time; an older, late message never moves it back."""
         if not latest:
