@@ -138,7 +138,12 @@ def secret_values(settings: Any) -> list[str]:
         value = getattr(settings, f.name)
         if not f.metadata.get("secret") or not value:
             continue
-        values.extend(value.keys() if isinstance(value, dict) else [str(value)])
+        if isinstance(value, dict):
+            values.extend(value.keys())
+        elif isinstance(value, tuple):
+            values.extend(map(str, value))
+        else:
+            values.append(str(value))
     return values
 
 

@@ -59,6 +59,13 @@ def _parse_long_secret(raw: str) -> str | None:
     return secret or None
 
 
+def _parse_long_secrets(raw: str) -> tuple[str, ...]:
+    secrets = [part.strip() for part in raw.split(",") if part.strip()]
+    for secret in secrets:
+        _parse_long_secret(secret)
+    return tuple(secrets)
+
+
 def _parse_bootstrap(raw: str) -> str:
     servers = [s.strip() for s in raw.split(",") if s.strip()]
     if not servers:
@@ -162,6 +169,9 @@ class Settings:
     worker_role: str = _setting(lambda raw: raw.strip().lower(), "all")
 
     token_secret: str | None = _setting(_parse_long_secret, None, secret=True)
+    # Also accepted when checking driver tokens, never used to sign: the next secret before a rotation, the
+    # previous one after it (docs/RUNBOOK.md, Rotating secrets).
+    token_secrets_accepted: tuple[str, ...] = _setting(_parse_long_secrets, factory=tuple, secret=True)
     phone_hash_key: str | None = _setting(_parse_secret, None, secret=True)
     api_keys: dict[str, frozenset[str]] = _setting(_parse_api_keys, factory=dict, secret=True)
 
@@ -170,9 +180,13 @@ class Settings:
     whatsapp_token: str | None = _setting(_parse_secret, None, secret=True)
     whatsapp_phone_number_id: str | None = _setting(_parse_secret, None)
     whatsapp_app_secret: str | None = _setting(_parse_secret, None, secret=True)
+    # Accepted on webhooks besides the current one while Meta's app secret is being rotated.
+    whatsapp_app_secret_previous: str | None = _setting(_parse_secret, None, secret=True)
     whatsapp_verify_token: str | None = _setting(_parse_secret, None, secret=True)
     twilio_account_sid: str | None = _setting(_parse_secret, None)
     twilio_auth_token: str | None = _setting(_parse_secret, None, secret=True)
+    # Accepted on webhooks besides the current one while Twilio's auth token is being rotated.
+    twilio_auth_token_previous: str | None = _setting(_parse_secret, None, secret=True)
     twilio_api_url: str = _setting(_parse_url(("http", "https")), "https://api.twilio.com")
     twilio_from: str | None = _setting(_parse_secret, None)
     twilio_content_sids: dict[str, str] = _setting(_parse_content_sids, factory=dict)

@@ -166,6 +166,13 @@ def _erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate(args: argparse.Namespace) -> int:
+    from streams.rotate import rotation_plan
+
+    print(rotation_plan(get_settings()))
+    return 0
+
+
 def _registry_load(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
@@ -393,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=float, metavar="SECONDS", help="wait for the sink to apply it and write the audit row"
     )
     erase.set_defaults(run=_erase)
+    commands.add_parser(
+        "rotate", help="the secrets in force, by key id, and the steps that rotate each (every 30 days)"
+    ).set_defaults(run=_rotate)
     bench = commands.add_parser("bench", help="benchmarks on the local stack, written to docs/BENCHMARKS.md")
     bench.add_argument("--quick", action="store_true", help="small sizes, print only")
     bench.add_argument("--only", nargs="+", metavar="SUITE", help="run only these suites (default: all)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class SignatureError(Exception):
@@ -27,15 +27,20 @@ def meta_signature(app_secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def verify_meta(app_secret: str, body: bytes, header: str | None) -> None:
-    """Raise SignatureError unless ``header`` is Meta's signature of exactly ``body``."""
+def _keys(secrets: str | Sequence[str]) -> Sequence[str]:
+    return (secrets,) if isinstance(secrets, str) else secrets
+
+
+def verify_meta(app_secrets: str | Sequence[str], body: bytes, header: str | None) -> None:
+    """Raise SignatureError unless ``header`` is Meta's signature of exactly ``body`` under one of
+    ``app_secrets`` (the current app secret, and the previous one during a rotation)."""
     if not header:
         raise SignatureError("missing_signature", "X-Hub-Signature-256 header is missing")
     scheme, sep, digest = header.strip().partition("=")
     if scheme != "sha256" or not sep or not digest:
         raise SignatureError("malformed_signature", "X-Hub-Signature-256 must read sha256=<hex>")
-    expected = meta_signature(app_secret, body)
-    if not hmac.compare_digest(expected.encode(), f"sha256={digest.lower()}".encode()):
+    given = f"sha256={digest.lower()}".encode()
+    if not any(hmac.compare_digest(meta_signature(s, body).encode(), given) for s in _keys(app_secrets)):
         raise SignatureError("bad_signature", "X-Hub-Signature-256 does not match the body")
 
 
@@ -47,10 +52,15 @@ def twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]
     return base64.b64encode(digest).decode()
 
 
-def verify_twilio(auth_token: str, url: str, params: Iterable[tuple[str, str]], header: str | None) -> None:
-    """Raise SignatureError unless ``header`` is Twilio's signature of ``url`` and ``params``."""
+def verify_twilio(
+    auth_tokens: str | Sequence[str], url: str, params: Iterable[tuple[str, str]], header: str | None
+) -> None:
+    """Raise SignatureError unless ``header`` is Twilio's signature of ``url`` and ``params`` under one of
+    ``auth_tokens`` (the current auth token, and the previous one during a rotation)."""
     if not header:
         raise SignatureError("missing_signature", "X-Twilio-Signature header is missing")
-    expected = twilio_signature(auth_token, url, params)
-    if not hmac.compare_digest(expected.encode(), header.strip().encode()):
+    pairs, given = list(params), header.strip().encode()
+    if not any(
+        hmac.compare_digest(twilio_signature(t, url, pairs).encode(), given) for t in _keys(auth_tokens)
+    ):
         raise SignatureError("bad_signature", "X-Twilio-Signature does not match the URL and parameters")

@@ -56,6 +56,16 @@ class IntakeConfig:
     verify_token: str | None
     twilio_auth_token: str | None
     topic_prefix: str = ""
+    # A rotation's previous secrets, accepted besides the current ones (the signatures are checked first
+    # against the current secret).
+    app_secret_previous: str | None = None
+    twilio_auth_token_previous: str | None = None
+
+    def app_secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.app_secret, self.app_secret_previous) if s)
+
+    def twilio_auth_tokens(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.twilio_auth_token, self.twilio_auth_token_previous) if s)
 
 
 def verify_challenge(config: IntakeConfig, query: Mapping[str, str]) -> Answer:
@@ -97,7 +107,7 @@ class WebhookIntake:
         if self.config.app_secret is None or self.config.phone_hash_key is None:
             return Answer(503, {"error": "webhook_disabled"}, "webhook_disabled")
         try:
-            verify_meta(self.config.app_secret, body, signature)
+            verify_meta(self.config.app_secrets(), body, signature)
         except SignatureError as exc:
             status = 401 if exc.reason == "missing_signature" else 403
             return Answer(status, {"error": exc.reason, "message": str(exc)}, exc.reason)
@@ -115,7 +125,7 @@ class WebhookIntake:
         if self.config.twilio_auth_token is None or self.config.phone_hash_key is None:
             return Answer(503, {"error": "webhook_disabled"}, "webhook_disabled")
         try:
-            verify_twilio(self.config.twilio_auth_token, url, params, signature)
+            verify_twilio(self.config.twilio_auth_tokens(), url, params, signature)
         except SignatureError as exc:
             status = 401 if exc.reason == "missing_signature" else 403
             return Answer(status, {"error": exc.reason, "message": str(exc)}, exc.reason)

@@ -37,7 +37,11 @@ class PingIntake:
         self.topic = topics.qualified(topics.GPS_PINGS_RAW, settings.topic_prefix)
         self.rate_limiter = DriverRateLimiter(settings.ingest_rate_per_s, settings.ingest_burst)
         self.encode = codec("GpsPing").encode
-        self.tokens = VerifiedTokens(settings.token_secret) if settings.token_secret else None
+        self.tokens = (
+            VerifiedTokens((settings.token_secret, *settings.token_secrets_accepted))
+            if settings.token_secret
+            else None
+        )
         self.latency = metrics.HTTP_LATENCY.labels(ROUTE)
         self.received = metrics.PINGS_RECEIVED.labels("edge")
 

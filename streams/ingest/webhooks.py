@@ -54,6 +54,8 @@ class Webhooks:
             verify_token=settings.whatsapp_verify_token,
             twilio_auth_token=settings.twilio_auth_token,
             topic_prefix=settings.topic_prefix,
+            app_secret_previous=settings.whatsapp_app_secret_previous,
+            twilio_auth_token_previous=settings.twilio_auth_token_previous,
         )
         self._intake: WebhookIntake | None = None
 
