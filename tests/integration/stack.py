@@ -6,10 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, Self
 
 import httpx
 from confluent_kafka import Consumer, TopicPartition
@@ -165,3 +166,23 @@ def read_topic(
     finally:
         consumer.close()
     return records
+
+
+class Background:
+    """A loop in a daemon thread for the length of a ``with`` block; subclasses write ``_run``, which
+    returns once ``self._stop`` is set."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        raise NotImplementedError

@@ -6,7 +6,6 @@ The day is run in real time with short rules (12 s stall window, 9 s offline) so
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from base.settings import Settings
 from demos import deliveries as deliveries_demo
 from schemas.codecs import codec
 from streams.deliveries.stall import M_PER_DEG_LAT
-from tests.integration.stack import Record, WorkerProcess, read_topic
+from tests.integration.stack import Background, Record, WorkerProcess, read_topic
 
 INGEST, DISPATCH, PARTNER_A, PARTNER_B = (
     "ingest-" + "k" * 16,
@@ -204,23 +203,14 @@ def test_a_restarted_worker_answers_503_until_its_state_is_recovered_never_a_wro
     assert get(delivery_worker, "/v1/drivers/nobody", DISPATCH).status_code == 404
 
 
-class ScriptedPhone:
+class ScriptedPhone(Background):
     """A phone sending a clean ping every half second in real time, as the test steers it."""
 
     def __init__(self, settings: Settings, driver: str) -> None:
+        super().__init__()
         self.settings, self.driver = settings, driver
         self.mode, self.lat, self.lon = "moving", *START
         self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ScriptedPhone:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
     def _run(self) -> None:
         producer = make_producer(self.settings)
