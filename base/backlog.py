@@ -20,7 +20,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from base import metrics, topics
-from base.kafka import consumer_group_backlog
+from base.kafka import client_config, consumer_group_backlog
 from base.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -57,10 +57,9 @@ class GroupBacklog:
     def connect(cls, settings: Settings, role: str) -> GroupBacklog:
         """Build the sampler of ``role``'s group with its own admin client and watermark reader."""
         group = topics.consumer_group(role, settings.app_id)
-        bootstrap = settings.kafka_bootstrap
         # It only reads high watermarks: it never subscribes, so it never joins or creates its group.
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-backlog-probe"})
-        return cls(role, group, AdminClient({"bootstrap.servers": bootstrap}), consumer)
+        consumer = Consumer(client_config(settings, **{"group.id": f"{group}-backlog-probe"}))
+        return cls(role, group, AdminClient(client_config(settings)), consumer)
 
     def publish(self) -> None:
         """Read the group's backlog now and set the gauge (blocking: call it off the event loop)."""

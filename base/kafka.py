@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from base import topics
 from base.exceptions import StackError, TransientError
 from base.settings import Settings
+from base.tls import librdkafka_config
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
@@ -31,8 +32,14 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "enable.idempotence": True,
         "linger.ms": 5,
         "compression.type": "lz4",
+        **librdkafka_config(settings),
         **overrides,
     }
+
+
+def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Return a librdkafka consumer or admin config: the brokers, their security, and ``extra``."""
+    return {"bootstrap.servers": settings.kafka_bootstrap, **librdkafka_config(settings), **extra}
 
 
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
@@ -76,7 +83,7 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
 
     Returns the names created. Safe to run any number of times, also concurrently.
     """
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings))
     try:
         existing = admin.list_topics(timeout=timeout_s).topics
     except KafkaException as exc:

@@ -66,6 +66,14 @@ def _parse_long_secrets(raw: str) -> tuple[str, ...]:
     return tuple(secrets)
 
 
+def _parse_optional_path(raw: str) -> Path | None:
+    return Path(raw.strip()) if raw.strip() else None
+
+
+def _parse_upper(raw: str) -> str:
+    return raw.strip().upper()
+
+
 def _parse_bootstrap(raw: str) -> str:
     servers = [s.strip() for s in raw.split(",") if s.strip()]
     if not servers:
@@ -168,6 +176,19 @@ class Settings:
     # Which of the worker's agents this process runs: all, or one of the roles of streams.roles.
     worker_role: str = _setting(lambda raw: raw.strip().lower(), "all")
 
+    # Encryption in transit (docs/RUNBOOK.md, Running encrypted). Kafka: PLAINTEXT, SSL or SASL_SSL, with a
+    # CA to trust, optionally a client certificate, and SASL's mechanism and credentials.
+    kafka_security_protocol: str = _setting(_parse_upper, "PLAINTEXT")
+    kafka_ssl_ca_file: Path | None = _setting(_parse_optional_path, None)
+    kafka_ssl_cert_file: Path | None = _setting(_parse_optional_path, None)
+    kafka_ssl_key_file: Path | None = _setting(_parse_optional_path, None)
+    kafka_sasl_mechanism: str = _setting(_parse_upper, "SCRAM-SHA-512")
+    kafka_sasl_username: str | None = _setting(_parse_secret, None)
+    kafka_sasl_password: str | None = _setting(_parse_secret, None, secret=True)
+    # HTTPS for every HTTP server of the process, and the CA its calls to the project's other servers trust.
+    tls_cert_file: Path | None = _setting(_parse_optional_path, None)
+    tls_key_file: Path | None = _setting(_parse_optional_path, None)
+    tls_ca_file: Path | None = _setting(_parse_optional_path, None)
     token_secret: str | None = _setting(_parse_long_secret, None, secret=True)
     # Also accepted when checking driver tokens, never used to sign: the next secret before a rotation, the
     # previous one after it (docs/RUNBOOK.md, Rotating secrets).
@@ -359,6 +380,7 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be below 65536, got {getattr(self, name)}")
         if self.stall_step_s > self.stall_minutes * 60:
             raise SettingsError(f"{PREFIX}STALL_STEP_S must not exceed {PREFIX}STALL_MINUTES")
+        self._check_tls()
         if self.depots_geojson is not None and not self.depots_geojson.is_file():
             raise SettingsError(f"{PREFIX}DEPOTS_GEOJSON={self.depots_geojson} is not a file")
         if self.eta_late_grace_s < 0:
@@ -406,6 +428,34 @@ class Settings:
                 shown = "<hidden>" if f.metadata["secret"] else repr(env[name])
                 raise SettingsError(f"{name}={shown} is malformed: {exc}") from None
         return cls(**values)
+
+    def _check_tls(self) -> None:
+        protocols = ("PLAINTEXT", "SSL", "SASL_SSL")
+        if self.kafka_security_protocol not in protocols:
+            raise SettingsError(f"{PREFIX}KAFKA_SECURITY_PROTOCOL must be one of {', '.join(protocols)}")
+        mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+        if self.kafka_sasl_mechanism not in mechanisms:
+            raise SettingsError(f"{PREFIX}KAFKA_SASL_MECHANISM must be one of {', '.join(mechanisms)}")
+        if self.kafka_security_protocol == "SASL_SSL" and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise SettingsError(
+                f"{PREFIX}KAFKA_SECURITY_PROTOCOL=SASL_SSL needs {PREFIX}KAFKA_SASL_USERNAME and _PASSWORD"
+            )
+        for pair in (("kafka_ssl_cert_file", "kafka_ssl_key_file"), ("tls_cert_file", "tls_key_file")):
+            if (getattr(self, pair[0]) is None) != (getattr(self, pair[1]) is None):
+                raise SettingsError(f"{PREFIX}{pair[0].upper()} and {PREFIX}{pair[1].upper()} go together")
+        for name in (
+            "kafka_ssl_ca_file",
+            "kafka_ssl_cert_file",
+            "kafka_ssl_key_file",
+            "tls_cert_file",
+            "tls_key_file",
+            "tls_ca_file",
+        ):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise SettingsError(f"{PREFIX}{name.upper()}={path} is not a file")
 
     def redacted(self) -> dict[str, Any]:
         """Return the settings as a dict with every secret masked, for logs and `whatsup settings`."""
