@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,8 +34,17 @@ def free_port() -> int:
 class Process:
     """One ``whatsup <role>`` process, its log in a file, healthy once ``health_url`` answers 200."""
 
-    def __init__(self, name: str, role: str, env: dict[str, str], health_url: str, log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        role: str,
+        env: dict[str, str],
+        health_url: str,
+        log_dir: Path,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.name, self.role, self.env, self.health_url = name, role, env, health_url
+        self.verify = verify  # what an https health URL's certificate is checked against
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -75,7 +85,7 @@ class Process:
                     continue
                 raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
             try:
-                if httpx.get(self.health_url, timeout=1.0).status_code == 200:
+                if httpx.get(self.health_url, timeout=1.0, verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

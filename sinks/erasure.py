@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from base import topics
 from base.exceptions import SchemaError
+from base.kafka import client_config
 from base.settings import Settings
 from schemas.codecs import codec
 from sinks import metrics
@@ -112,12 +113,14 @@ class Eraser:
 
     def _run(self) -> None:
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": topics.consumer_group("sink-erasures", self.settings.app_id),
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
+            client_config(
+                self.settings,
+                **{
+                    "group.id": topics.consumer_group("sink-erasures", self.settings.app_id),
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                },
+            )
         )
         consumer.subscribe([topics.qualified(topics.PRIVACY_ERASURES, self.settings.topic_prefix)])
         try:

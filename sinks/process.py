@@ -11,7 +11,7 @@ from types import FrameType
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from base import metrics
+from base import metrics, tls
 from base.backlog import sampling_backlog_in_thread
 from base.logs import configure_logging
 from base.settings import Settings
@@ -50,7 +50,11 @@ def run_sink(settings: Settings) -> int:
     log.info("ClickHouse at %s; migrations applied: %s", settings.clickhouse_url, applied or "none pending")
     runner = SinkRunner(settings, sink)
     server = QueryServer(
-        settings.web_host, settings.sink_port, make_client(settings, readonly=True), runner.ready.is_set
+        settings.web_host,
+        settings.sink_port,
+        make_client(settings, readonly=True),
+        runner.ready.is_set,
+        tls.server_context(settings),
     )
     server.start()
     # LGPD erasures run beside the record sinks, on a client of their own.

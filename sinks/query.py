@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from base import tls
 from base.exceptions import StackError, WhatsUpError
 from base.settings import Settings
 from sinks.engine import is_embedded, make_client
@@ -49,7 +50,7 @@ def rows_of(result: Any) -> list[dict[str, Any]]:
 
 def endpoint(settings: Settings) -> str:
     """Return the sink process's query URL."""
-    return f"http://127.0.0.1:{settings.sink_port}/query"
+    return f"{tls.scheme(settings)}://127.0.0.1:{settings.sink_port}/query"
 
 
 def _answer(response: httpx.Response) -> list[dict[str, Any]]:
@@ -73,7 +74,10 @@ def run_query(
             client.close()
     try:
         response = httpx.post(
-            endpoint(settings), json={"sql": sql, "params": params or {}}, timeout=timeout_s
+            endpoint(settings),
+            json={"sql": sql, "params": params or {}},
+            timeout=timeout_s,
+            verify=tls.client_verify(settings),
         )
     except httpx.HTTPError as exc:
         raise StackError(f"the sink process does not answer on {endpoint(settings)} ({exc})") from exc
@@ -87,7 +91,7 @@ async def run_query_async(
     if not is_embedded(settings):
         return await asyncio.to_thread(run_query, settings, sql, params, timeout_s)
     try:
-        async with httpx.AsyncClient(timeout=timeout_s) as client:
+        async with httpx.AsyncClient(timeout=timeout_s, verify=tls.client_verify(settings)) as client:
             response = await client.post(endpoint(settings), json={"sql": sql, "params": params or {}})
     except httpx.HTTPError as exc:
         raise StackError(f"the sink process does not answer on {endpoint(settings)} ({exc})") from exc

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from base import topics
 from base.exceptions import TransientError
-from base.kafka import DeliveringProducer, topic_ids
+from base.kafka import DeliveringProducer, client_config, topic_ids
 from base.settings import Settings
 from schemas.codecs import codec
 from sinks import metrics
@@ -55,18 +55,20 @@ def quick_gil_handoff(interval_s: float = GIL_SWITCH_INTERVAL_S) -> Iterator[Non
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
     """Return the sink's consumer config: its own group, manual commits, big fetches."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": topics.consumer_group("sink", settings.app_id),
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "range",
-        "fetch.max.bytes": 32 * 2**20,
-        "max.partition.fetch.bytes": 8 * 2**20,
-        # A ClickHouse outage is waited out while paused; the group must not evict the sink meanwhile.
-        "max.poll.interval.ms": 600_000,
-    }
+    return client_config(
+        settings,
+        **{
+            "group.id": topics.consumer_group("sink", settings.app_id),
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "range",
+            "fetch.max.bytes": 32 * 2**20,
+            "max.partition.fetch.bytes": 8 * 2**20,
+            # A ClickHouse outage is waited out while paused; the group must not evict the sink meanwhile.
+            "max.poll.interval.ms": 600_000,
+        },
+    )
 
 
 class SinkRunner:
@@ -113,7 +115,7 @@ class SinkRunner:
 
     def _log_ids(self, names: list[str]) -> dict[str, str]:
         """Return the topics' ids, asking again for up to a minute: without them no batch can be planned."""
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        admin = AdminClient(client_config(self.settings))
         deadline = time.monotonic() + 60
         while True:
             try:

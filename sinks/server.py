@@ -8,6 +8,7 @@ refuses any write or DDL there), one at a time.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,11 +25,23 @@ MAX_BODY = 1 << 20
 class QueryServer:
     """Serve the endpoint from a background thread; ``ready()`` says whether /health answers 200."""
 
-    def __init__(self, host: str, port: int, client: Client, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client: Client,
+        ready: Callable[[], bool],
+        context: ssl.SSLContext | None = None,
+    ) -> None:
         self._client = client
         self._lock = threading.Lock()
         self._ready = ready
         self._server = ThreadingHTTPServer((host, port), self._handler())
+        if context is not None:
+            # Each accepted connection does its handshake in its own handler thread, not in accept().
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="sink-http", daemon=True)
 

@@ -12,9 +12,9 @@ import mode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from base import topics
+from base import tls, topics
 from base.logs import logging_config, secret_values
-from base.settings import get_settings
+from base.settings import Settings, get_settings
 from streams import acks, shutdown
 from streams.faust_codecs import faust_codec_name, register_faust_codecs
 
@@ -58,6 +58,21 @@ class App(faust.App):
         return list(ROLE_PACKAGES[settings.worker_role])
 
 
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """Return Faust's credentials for WHATSUP_KAFKA_SECURITY_PROTOCOL (None on PLAINTEXT)."""
+    protocol, context = settings.kafka_security_protocol, tls.kafka_context(settings)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if protocol == "SASL_SSL":
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    return None
+
+
 app = App(
     topics.consumer_group(topics.worker_group_role(settings.worker_role), settings.app_id),
     broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
@@ -70,8 +85,12 @@ app = App(
     topic_replication_factor=settings.replication_factor,
     # Topics are created by `whatsup create-topics` with the partition counts co-partitioning needs.
     topic_allow_declare=True,
+    broker_credentials=broker_credentials(settings),
     web_host=settings.web_host,
     web_port=settings.web_port,
+    # HTTPS when a certificate is set; other workers forward dispatcher requests to this URL.
+    web_ssl_context=tls.server_context(settings),
+    canonical_url=f"{tls.scheme(settings)}://{settings.web_host}:{settings.web_port}",
     web_in_thread=False,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,

@@ -7,6 +7,7 @@ partition, read from shortly before the doubtful attempt, holds the answer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,9 +29,12 @@ async def find_confirmation(
     since_ms: int,
     *,
     max_records: int = 200_000,
+    security: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Return a status on ``topic`` showing ``message_key`` was accepted at or after ``since_ms``, or None."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **(security or {})
+    )
     await consumer.start()
     try:
         key = message_key.encode()
@@ -61,10 +65,14 @@ async def find_confirmation(
         await consumer.stop()
 
 
-async def read_record(bootstrap: str, source: str, timeout_s: float = 10.0) -> bytes | None:
+async def read_record(
+    bootstrap: str, source: str, timeout_s: float = 10.0, security: Mapping[str, Any] | None = None
+) -> bytes | None:
     """Return the value of the record at ``source`` ("topic:partition:offset"), or None if it is gone."""
     topic, partition, offset = source.rsplit(":", 2)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **(security or {})
+    )
     await consumer.start()
     try:
         tp = TopicPartition(topic, int(partition))

@@ -29,6 +29,7 @@ from base.backlog import sampling_backlog
 from base.exceptions import SettingsError
 from base.logs import configure_logging
 from base.settings import Settings
+from base.tls import aiokafka_config, server_context
 from connectors.whatsapp.breaker import CircuitBreaker
 from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.claims import ClaimStore
@@ -137,8 +138,13 @@ class SenderService:
         )
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
             meta, twilio = build_routes(s, http, redis)
+            security = aiokafka_config(s)
             producer = AIOKafkaProducer(
-                bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+                bootstrap_servers=s.kafka_bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=2,
+                **security,
             )
             consumer = AIOKafkaConsumer(
                 self.outbound,
@@ -149,6 +155,7 @@ class SenderService:
                 max_poll_records=s.sender_batch_size,
                 # A batch waits for its slowest message's backoff; stay in the group meanwhile.
                 max_poll_interval_ms=30 * 60_000,
+                **security,
             )
             self.consumer = consumer
             routes = [route for route in (meta, twilio) if route is not None]
@@ -161,7 +168,12 @@ class SenderService:
 
             async def confirm(message_key: str, since_ms: int) -> dict[str, Any] | None:
                 return await find_confirmation(
-                    s.kafka_bootstrap, self.status_topic, s.partitions, message_key, since_ms
+                    s.kafka_bootstrap,
+                    self.status_topic,
+                    s.partitions,
+                    message_key,
+                    since_ms,
+                    security=security,
                 )
 
             sender = Sender(
@@ -183,7 +195,7 @@ class SenderService:
             )
 
             async def read_original(source: str) -> bytes | None:
-                return await read_record(s.kafka_bootstrap, source)
+                return await read_record(s.kafka_bootstrap, source, security=security)
 
             async def requeue(key: bytes, value: bytes) -> None:
                 await producer.send_and_wait(self.outbound, value, key=key)
@@ -201,6 +213,7 @@ class SenderService:
                 group_id=f"{s.app_id}-sender-late-window",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                **security,
             )
             await producer.start()
             await consumer.start()
@@ -283,7 +296,8 @@ async def serve_metrics(settings: Settings, service: SenderService) -> web.AppRu
     app.add_routes([web.get("/metrics", metrics_view), web.get("/health", health)])
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.web_host, settings.sender_metrics_port).start()
+    context = server_context(settings)
+    await web.TCPSite(runner, settings.web_host, settings.sender_metrics_port, ssl_context=context).start()
     return runner
 
 

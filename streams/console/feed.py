@@ -19,7 +19,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from base import topics
+from base.kafka import client_config
 from base.settings import Settings
+from base.tls import aiokafka_config
 from schemas.codecs import codec
 from streams.console.fleet import Fleet
 from streams.console.incidents import Incident, Incidents
@@ -81,7 +83,7 @@ class ConsoleFeed:
     async def _assign(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
         """Assign every partition of the three topics, positioned; return the end offsets to catch up to."""
         names = (self._changelog, self._alerts, self._actions)
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        admin = AdminClient(client_config(self.settings))
         while True:
             listed = (await asyncio.to_thread(admin.list_topics, timeout=10)).topics
             found = {name: sorted(listed[name].partitions) for name in names if name in listed}
@@ -114,6 +116,7 @@ class ConsoleFeed:
             enable_auto_commit=False,
             client_id=f"{self.settings.app_id}-console",
             max_partition_fetch_bytes=8 * 2**20,
+            **aiokafka_config(self.settings),
         )
         await consumer.start()
         forgotten_at = 0.0

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from base import metrics
+from base import metrics, tls
 from base.logs import configure_logging
 from base.settings import Settings
 from connectors.whatsapp.producer import AsyncProducer
@@ -105,8 +105,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     tasks = [asyncio.create_task(feed.run()), asyncio.create_task(_push_fleet(feed))]
     runner = web.AppRunner(build_app(api), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    await web.TCPSite(runner, settings.web_host, settings.console_port).start()
-    logger.info("console on http://%s:%d/console", settings.web_host, settings.console_port)
+    context = tls.server_context(settings)
+    await web.TCPSite(runner, settings.web_host, settings.console_port, ssl_context=context).start()
+    logger.info(
+        "console on %s://%s:%d/console", tls.scheme(settings), settings.web_host, settings.console_port
+    )
     try:
         await stop.wait()
     finally:

@@ -11,6 +11,7 @@ import logging
 import faust
 import httpx
 
+from base import tls
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.outbox import Outbox
@@ -42,10 +43,11 @@ def conversation() -> Conversation:
     global _conversation
     if _conversation is None:
         key = internal_api_key(settings.api_keys)
-        base = settings.dispatcher_api_url or f"http://127.0.0.1:{settings.web_port}"
+        base = settings.dispatcher_api_url or f"{tls.scheme(settings)}://127.0.0.1:{settings.web_port}"
         if key is None:
             log.warning("no WHATSUP_API_KEYS key has the internal role: drivers' orders cannot be read")
-        reader = DispatcherClient(base, key, httpx.AsyncClient()) if key else _no_state
+        http = httpx.AsyncClient(verify=tls.client_verify(settings))
+        reader = DispatcherClient(base, key, http) if key else _no_state
         if settings.conversation_llm_enabled and LLM_CLASSIFIER is None:
             log.warning("WHATSUP_CONVERSATION_LLM_ENABLED is on but no classifier is registered: rules only")
         _conversation = Conversation(

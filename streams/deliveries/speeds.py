@@ -27,6 +27,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from base.settings import Settings
+from base.tls import aiokafka_config
 from streams.app import app, settings
 from streams.deliveries.cell_speeds import (
     CellSpeed,
@@ -175,10 +176,17 @@ def dwell_records(samples: Sequence[tuple[int, float]], ts_ms: int) -> list[tupl
 
 
 async def tail_changelog(
-    topic: str, partitions: int, bootstrap: str, into: CellSpeedReplica, poll_ms: int = 500
+    topic: str,
+    partitions: int,
+    bootstrap: str,
+    into: CellSpeedReplica,
+    poll_ms: int = 500,
+    security: Mapping[str, Any] | None = None,
 ) -> None:
     """Read every partition of a changelog from the beginning into the replica, then follow it."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **(security or {})
+    )
     await consumer.start()
     try:
         # The table declares its partition count; metadata of a topic nobody subscribed to is not cached.
@@ -197,4 +205,6 @@ async def tail_changelog(
 async def replicate_cell_speeds() -> None:
     """Keep this worker's replica of every cell's speed current."""
     topic = cell_speeds.changelog_topic.get_topic_name()
-    await tail_changelog(topic, settings.partitions, settings.kafka_bootstrap, replica)
+    await tail_changelog(
+        topic, settings.partitions, settings.kafka_bootstrap, replica, security=aiokafka_config(settings)
+    )

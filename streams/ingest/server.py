@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from base import metrics
+from base import metrics, tls
 from base.logs import configure_logging
 from base.settings import Settings
 from connectors.whatsapp.producer import AsyncProducer
@@ -91,7 +91,14 @@ async def serve(settings: Settings, stopping: Callable[[], Awaitable[object]]) -
     producer.start()
     runner = web.AppRunner(build_app(settings, producer), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.web_host, settings.ingest_port, reuse_port=True, backlog=1024)
+    site = web.TCPSite(
+        runner,
+        settings.web_host,
+        settings.ingest_port,
+        reuse_port=True,
+        backlog=1024,
+        ssl_context=tls.server_context(settings),
+    )
     await site.start()
     metrics.mark_up(ROLE)
     logger.info("ingest listening on %s:%d (pid %d)", settings.web_host, settings.ingest_port, os.getpid())

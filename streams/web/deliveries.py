@@ -21,7 +21,7 @@ from confluent_kafka import KafkaException
 from faust.web import Request, Response, View
 from yarl import URL
 
-from base import topics
+from base import tls, topics
 from base.apikeys import (
     READ_DELIVERIES,
     READ_DRIVERS,
@@ -87,7 +87,7 @@ def _same_node(url: URL) -> bool:
 
 async def _forward(request: Request, base: str) -> httpx.Response:
     headers = {ROUTED_HEADER: "1", "X-API-Key": request.headers.get("X-API-Key", "")}
-    async with httpx.AsyncClient(timeout=5.0) as client:
+    async with httpx.AsyncClient(timeout=5.0, verify=tls.client_verify(settings)) as client:
         return await client.get(f"{base.rstrip('/')}{request.url.path}", headers=headers)
 
 
@@ -100,7 +100,7 @@ def _owner(driver_id: str) -> URL | None:
         return None
     for host, assigned in hosts.items():
         if any(partition in partitions for partitions in assigned.values()):
-            url = URL(str(host)) if "://" in str(host) else URL(f"http://{host}")
+            url = URL(str(host)) if "://" in str(host) else URL(f"{tls.scheme(settings)}://{host}")
             return None if _same_node(url) else url
     return None
 
@@ -215,7 +215,7 @@ async def _ask_other_workers(request: Request) -> httpx.Response | None:
         return None
     recovering = None
     for host in hosts:
-        url = URL(str(host)) if "://" in str(host) else URL(f"http://{host}")
+        url = URL(str(host)) if "://" in str(host) else URL(f"{tls.scheme(settings)}://{host}")
         if _same_node(url):
             continue
         try:
