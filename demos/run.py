@@ -5,8 +5,8 @@
 3. Every ping's verdict is read back from Kafka and checked against the simulator's ground truth.
 4. Deliveries, WhatsApp in and out, telemetry, the same verdicts read from ClickHouse, where the sink
    process wrote them, the dispatcher console with the fleet on its map, the Twilio fallback, one driver
-   erased under the LGPD, the token secret mid-rotation; last, a crashed process paging the on-call
-   through Prometheus, Alertmanager and PagerDuty.
+   erased under the LGPD, the token secret mid-rotation, the intake on HTTPS; last, a crashed process
+   paging the on-call through Prometheus, Alertmanager and PagerDuty.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from base.settings import Settings
 from demos import (
     console,
     deliveries,
+    encryption,
     erasure,
     paging,
     rotation,
@@ -56,6 +57,7 @@ def run_demo(settings: Settings, *, drivers: int, minutes: float, timeout_s: flo
         twilio_fallback.show(settings),
         erasure.show(settings, f"{fleet.prefix}-"),
         rotation.show(settings),
+        encryption.show(settings),
         paging.show(settings),
     ]
     return 0 if all(checks) else 1

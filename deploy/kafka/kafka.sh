@@ -6,6 +6,10 @@
 #
 # Environment: KAFKA_DATA_DIR (default var/kafka), KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093),
 # KAFKA_HEAP (512m), KAFKA_START_TIMEOUT seconds (90).
+# Encrypted listeners, besides the plaintext one (the tests of encryption in transit use them):
+# KAFKA_SSL_PORT and KAFKA_SASL_SSL_PORT open an SSL and a SASL_SSL (PLAIN) listener with the PEM files of
+# KAFKA_TLS_DIR: ca.pem (trusted for client certificates) and broker.pem (the private key, PKCS#8, then
+# the certificate chain); KAFKA_SASL_USERS="user:password,..." are the SASL users.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,6 +43,30 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # The broker's pid, when the pid file names a live broker of this data dir.
 running_pid() { pid_from_file "$pid_file" "$props"; }
 
+tls_dir="${KAFKA_TLS_DIR:-}"
+ssl_port="${KAFKA_SSL_PORT:-}"
+sasl_ssl_port="${KAFKA_SASL_SSL_PORT:-}"
+
+tls_listeners() {
+  if [[ -n "$ssl_port" ]]; then printf ',SSL://127.0.0.1:%s' "$ssl_port"; fi
+  if [[ -n "$sasl_ssl_port" ]]; then printf ',SASL_SSL://127.0.0.1:%s' "$sasl_ssl_port"; fi
+}
+
+tls_config() {
+  local users="" pair pairs
+  IFS=',' read -ra pairs <<<"${KAFKA_SASL_USERS:-}"
+  for pair in "${pairs[@]}"; do users+=" user_${pair%%:*}=\"${pair#*:}\""; done
+  cat <<EOF
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls_dir/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls_dir/ca.pem
+ssl.client.auth=requested
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$users;
+EOF
+}
+
 write_config() {
   mkdir -p "$data_dir/logs"
   cat >"$props" <<EOF
@@ -46,9 +74,9 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port$(tls_listeners)
+advertised.listeners=PLAINTEXT://127.0.0.1:$port$(tls_listeners)
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$data_dir/logs
@@ -68,6 +96,7 @@ log.segment.bytes=134217728
 num.network.threads=2
 num.io.threads=4
 EOF
+  if [[ -n "$tls_dir" ]]; then tls_config >>"$props"; fi
   cat >"$data_dir/log4j.properties" <<EOF
 log4j.rootLogger=INFO, file
 log4j.appender.file=org.apache.log4j.FileAppender

@@ -14,7 +14,7 @@ from aiohttp import web
 from confluent_kafka import Producer
 
 from base import topics
-from base.kafka import make_producer
+from base.kafka import client_config, make_producer
 from base.settings import Settings
 from connectors.sandbox.common import meta_signature
 from connectors.sandbox.run import serve_in_thread
@@ -47,6 +47,7 @@ def sender_env(stack_env: dict[str, str], **extra: str) -> dict[str, str]:
         "WHATSUP_WHATSAPP_API_URL": f"http://127.0.0.1:{meta_port}",
         "WHATSUP_SANDBOX_META_PORT": str(meta_port),
         "WHATSUP_SANDBOX_TWILIO_PORT": str(free_port()),
+        "WHATSUP_SANDBOX_PAGERDUTY_PORT": str(free_port()),
         # Nobody listens there: callbacks fail and are counted, as when the worker is down.
         "WHATSUP_SANDBOX_CALLBACK_URL": f"http://127.0.0.1:{free_port()}/webhooks/whatsapp",
         "WHATSUP_SENDER_METRICS_PORT": str(free_port()),
@@ -57,9 +58,7 @@ def sender_env(stack_env: dict[str, str], **extra: str) -> dict[str, str]:
 
 def produce_outbound(settings: Settings, messages: list[dict[str, Any]]) -> None:
     """Put OutboundMessages on whatsapp.outbound, keyed by recipient hash."""
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "partitioner": "murmur2_random"}
-    )
+    producer = Producer(client_config(settings, acks="all", partitioner="murmur2_random"))
     topic = topics.qualified(topics.WHATSAPP_OUTBOUND, settings.topic_prefix)
     encode = codec("OutboundMessage").encode
     for message in messages:

@@ -16,6 +16,7 @@ import httpx
 from confluent_kafka import Consumer, TopicPartition
 
 from base.exceptions import SchemaError
+from base.kafka import client_config
 from base.settings import Settings
 from loadtest.processes import free_port as free_port  # re-exported: the tests pick ports the same way
 from schemas.codecs import codec
@@ -141,12 +142,14 @@ def read_topic(
 ) -> list[Record]:
     """Read a topic from the beginning, decoding Avro values, until ``until(records)`` or the timeout."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"reader-{topic}-{time.monotonic_ns()}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        client_config(
+            settings,
+            **{
+                "group.id": f"reader-{topic}-{time.monotonic_ns()}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
@@ -186,3 +189,15 @@ class Background:
 
     def _run(self) -> None:
         raise NotImplementedError
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 90.0) -> Any:
+    """Poll ``check`` every half second until it returns something true; return that, or fail naming
+    ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not seen within {timeout_s}s")

@@ -12,7 +12,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import redis
 import redis.asyncio
@@ -27,7 +26,7 @@ from streams.console.feed import changelog_topic
 from streams.erase import audit_hash
 from tests.integration.sender_stack import outbound, produce_outbound
 from tests.integration.sink_stack import SinkProcess
-from tests.integration.stack import ROOT, WorkerProcess, free_port
+from tests.integration.stack import ROOT, WorkerProcess, free_port, wait_until
 from tests.integration.test_deliveries_on_broker import (
     DISPATCH,
     FAST_RULES,
@@ -132,13 +131,6 @@ def raw_records(settings: Settings, topic: str) -> list[tuple[bytes | None, byte
         return records
     finally:
         consumer.close()
-
-
-def wait_until(check: Any, what: str, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"{what} not seen within {timeout_s}s"
-        time.sleep(0.5)
 
 
 def test_erasing_a_driver_and_a_customer_leaves_nothing_of_them_and_everything_else(

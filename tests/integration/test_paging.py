@@ -9,29 +9,18 @@ Events API sandbox, which answers the first event 503 so Alertmanager's retry is
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from connectors.sandbox.pagerduty import PagerDutySandbox
 from connectors.sandbox.run import pagerduty_in_thread
 from loadtest.monitoring import Alertmanager, Prometheus, rules_with_for
-from tests.integration.stack import WorkerProcess
+from tests.integration.stack import WorkerProcess, wait_until
 
 ROUTING_KEY = "P" * 32
 RULE = "WhatsUpWorkerDown"
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not seen within {timeout_s}s")
 
 
 @pytest.fixture()
