@@ -17,10 +17,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient
 
 from base import metrics, topics
-from base.kafka import client_config, consumer_group_backlog
+from base.kafka import CommittedOffsets, client_config, consumer_group_backlog
 from base.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ class GroupBacklog:
         group = topics.consumer_group(role, settings.app_id)
         # It only reads high watermarks: it never subscribes, so it never joins or creates its group.
         consumer = Consumer(client_config(settings, **{"group.id": f"{group}-backlog-probe"}))
-        return cls(role, group, AdminClient(client_config(settings)), consumer)
+        return cls(role, group, CommittedOffsets(settings, group), consumer)
 
     def publish(self) -> None:
         """Read the group's backlog now and set the gauge (blocking: call it off the event loop)."""
@@ -92,6 +91,8 @@ class GroupBacklog:
             if not self._closed:
                 self._closed = True
                 self._consumer.close()
+                if hasattr(self._admin, "close"):
+                    self._admin.close()
 
 
 @contextlib.asynccontextmanager

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from typing import Any
 
 from confluent_kafka import (
+    Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
@@ -156,7 +158,41 @@ class DeliveringProducer:
         self._producer.flush(10.0)
 
 
-def consumer_group_backlog(admin: AdminClient, consumer: Any, group: str, timeout_s: float = 10.0) -> int:
+class CommittedOffsets:
+    """A group's committed offsets, read the way its own members read them (OffsetFetch from a consumer
+    with the group's id that never subscribes, so never joins), over every partition of the deployment's
+    topics. It answers ``list_consumer_group_offsets`` like the admin client, which is not used for it:
+    librdkafka's admin ListConsumerGroupOffsets aborts the whole process when a broker restarts under it
+    (librdkafka#4605, #3663), as the chaos soak saw a worker do.
+    """
+
+    def __init__(self, settings: Settings, group: str) -> None:
+        self.group = group
+        self.prefixes = (settings.topic_prefix, f"{settings.app_id}-")
+        config = {"group.id": group, "enable.auto.commit": False}
+        self._consumer = Consumer(client_config(settings, **config))
+
+    def list_consumer_group_offsets(
+        self, requests: list[ConsumerGroupTopicPartitions], request_timeout: float = 10.0
+    ) -> dict[str, Future[ConsumerGroupTopicPartitions]]:
+        """Return the group's committed offsets as the admin client's call would, one future per group."""
+        metadata = self._consumer.list_topics(timeout=request_timeout)
+        partitions = [
+            TopicPartition(name, number)
+            for name, topic in metadata.topics.items()
+            if name.startswith(self.prefixes) and not name.startswith("__")
+            for number in topic.partitions
+        ]
+        committed = self._consumer.committed(partitions, timeout=request_timeout) if partitions else []
+        future: Future[ConsumerGroupTopicPartitions] = Future()
+        future.set_result(ConsumerGroupTopicPartitions(self.group, committed))
+        return {self.group: future}
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def consumer_group_backlog(admin: Any, consumer: Any, group: str, timeout_s: float = 10.0) -> int:
     """Return the records a consumer group has yet to commit, summed over every partition it committed.
 
     ``consumer`` is any confluent-kafka Consumer, used only to read high watermarks. A partition the group
