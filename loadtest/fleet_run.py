@@ -21,16 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaException
 
 from base import topics
-from base.kafka import consumer_group_backlog, create_topics
+from base.kafka import CommittedOffsets, client_config, consumer_group_backlog, create_topics
 from base.settings import Settings
 from loadtest import verify
+from loadtest.chaos import ChaosPlan
 from loadtest.fleet import FleetConfig, plan
 from loadtest.processes import Process, free_port
 from loadtest.run import LoadReport, render, run_load, write_truth
+from loadtest.soak import Soak, SoakFindings
 
 BACKLOG_SAMPLE_S = 5.0
 
@@ -49,6 +50,10 @@ class FleetRun:
     # Workers split by role (WHATSUP_WORKER_ROLE): ``workers`` of the clean stage and as many of the
     # deliveries role, each role its own consumer group; otherwise ``workers`` running every agent.
     split_roles: bool = False
+    # The chaos soak: faults on this plan during the measured window (loadtest/chaos.py), with the Meta
+    # sandbox, a sender and ``messages_per_s`` WhatsApp messages for it besides the fleet's load.
+    chaos: ChaosPlan | None = None
+    messages_per_s: float = 20.0
 
     @property
     def worker_roles(self) -> tuple[str, ...]:
@@ -76,6 +81,7 @@ class FleetOutcome:
     alert_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
     reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     visible: dict[str, float] = field(default_factory=dict)
+    soak: SoakFindings | None = None
 
     def cpu_us_per_ping(self, name: str) -> float:
         """Microseconds of CPU per ping the process spent in the measured window."""
@@ -147,6 +153,17 @@ class Pipeline:
         env = {**self.env, "WHATSUP_INGEST_PORT": str(self.ingest_port)}
         return self._add("ingest", env, f"http://127.0.0.1:{self.ingest_port}/health")
 
+    def sandbox(self) -> Process:
+        """The Meta and Twilio sandboxes on ports of their own (the soak's WhatsApp provider)."""
+        port = int(self.env["WHATSUP_SANDBOX_META_PORT"])
+        return self._add("sandbox", self.env, f"http://127.0.0.1:{port}/health")
+
+    def sender(self) -> Process:
+        """A WhatsApp sender against the sandbox."""
+        port = free_port()
+        env = {**self.env, "WHATSUP_SENDER_METRICS_PORT": str(port)}
+        return self._add("sender", env, f"http://127.0.0.1:{port}/health")
+
     @staticmethod
     def start(processes: list[Process]) -> None:
         """Start processes together and wait until each is healthy; stop them all if one is not."""
@@ -166,8 +183,12 @@ def start_pipeline(
 ) -> Pipeline:
     """Start the sink, the workers and the ingest processes of a run."""
     pipeline = Pipeline(settings, data_dir, token_secret, api_key)
+    if run.chaos is not None:
+        pipeline.env.update(Soak.provider_env())
     first = [pipeline.sink(), *(pipeline.worker(role) for role in run.worker_roles)]
     first += [pipeline.ingest() for _ in range(run.ingest)]
+    if run.chaos is not None:
+        first += [pipeline.sandbox(), pipeline.sender()]
     pipeline.start(first)
     return pipeline
 
@@ -177,30 +198,43 @@ class BacklogSampler(threading.Thread):
 
     def __init__(self, settings: Settings, groups: list[str]) -> None:
         super().__init__(name="backlog-sampler", daemon=True)
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-        self.consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "fleet-backlog"})
+        self.readers = {group: CommittedOffsets(settings, group) for group in groups}
+        self.consumer = Consumer(client_config(settings, **{"group.id": "fleet-backlog"}))
         self.groups = groups
         self.samples: dict[str, list[tuple[float, int]]] = {g: [] for g in groups}
         self.halt = threading.Event()
 
     def sample(self) -> dict[str, int]:
         """Read every group's backlog now."""
-        return {g: consumer_group_backlog(self.admin, self.consumer, g) for g in self.groups}
+        return {g: consumer_group_backlog(self.readers[g], self.consumer, g) for g in self.groups}
 
     def run(self) -> None:
         while not self.halt.wait(BACKLOG_SAMPLE_S):
             now = time.time()
-            for group, backlog in self.sample().items():
+            try:
+                sampled = self.sample()
+            except KafkaException:  # a broker restarting: the next sample will tell
+                continue
+            for group, backlog in sampled.items():
                 self.samples[group].append((now, backlog))
 
     def close(self) -> None:
         self.halt.set()
         self.join(30)
         self.consumer.close()
+        for reader in self.readers.values():
+            reader.close()
 
 
-def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], None] = print) -> FleetOutcome:
-    """Run the fleet through a freshly started pipeline and return what was measured and checked."""
+def run_fleet(
+    base: Settings,
+    run: FleetRun,
+    label: str,
+    say: Callable[[str], None] = print,
+    stack: dict[str, dict[str, str]] | None = None,
+) -> FleetOutcome:
+    """Run the fleet through a freshly started pipeline and return what was measured and checked; with a
+    chaos plan, ``stack`` holds the environments of the broker's and Redis's scripts, to restart them."""
     settings = _run_settings(base, label)
     data_dir = base.data_dir / "bench" / settings.app_id
     token_secret, api_key = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
@@ -235,6 +269,13 @@ def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], No
             say(f"fleet: {', '.join(p.name for p in joining)} join the run")
             pipeline.start(joining)
 
+        soak = None
+        if run.chaos is not None:
+            duration_s = fleet.minutes * 60 - run.warmup_s
+            soak = Soak(
+                settings, pipeline, run.chaos, stack or {}, window_start, duration_s, run.messages_per_s, say
+            )
+            soak.start()
         timers = [threading.Timer(max(0.0, window_start - time.time()), mark_window)]
         if run.join_after_s is not None:
             timers.append(threading.Timer(max(0.0, window_start + run.join_after_s - time.time()), join))
@@ -243,6 +284,8 @@ def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], No
         sampler.start()
         load = asyncio.run(run_load(requests, base_url, warmup_s=run.warmup_s, progress=say))
         window_end = time.time()
+        if soak is not None:
+            soak.stop()
         for timer in timers:
             timer.join()
         cpu_end = {p.name: p.cpu_seconds() for p in processes}
@@ -259,6 +302,8 @@ def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], No
         outcome.backlog = {name: sampler.samples[group] for name, group in groups.items()}
         write_truth(load, data_dir / "truth")
         _verify(settings, processes[0], outcome, say)
+        if soak is not None:
+            outcome.soak = soak.findings(processes[0])
         return outcome
     finally:
         if sampler.is_alive():
@@ -270,12 +315,16 @@ def run_fleet(base: Settings, run: FleetRun, label: str, say: Callable[[str], No
 def _drain(sampler: BacklogSampler, timeout_s: float, say: Callable[[str], None]) -> float:
     """Wait until every group has committed everything; return how long that took."""
     started = time.monotonic()
+    backlog: dict[str, int] = {}
     while time.monotonic() - started < timeout_s:
-        backlog = sampler.sample()
-        if all(v == 0 for v in backlog.values()):
+        try:
+            backlog = sampler.sample()
+        except KafkaException:  # a group coordinator moving: ask again
+            backlog = {}
+        if backlog and all(v == 0 for v in backlog.values()):
             return time.monotonic() - started
         time.sleep(1.0)
-    say(f"fleet: backlog not drained within {timeout_s:.0f} s: {sampler.sample()}")
+    say(f"fleet: backlog not drained within {timeout_s:.0f} s: {backlog}")
     return float("inf")
 
 

@@ -93,8 +93,11 @@ class Process:
         raise RuntimeError(f"{self.name} not healthy within {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def cpu_seconds(self) -> float:
-        """CPU seconds used so far."""
-        return cpu_seconds(self.pid)
+        """CPU seconds used so far by the current process (0 when it is not running)."""
+        try:
+            return cpu_seconds(self.pid)
+        except (OSError, AssertionError):
+            return 0.0
 
     def alive(self) -> bool:
         """Whether the process is still running."""

@@ -140,6 +140,10 @@ def control_routes(state: SandboxState) -> list[web.RouteDef]:
         )
         return web.json_response({"faults": len(state.faults)})
 
+    async def clear_faults(request: web.Request) -> web.Response:
+        state.faults.clear()
+        return web.json_response({"faults": 0})
+
     async def recipients(request: web.Request) -> web.Response:
         body = await read_json(request)
         to = str(body["to"])
@@ -178,6 +182,7 @@ def control_routes(state: SandboxState) -> list[web.RouteDef]:
         web.get("/_sandbox/messages", messages),
         web.get("/_sandbox/stats", stats),
         web.post("/_sandbox/faults", faults),
+        web.delete("/_sandbox/faults", clear_faults),
         web.post("/_sandbox/recipients", recipients),
         web.post("/_sandbox/limits", limits),
         web.post("/_sandbox/reset", reset),
