@@ -10,13 +10,14 @@ INSTALLED := $(VENV)/.installed
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help setup system-deps jars up down status demo test lint typecheck test-unit test-agents \
-        test-integration bench clean
+        test-integration bench soak clean
 
 help:
 	@echo "make demo   run the pipeline on the local stack and show what it does"
 	@echo "make test   lint, type-check, and run the unit, agent and integration tests"
 	@echo "make up / make down / make status   the local stack (Redis, Kafka, topics)"
 	@echo "make bench  benchmarks, results in docs/BENCHMARKS.md"
+	@echo "make soak   the chaos soak alone (ten minutes of faults under load), results in docs/BENCHMARKS.md"
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -75,6 +76,10 @@ test: setup lint typecheck test-unit test-agents test-integration
 bench: setup
 	@bash deploy/stack.sh up
 	@$(PY) -m benches; status=$$?; bash deploy/stack.sh down; exit $$status
+
+soak: setup
+	@bash deploy/stack.sh up
+	@$(PY) -m benches --only soak; status=$$?; bash deploy/stack.sh down; exit $$status
 
 clean: down
 	rm -rf var build *.egg-info
