@@ -13,12 +13,14 @@ suite fails when any of these fails.
 from __future__ import annotations
 
 import os
+import uuid
 
 from base.settings import Settings
 from benches.harness import Result, Suite
 from loadtest.chaos import ChaosPlan
 from loadtest.fleet import FleetConfig
 from loadtest.fleet_run import FleetOutcome, FleetRun, run_fleet
+from loadtest.soak import own_stack
 
 NOTES = (
     "Faults run on a schedule from the start of the measured window; a fault that repairs slowly delays the"
@@ -106,7 +108,9 @@ def results(outcome: FleetOutcome) -> list[Result]:
 def soak_suite(settings: Settings, quick: bool) -> list[Result]:
     """Run the soak on the local stack; fail when anything was lost, doubled or not caught."""
     load_start = os.getloadavg()[0]
-    outcome = run_fleet(settings, soak_run(quick), "soak", stack={"kafka": {}, "redis": {}})
+    # A broker and a Redis of the soak's own: it restarts them, and the local stack may be serving others.
+    with own_stack(settings, settings.data_dir / "bench" / f"soak-{uuid.uuid4().hex[:6]}") as (own, stack):
+        outcome = run_fleet(own, soak_run(quick), "soak", stack=stack)
     rows = [Result("load average (1 min), suite start", load_start, "ratio", "2 cores"), *results(outcome)]
     rows.append(Result("load average (1 min), suite end", os.getloadavg()[0], "ratio", "2 cores"))
     soak, topics, clickhouse = outcome.soak, outcome.topics, outcome.clickhouse

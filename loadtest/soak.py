@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -188,9 +189,7 @@ class Soak:
         return f"{worker.name} killed, healthy again after {time.monotonic() - started:.1f} s"
 
     def _script(self, which: str, action: str) -> None:
-        script = PROJECT_ROOT / "deploy" / which / f"{which}.sh"
-        env = {**os.environ, **self.stack.get(which, {})}
-        subprocess.run(["bash", str(script), action], env=env, check=True, capture_output=True, timeout=180)
+        stack_script(which, action, self.stack.get(which, {}))
 
     def _restart_broker(self, fault: Fault, rng: random.Random) -> str:
         started = time.monotonic()
@@ -274,6 +273,39 @@ class Soak:
     def _sandbox_keys(self) -> collections.Counter[str]:
         answer = httpx.get(f"{self.meta_url}/_sandbox/messages", timeout=30).json()
         return collections.Counter(str(m.get("biz_opaque_callback_data")) for m in answer["messages"])
+
+
+def stack_script(which: str, action: str, env: dict[str, str]) -> None:
+    """Run ``deploy/{which}/{which}.sh action`` (kafka or redis) with ``env`` over the environment."""
+    script = PROJECT_ROOT / "deploy" / which / f"{which}.sh"
+    environment = {**os.environ, **env}
+    subprocess.run(
+        ["bash", str(script), action], env=environment, check=True, capture_output=True, timeout=180
+    )
+
+
+@contextlib.contextmanager
+def own_stack(base: Settings, data_dir: Path) -> Iterator[tuple[Settings, dict[str, dict[str, str]]]]:
+    """A broker and a Redis for the soak alone, which restarts them: yield ``base`` pointed at them and
+    their scripts' environments."""
+    kafka = {"KAFKA_DATA_DIR": str(data_dir / "kafka"), "KAFKA_PORT": str(free_port())}
+    kafka["KAFKA_CONTROLLER_PORT"] = str(free_port())
+    redis = {"REDIS_DATA_DIR": str(data_dir / "redis"), "REDIS_PORT": str(free_port())}
+    stack = {"kafka": kafka, "redis": redis}
+    stack_script("kafka", "start", kafka)
+    try:
+        stack_script("redis", "start", redis)
+        try:
+            settings = replace(
+                base,
+                kafka_bootstrap=f"127.0.0.1:{kafka['KAFKA_PORT']}",
+                redis_url=f"redis://127.0.0.1:{redis['REDIS_PORT']}/0",
+            )
+            yield settings, stack
+        finally:
+            stack_script("redis", "stop", redis)
+    finally:
+        stack_script("kafka", "stop", kafka)
 
 
 def verify_settings(settings: Settings, sink: Process) -> Settings:

@@ -10,16 +10,13 @@ soak``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from base.settings import Settings
 from loadtest.chaos import ChaosPlan
 from loadtest.fleet import FleetConfig
 from loadtest.fleet_run import FleetRun, run_fleet
-from tests.integration.stack import ROOT, free_port, run_script
+from loadtest.soak import own_stack
 
 PLAN = ChaosPlan(
     kill_worker_every_s=15.0,
@@ -34,39 +31,11 @@ PLAN = ChaosPlan(
 )
 
 
-@pytest.fixture(scope="module")
-def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
-    """A broker and a Redis for this module alone; yields their scripts' environments."""
-    kafka = {
-        "KAFKA_DATA_DIR": str(tmp_path_factory.mktemp("chaos-kafka")),
-        "KAFKA_PORT": str(free_port()),
-        "KAFKA_CONTROLLER_PORT": str(free_port()),
-    }
-    redis = {"REDIS_DATA_DIR": str(tmp_path_factory.mktemp("chaos-redis")), "REDIS_PORT": str(free_port())}
-    run_script(ROOT / "deploy/kafka/kafka.sh", "start", kafka)
-    try:
-        run_script(ROOT / "deploy/redis/redis.sh", "start", redis)
-        try:
-            yield {"kafka": kafka, "redis": redis}
-        finally:
-            run_script(ROOT / "deploy/redis/redis.sh", "stop", redis)
-    finally:
-        run_script(ROOT / "deploy/kafka/kafka.sh", "stop", kafka)
-
-
-def test_one_fault_of_each_kind_loses_and_doubles_nothing(
-    own_stack: dict[str, dict[str, str]], tmp_path: Path
-) -> None:
-    settings = Settings.from_env(
-        {
-            "WHATSUP_KAFKA_BOOTSTRAP": f"127.0.0.1:{own_stack['kafka']['KAFKA_PORT']}",
-            "WHATSUP_REDIS_URL": f"redis://127.0.0.1:{own_stack['redis']['REDIS_PORT']}/0",
-            "WHATSUP_DATA_DIR": str(tmp_path / "var"),
-            "WHATSUP_PARTITIONS": "4",
-        }
-    )
+def test_one_fault_of_each_kind_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    base = Settings.from_env({"WHATSUP_DATA_DIR": str(tmp_path / "var"), "WHATSUP_PARTITIONS": "4"})
     run = FleetRun(FleetConfig(drivers=150, minutes=2.5), warmup_s=10.0, ingest=2, workers=2, chaos=PLAN)
-    outcome = run_fleet(settings, run, "chaos", say=print, stack=own_stack)
+    with own_stack(base, tmp_path / "stack") as (settings, stack):
+        outcome = run_fleet(settings, run, "chaos", say=print, stack=stack)
     soak = outcome.soak
     assert soak is not None
     print(f"soak: faults {soak.faults}; exits restarted {soak.restarts}; tracebacks {soak.tracebacks}")
