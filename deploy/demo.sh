@@ -136,3 +136,8 @@ echo "== a burst of fleet load: two ingest processes, a worker and a sink (var/b
 # fleet-split).
 echo "== the same burst, workers split by role: a clean worker and a deliveries worker (var/bench/fleet-split-*)"
 "$python" -m benches --quick --only fleet-split
+# The chaos soak, shortened: the same layout with a sender, while a worker is SIGKILLed, the broker restarted,
+# the sink and Redis stopped and Meta answers 500, each once, on a broker and Redis of its own (the full soak
+# is `make soak`: ten minutes at 1,000 pings/s).
+echo "== the chaos soak, shortened: one fault of each kind under a small fleet (var/bench/soak-*)"
+"$python" -m benches --quick --only soak
