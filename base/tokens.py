@@ -83,6 +83,8 @@ def _signer(secrets: Sequence[str], signing_input: str, signature: bytes) -> str
 def _claims(secrets: str | Sequence[str], token: str) -> tuple[str, int]:
     """Return (driver id, expiry) of a token whose signature holds under one of ``secrets``; raise
     TokenError otherwise."""
+    if not token.isascii():  # header bytes that are not UTF-8 arrive as surrogates, which HMAC cannot take
+        raise TokenError("malformed_token", "token is not base64url text")
     parts = token.split(".")
     if len(parts) != 3:
         raise TokenError("malformed_token", "token is not three dot-separated parts")

@@ -146,6 +146,8 @@ class AvroCodec:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Return the record in ``data``, read into the current schema whichever version wrote it."""
+        if not isinstance(data, bytes | bytearray | memoryview):  # a tombstone's value is None
+            raise SchemaError(f"{self.name}: no value ({type(data).__name__}), not Avro")
         if data[:2] != MAGIC or len(data) < HEADER_SIZE:
             raise SchemaError(f"{self.name}: not Avro single-object encoding (starts {bytes(data[:10])!r})")
         writer = self._writers.get(bytes(data[2:HEADER_SIZE]))

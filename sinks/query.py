@@ -55,7 +55,8 @@ def endpoint(settings: Settings) -> str:
 
 def _answer(response: httpx.Response) -> list[dict[str, Any]]:
     if response.status_code == 400:
-        raise QueryError(response.json().get("error", response.text))
+        body = response.json()
+        raise QueryError(body.get("message") or body.get("error") or response.text)
     response.raise_for_status()
     return list(response.json()["rows"])
 

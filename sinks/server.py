@@ -63,6 +63,9 @@ class QueryServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # A client that sends less than its Content-Length is cut off, not waited for forever.
+            timeout = 10.0
+
             def log_message(self, format: str, *args: Any) -> None:  # access logs would drown the sink's
                 pass
 
@@ -83,28 +86,39 @@ class QueryServer:
                     ok = server._ready()
                     self._json(200 if ok else 503, {"status": "ok" if ok else "starting", "role": "sink"})
                 else:
-                    self._json(404, {"error": "not found"})
+                    self._refuse(404, "not_found", "no such route")
+
+            def _refuse(self, status: int, reason: str, message: str) -> None:
+                self._json(status, {"error": reason, "message": message})
 
             def do_POST(self) -> None:
                 if self.path != "/query":
-                    self._json(404, {"error": "not found"})
+                    self._refuse(404, "not_found", "no such route")
                     return
-                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    self._refuse(400, "bad_length", "Content-Length must be a number of bytes")
+                    return
                 if length > MAX_BODY:
-                    self._json(413, {"error": f"body over {MAX_BODY} bytes"})
+                    self._refuse(413, "body_too_large", f"body over {MAX_BODY} bytes")
                     return
                 try:
                     body = json.loads(self.rfile.read(length) or b"{}")
                     sql, params = body["sql"], body.get("params") or {}
                     if not isinstance(sql, str) or not isinstance(params, dict):
                         raise TypeError("sql must be a string and params an object")
-                except (ValueError, KeyError, TypeError) as exc:
-                    self._json(400, {"error": f'expected {{"sql": str, "params": object}}: {exc}'})
+                except (ValueError, KeyError, TypeError, RecursionError, AttributeError) as exc:
+                    self._refuse(
+                        400, "bad_request", f'expected {{"sql": str, "params": object}}: {exc}'[:500]
+                    )
                     return
                 try:
                     rows = server.query(sql, params)
                 except Exception as exc:  # ClickHouse's own message says what was wrong with the SQL
-                    self._json(400, {"error": str(exc).split("\n")[0][:1000]})
+                    self._refuse(400, "query_error", str(exc).split("\n")[0][:1000])
                     return
                 self._json(200, {"rows": rows})
 

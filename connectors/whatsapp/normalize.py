@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from base import jsontext
 from connectors.whatsapp.phones import PhoneError, hash_phone, normalize_phone, redact_phones
 
 # The message types Meta documents; anything else is labelled "other" in metrics.
@@ -35,6 +36,11 @@ TWILIO_STATUS = {
     "failed": "failed",
     "undelivered": "failed",
 }
+
+
+# The latest second an Avro long of epoch milliseconds holds.
+MAX_TS_S = (2**63 - 1) // 1000
+MAX_ERROR_CODE = 2**31 - 1  # MessageStatus.error_code is an Avro int
 
 
 class PayloadError(ValueError):
@@ -85,13 +91,20 @@ def _ms(raw: Any, default: int) -> int:
         seconds = int(str(raw))
     except (TypeError, ValueError):
         return default
-    return seconds * 1000 if seconds > 0 else default
+    return seconds * 1000 if 0 < seconds <= MAX_TS_S else default
+
+
+def _error_code(raw: str) -> int | None:
+    """Return a provider error code of ASCII digits that fits an Avro int (``"²".isdigit()`` is true)."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10):
+        return None
+    return int(raw) if int(raw) <= MAX_ERROR_CODE else None
 
 
 def _coordinate(raw: Any, limit: float) -> float | None:
     try:
         value = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of 400 digits
         return None
     return value if math.isfinite(value) and -limit <= value <= limit else None
 
@@ -166,8 +179,9 @@ def _fill_meta_message(record: dict[str, Any], message: Mapping[str, Any], out: 
         label = kind if kind in META_TYPES else "other"
         out.unsupported[label] += 1
         payload["original_type"] = label
-        if isinstance(message.get("errors"), list) and message["errors"]:
-            payload["error_code"] = message["errors"][0].get("code")
+        errors = message.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+            payload["error_code"] = errors[0].get("code")
     record["payload"] = json.dumps(payload, sort_keys=True, ensure_ascii=False)
 
 
@@ -185,7 +199,8 @@ def _meta_status(status: Mapping[str, Any], key: str, received_ts: int, out: Nor
         return
     errors = status.get("errors") if isinstance(status.get("errors"), list) else []
     error = errors[0] if errors and isinstance(errors[0], Mapping) else {}
-    code = error.get("code") if isinstance(error.get("code"), int) else None
+    code = error.get("code")
+    code = code if type(code) is int and 0 <= code <= MAX_ERROR_CODE else None
     title = str(error["title"]) if error.get("title") else None
     message_key = str(status.get("biz_opaque_callback_data") or f"meta:{provider_id}")
     kind = kind if kind in STATUS_KINDS else "unknown"
@@ -198,11 +213,9 @@ def _meta_status(status: Mapping[str, Any], key: str, received_ts: int, out: Nor
 def normalize_meta(body: bytes, key: str, received_ts: int) -> Normalized:
     """Normalize a Meta webhook body (``whatsapp_business_account`` notification) with phone key ``key``."""
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError("malformed_json", f"body is not JSON: {exc}") from None
-    except RecursionError:
-        raise PayloadError("malformed_json", "body is nested too deep") from None
+        doc = jsontext.loads(body)
+    except ValueError as exc:
+        raise PayloadError("malformed_json", f"body is not JSON text: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("entry"), list):
         raise PayloadError("unexpected_shape", "expected an object with an entry list")
     out = Normalized()
@@ -213,12 +226,21 @@ def normalize_meta(body: bytes, key: str, received_ts: int) -> Normalized:
             if not isinstance(value, dict):
                 out.skipped["change_without_value"] += 1
                 continue
-            for message in value.get("messages") or []:
+            for message in _listed(value, "messages", out):
                 _meta_message(message, key, received_ts, out)
-            for status in value.get("statuses") or []:
+            for status in _listed(value, "statuses", out):
                 if isinstance(status, dict):
                     _meta_status(status, key, received_ts, out)
     return out
+
+
+def _listed(value: Mapping[str, Any], name: str, out: Normalized) -> list[Any]:
+    """Return the list ``value[name]``; anything else there is counted as skipped."""
+    found = value.get(name)
+    if found is None or isinstance(found, list):
+        return found or []
+    out.skipped[f"{name}_not_a_list"] += 1
+    return []
 
 
 def _meta_message(message: Any, key: str, received_ts: int, out: Normalized) -> None:
@@ -258,7 +280,7 @@ def normalize_twilio(
         code = params.get("ErrorCode", "")
         update = _status_update(
             "twilio", sid, message_key or f"twilio:{sid}", TWILIO_STATUS[status],
-            int(code) if code.isdigit() else None, None, to_hash, received_ts, received_ts,
+            _error_code(code), None, to_hash, received_ts, received_ts,
         )  # fmt: skip
         out.statuses.append(update)
         return out

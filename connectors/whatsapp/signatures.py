@@ -39,7 +39,8 @@ def verify_meta(app_secrets: str | Sequence[str], body: bytes, header: str | Non
     scheme, sep, digest = header.strip().partition("=")
     if scheme != "sha256" or not sep or not digest:
         raise SignatureError("malformed_signature", "X-Hub-Signature-256 must read sha256=<hex>")
-    given = f"sha256={digest.lower()}".encode()
+    # Header bytes that are not UTF-8 reach us as surrogates: replaced (so never matching), not an exception.
+    given = f"sha256={digest.lower()}".encode(errors="replace")
     if not any(hmac.compare_digest(meta_signature(s, body).encode(), given) for s in _keys(app_secrets)):
         raise SignatureError("bad_signature", "X-Hub-Signature-256 does not match the body")
 
@@ -59,7 +60,7 @@ def verify_twilio(
     ``auth_tokens`` (the current auth token, and the previous one during a rotation)."""
     if not header:
         raise SignatureError("missing_signature", "X-Twilio-Signature header is missing")
-    pairs, given = list(params), header.strip().encode()
+    pairs, given = list(params), header.strip().encode(errors="replace")
     if not any(
         hmac.compare_digest(twilio_signature(t, url, pairs).encode(), given) for t in _keys(auth_tokens)
     ):

@@ -126,12 +126,13 @@ class Accounts:
 
 
 def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # A cookie's bytes that are not UTF-8 arrive as surrogates: hashed all the same (matching no session).
+    return hashlib.sha256(token.encode(errors="surrogatepass")).hexdigest()
 
 
 def _matching_step(secret: str | None, code: str, step: int) -> int | None:
     """Return the time step (this one or either neighbour, for clock drift) whose code is ``code``."""
-    if not secret or not re.fullmatch(r"\d{6}", code):
+    if not secret or not re.fullmatch(r"[0-9]{6}", code):  # \d would take other scripts' digits
         return None
     totp = pyotp.TOTP(secret)
     for candidate in (step - 1, step, step + 1):

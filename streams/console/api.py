@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from base import topics
+from base import jsontext, topics
 from base.apikeys import READ_DRIVERS, ApiKeyError, authenticate
 from base.settings import Settings
 from connectors.whatsapp.phones import hash_phone
@@ -361,9 +361,14 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise Refused(415, "json_required", "send Content-Type: application/json")
     try:
-        body = await request.json()
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise Refused(413, "body_too_large", exc.text or "the body is over the console's limit") from exc
+    try:
+        # JSON is UTF-8 (RFC 8259): the bytes are parsed as such, whatever charset the header names.
+        body = jsontext.loads(raw)
     except ValueError as exc:
-        raise Refused(400, "malformed_json", f"the body is not JSON: {exc}") from exc
+        raise Refused(400, "malformed_json", f"the body is not JSON text: {exc}") from exc
     if not isinstance(body, dict):
         raise Refused(400, "malformed_json", "the body is a JSON object")
     return body

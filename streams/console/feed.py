@@ -19,10 +19,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from base import topics
+from base.exceptions import SchemaError
 from base.kafka import client_config
 from base.settings import Settings
 from base.tls import aiokafka_config
 from schemas.codecs import codec
+from streams.console import metrics
 from streams.console.fleet import Fleet
 from streams.console.incidents import Incident, Incidents
 from streams.deliveries.state import DriverState
@@ -56,6 +58,21 @@ class ConsoleFeed:
                 listener(kind, incident.public())
 
     def _apply(self, record: Any) -> None:
+        """Apply one record; one that cannot be read is skipped and counted, never the end of the feed
+        (whose task would end, leaving the console answering from a fleet that never changes again)."""
+        topic = record.topic.removeprefix(self.settings.topic_prefix)
+        try:
+            self._apply_record(record)
+        except SchemaError as exc:
+            log.warning("skipped an undecodable record on %s (reason %s): %s", record.topic, exc.reason, exc)
+            metrics.SKIPPED.labels(topic, exc.reason).inc()
+        except Exception:
+            log.exception(
+                "skipped a record of %s that could not be applied (reason unreadable)", record.topic
+            )
+            metrics.SKIPPED.labels(topic, "unreadable").inc()
+
+    def _apply_record(self, record: Any) -> None:
         if record.topic == self._changelog:
             state = DriverState.unpack(record.value) if record.value else None
             driver_id = record.key.decode()

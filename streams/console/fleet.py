@@ -48,9 +48,15 @@ def console_status(state: DriverState) -> str:
     return "moving"
 
 
-def cell_of(h3_r9: int) -> str:
-    """Return the res-7 cell (hex string) holding a res-9 cell given as an integer."""
-    return str(h3.cell_to_parent(h3.int_to_str(h3_r9), CELL_RESOLUTION))
+def cell_of(h3_r9: int) -> str | None:
+    """Return the res-7 cell (hex string) holding a res-9 cell given as an integer; None if it is none."""
+    try:
+        cell = h3.int_to_str(h3_r9)
+    except (ValueError, OverflowError):  # negative: an H3 index is unsigned
+        return None
+    if not h3.is_valid_cell(cell) or h3.get_resolution(cell) < CELL_RESOLUTION:
+        return None  # a record of another producer, or damaged: the driver is still listed
+    return str(h3.cell_to_parent(cell, CELL_RESOLUTION))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +147,7 @@ def parse_limit(raw: str | None) -> int:
     """Return a page size from 1 to MAX_LIMIT (DEFAULT_LIMIT when absent)."""
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_LIMIT:
         raise QueryError("limit", f"a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
 

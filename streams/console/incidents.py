@@ -84,7 +84,7 @@ class IncidentQuery:
         """Read the query string; a bad parameter raises QueryError naming it."""
         check_known(params, ("state", "kind", "since", "limit", "cursor"))
         since = params.get("since")
-        if since and not since.isdigit():
+        if since and not (since.isascii() and since.isdigit() and len(since) <= 19):
             raise QueryError("since", "epoch milliseconds, a whole number")
         cursor = params.get("cursor")
         return cls(

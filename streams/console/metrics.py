@@ -16,4 +16,9 @@ ANSWER_SECONDS = Histogram(
 SIGN_INS = Counter("whatsup_console_sign_ins_total", "Sign-in attempts by outcome", ["outcome"])
 DRIVERS = Gauge("whatsup_console_drivers", "Drivers the console holds, by status", ["status"])
 INCIDENTS_OPEN = Gauge("whatsup_console_incidents_open", "Incidents not resolved in the console's window")
+SKIPPED = Counter(
+    "whatsup_console_records_skipped_total",
+    "Alerts and dispatchers' actions the console could not read, by topic and reason",
+    ["topic", "reason"],
+)
 STREAMS = Gauge("whatsup_console_streams", "Pages connected to the push channel")

@@ -27,6 +27,7 @@ from streams.console import metrics as console_metrics
 from streams.console.accounts import Accounts
 from streams.console.api import ConsoleApi
 from streams.console.feed import ConsoleFeed
+from streams.ingest.counted import reasoned_errors
 
 logger = logging.getLogger(__name__)
 ROLE = "console"
@@ -36,7 +37,7 @@ FLEET_PUSH_S = 2.0
 
 def build_app(api: ConsoleApi) -> web.Application:
     """Wire the page, the API, the push channel, /health and /metrics into one aiohttp application."""
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[reasoned_errors])
     reads = [
         ("/v1/drivers", api.drivers, True),
         ("/v1/drivers/{driver_id}", api.driver, True),

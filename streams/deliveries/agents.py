@@ -59,7 +59,7 @@ from streams.deliveries.speeds import (
 )
 from streams.deliveries.stall import StallConfig, depots_from_geojson
 from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
-from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick
+from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick, ping_fault
 from streams.outputs import RecordSender
 from streams.unpacked import UnpackedStates
 
@@ -232,6 +232,9 @@ def judge_batch(
                 record = rejected_record(rejection, None, None, message)
                 outputs.append((REJECTED_TOPIC, b"", _rejected.encode(record)))
                 counts[("rejected", Reason.WRONG_KEY)] += 1
+            else:
+                log.error("clean ping without a UTF-8 driver id key on %s skipped", message.topic)
+                counts[("bad_ping", Reason.WRONG_KEY)] += 1
             continue
         state = states.get(key)
         if state is None:
@@ -250,6 +253,16 @@ def judge_batch(
                 ping = _clean_ping.decode(event.value)
             except SchemaError as exc:
                 log.error("undecodable record on %s: %s", message.topic, exc)
+                counts[("bad_ping", "malformed")] += 1
+                continue
+            fault = ping_fault(ping)
+            if fault is not None:
+                log.error(
+                    "clean ping %s on %s skipped (reason malformed): %s",
+                    ping["ping_id"],
+                    message.topic,
+                    fault,
+                )
                 counts[("bad_ping", "malformed")] += 1
                 continue
             pings.append(ping)
@@ -322,7 +335,9 @@ async def persist_states(states: dict[str, DriverState]) -> None:
 def count(counts: Counter[tuple[str, str]]) -> None:
     """Add a batch's outcomes to the metrics."""
     for (outcome, reason), n in counts.items():
-        if outcome != "bad_ping":
+        if outcome == "bad_ping":  # skipped, with an error logged: counted with the pipeline's rejected pings
+            stream_metrics.PINGS_REJECTED.labels("track", reason).inc(n)
+        else:
             metrics.DELIVERY_EVENTS.labels(outcome, reason).inc(n)
 
 

@@ -8,7 +8,8 @@ the kind and when the condition began, so an episode has one id however often it
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ from streams.deliveries.stall import OpenAlert, StallConfig
 from streams.deliveries.state import TERMINAL, Delivery, DriverState, LastFix, Reason, Rejection, apply_event
 
 RESOLUTION = {"stall": "stall_resolved", "offline": "offline_resolved"}
+MAX_TS_MS = 253_402_300_799_999  # the last millisecond of year 9999, the last a datetime holds
+_MEASURES = ("step_m", "accuracy_m", "speed_mps", "derived_speed_mps")
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,24 @@ def _judge(
             continue  # judged long after it closed: a backlog from an old episode never pages anyone
         alerts.append(_open(state, "stall", driver_id, movement.still_since, extent.center(), now))
     return alerts
+
+
+def ping_fault(ping: Mapping[str, Any]) -> str | None:
+    """Return why a clean ping cannot be applied, or None if it can.
+
+    ``clean_pings`` writes only fixes on the globe, finite non-negative measures and datable times, but a
+    record on the topic may come from elsewhere; an infinite latitude made ``haversine_m`` raise.
+    """
+    lat, lon = ping["lat"], ping["lon"]
+    if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
+        return f"coordinates ({lat}, {lon}) are not on the globe"
+    if not 0 <= ping["device_ts"] <= MAX_TS_MS:
+        return f"device_ts {ping['device_ts']} is not a time"
+    for name in _MEASURES:
+        value = ping.get(name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            return f"{name} {value} is not a finite measure"
+    return None
 
 
 def on_ping(

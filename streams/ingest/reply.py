@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 
 @dataclass(frozen=True)
@@ -18,4 +19,11 @@ class Reply:
 
 def error(status: int, reason: str, message: str, **headers: str) -> Reply:
     """Return a refusal with its reason code and a sentence for the caller."""
-    return Reply(status, {"error": reason, "message": message}, headers, reason)
+    # Header values may echo the request (X-Bad-Field names its field): percent-encoded but for the letters,
+    # digits and punctuation of a field path, or a control character in a field's name (a lone surrogate
+    # too) makes the server drop the connection unanswered.
+    safe = {name: quote(value, safe="[]._-:/ ", errors="surrogatepass") for name, value in headers.items()}
+    # The message may quote the request too: a lone surrogate is written as its escape, which any JSON
+    # writer takes (the worker's refuses the surrogate itself).
+    text = message.encode(errors="backslashreplace").decode()
+    return Reply(status, {"error": reason, "message": text}, safe, reason)

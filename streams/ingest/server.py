@@ -25,7 +25,7 @@ from base.settings import Settings
 from connectors.whatsapp.producer import AsyncProducer
 from connectors.whatsapp.redis_pool import close_all
 from streams.ingest import events, pings, webhooks
-from streams.ingest.counted import answered, answered_now
+from streams.ingest.counted import answered, answered_now, reasoned_errors
 from streams.ingest.reply import Reply
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def build_app(settings: Settings, producer: AsyncProducer) -> web.Application:
     async def scrape(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    app = web.Application(client_max_size=4 * 2**20)
+    app = web.Application(client_max_size=4 * 2**20, middlewares=[reasoned_errors])
     app.router.add_post(pings.ROUTE, post_pings)
     app.router.add_post(events.ROUTE, post_events)
     app.router.add_get(webhooks.META_ROUTE, meta_challenge)

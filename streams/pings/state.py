@@ -197,10 +197,13 @@ class DriverPingState:
         if not (a[1] < b[0] and a[3] <= b[2]):  # an empty span fits anywhere
             return
         full = a[4] is None and b[4] is None and a[1] + 1 == b[0]
-        bits = None if full else _bits(a) | (_bits(b) << (b[0] - a[0]))
-        merged = [a[0], b[1], min(a[2], b[2]), max(a[3], b[3]), bits]
-        if _cost(merged) <= _cost(a) + _cost(b):
-            self.seq_blocks[i : i + 2] = [merged]
+        merged = [a[0], b[1], min(a[2], b[2]), max(a[3], b[3]), None if full else 0]
+        # Priced before the bitmap is built: for seqs far apart (0, then 2**62) it would not fit in memory.
+        if _cost(merged) > _cost(a) + _cost(b):
+            return
+        if not full:
+            merged[4] = _bits(a) | (_bits(b) << (b[0] - a[0]))
+        self.seq_blocks[i : i + 2] = [merged]
 
     def _forget(self, horizon_ts: int) -> None:
         # Past the horizon a replay is rejected as too old, so what lies there need not be kept.

@@ -12,6 +12,7 @@ of these routes, refusals included, is recorded on ``api.access`` before it is s
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import uuid
 from typing import Any
@@ -40,8 +41,15 @@ DRIVER_ROUTE = "/v1/drivers/{driver_id}"
 DELIVERY_ROUTE = "/v1/deliveries/{delivery_id}"
 HISTORY_ROUTE = "/v1/deliveries/{delivery_id}/history"
 ROUTED_HEADER = "X-Whatsup-Routed"
+
 ACCESS_TOPIC = topics.qualified(topics.API_ACCESS, settings.topic_prefix)
 _api_access = codec("ApiAccess")
+
+
+def _any_segment(route: str) -> str:
+    """Return ``route`` with each ``{name}`` taking any one path segment: aiohttp's own stops at ``{`` and
+    ``}``, so an id holding one got the router's plain-text 404 instead of this API's answer."""
+    return re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", route)
 
 
 def _answer(view: View, route: str, status: int, body: dict[str, Any], **headers: str) -> Response:
@@ -179,7 +187,7 @@ class _ReadView(View):
         return _answer(self, self.route_name, status, body, **(headers or {}))
 
 
-@app.page(DRIVER_ROUTE)
+@app.page(_any_segment(DRIVER_ROUTE))
 class DriverView(_ReadView):
     """A driver's live status, last fix, active deliveries and open alerts (dispatchers)."""
 
@@ -236,7 +244,7 @@ def may_read(who: Principal, found: tuple[str, Any] | None) -> bool:
     return found is not None and found[1].owner == who.fingerprint
 
 
-@app.page(DELIVERY_ROUTE)
+@app.page(_any_segment(DELIVERY_ROUTE))
 class DeliveryView(_ReadView):
     """A delivery's status and ETA (dispatchers, and the partner that assigned it)."""
 
@@ -282,7 +290,7 @@ POSITIONS_SQL = (
 )
 
 
-@app.page(HISTORY_ROUTE)
+@app.page(_any_segment(HISTORY_ROUTE))
 class DeliveryHistoryView(_ReadView):
     """A delivery's events and the driver's positions between them, from ClickHouse (the sink's tables)."""
 

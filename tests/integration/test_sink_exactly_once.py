@@ -77,7 +77,8 @@ def test_query_endpoint_is_read_only(sink_env: dict[str, str], tmp_path: Path) -
         with pytest.raises(QueryError, match=r"UNKNOWN_TABLE|Unknown table"):
             run_query(settings, "SELECT * FROM no_such_table")
         answer = httpx.post(f"{sink.url}/query", content=b"not json", timeout=5)
-        assert answer.status_code == 400 and "expected" in answer.json()["error"]
+        assert answer.status_code == 400 and answer.json()["error"] == "bad_request"
+        assert "expected" in answer.json()["message"]
         assert count(settings, "SELECT count() FROM gps_pings") == 0  # still there, untouched
     finally:
         sink.stop()
