@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from base.settings import PROJECT_ROOT, Settings
-from benches import console, fleet, fleet_split, pings, quality, sender, sink, soak, telemetry, webhooks
+from benches import console, fleet, fleet_split, fuzz, pings, quality, sender, sink, soak, telemetry, webhooks
 from benches.harness import Suite
 from benches.report import render_section, update_report
 
@@ -22,6 +22,7 @@ def suites() -> list[Suite]:
         webhooks.SUITE,
         console.SUITE,
         telemetry.SUITE,
+        fuzz.SUITE,
         soak.SUITE,
     ]
 
