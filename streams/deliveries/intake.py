@@ -11,15 +11,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from streams.deliveries.state import Status
+from streams.deliveries.state import FailureReason, Status
 from streams.pings.intake import BadRequest, _number, _reject_constant, _timestamp_ms
 
 MAX_ID_LEN = 128
 MAX_TEXT_LEN = 500
+MAX_ADDRESS_LEN = 200
+TEXT_FIELDS = {"pickup_address": MAX_ADDRESS_LEN, "dropoff_address": MAX_ADDRESS_LEN, "customer_name": 100,
+               "proof_ref": 300, "note": MAX_TEXT_LEN}  # fmt: skip
 ID_FIELDS = ("event_id", "delivery_id", "driver_id")
 POINT_FIELDS = ("pickup_lat", "pickup_lon", "dropoff_lat", "dropoff_lon")
-EVENT_FIELDS = {*ID_FIELDS, "type", "ts", *POINT_FIELDS, "promised_at", "customer_ref", "note"}
+EVENT_FIELDS = {*ID_FIELDS, "type", "ts", *POINT_FIELDS, "promised_at", "customer_ref", "failure_reason",
+                *TEXT_FIELDS}  # fmt: skip
 TYPES = frozenset(s.value for s in Status)
+FAILURE_REASONS = frozenset(r.value for r in FailureReason)
 
 
 def _text(raw: dict[str, Any], name: str, where: str, limit: int, required: bool) -> str | None:
@@ -59,7 +64,13 @@ def parse_event(raw: Any, where: str, principal: str) -> dict[str, Any]:
         if record[name] is not None and not 0 < record[name] < 2**62:
             raise BadRequest(f"{where}.{name}", "out of range")
     record["customer_ref"] = _text(raw, "customer_ref", where, MAX_ID_LEN, False)
-    record["note"] = _text(raw, "note", where, MAX_TEXT_LEN, False)
+    for name, limit in TEXT_FIELDS.items():
+        record[name] = _text(raw, name, where, limit, False)
+    reason = raw.get("failure_reason")
+    if reason is not None and (reason not in FAILURE_REASONS or record["type"] != "failed"):
+        expected = ", ".join(sorted(FAILURE_REASONS))
+        raise BadRequest(f"{where}.failure_reason", f"only on a failed event, one of {expected}")
+    record["failure_reason"] = reason
     record["source"] = "api"
     record["principal"] = principal
     return record

@@ -1,6 +1,8 @@
 """Delivery state machine and one driver's live state: plain data, no I/O, packed small for a table.
 
-A delivery moves ``assigned -> picked_up -> (en_route <-> arrived) -> delivered | failed | cancelled``. An
+A delivery moves ``assigned -> [accepted] -> picked_up -> (en_route <-> arrived) -> delivered | failed |
+cancelled``; its driver may accept it (or go straight to the pickup) or decline it, which hands it back to
+dispatch and ends it for this driver. A ``failed`` event names why (``FailureReason``). An
 event that cannot apply is rejected with a ``Reason`` and changes nothing. A driver's state holds the fix it
 was last seen at, its active deliveries, a few recently finished ones (so their status can still be read),
 the ids of recent events (duplicates), the detectors' memory and the alerts still open. Everything in it is
@@ -29,6 +31,8 @@ class Status(StrEnum):
     """Where a delivery is in its life."""
 
     ASSIGNED = "assigned"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
     PICKED_UP = "picked_up"
     EN_ROUTE = "en_route"
     ARRIVED = "arrived"
@@ -53,13 +57,25 @@ class Reason(StrEnum):
     NOT_OWNER = "not_owner"
     FUTURE_TS = "future_ts"
     TOO_OLD = "too_old"
+    BAD_FAILURE_REASON = "bad_failure_reason"
 
 
-TERMINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED})
+class FailureReason(StrEnum):
+    """Why a delivery failed at the door: the list a driver picks from."""
+
+    NOT_HOME = "not_home"
+    WRONG_ADDRESS = "wrong_address"
+    REFUSED = "refused"
+    DAMAGED = "damaged"
+    OTHER = "other"
+
+
+TERMINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.CANCELLED, Status.DECLINED})
 IN_TRANSIT = frozenset({Status.PICKED_UP, Status.EN_ROUTE})
 _FINISH = frozenset({Status.FAILED, Status.CANCELLED})
 ALLOWED: dict[Status, frozenset[Status]] = {
-    Status.ASSIGNED: frozenset({Status.PICKED_UP}) | _FINISH,
+    Status.ASSIGNED: frozenset({Status.ACCEPTED, Status.DECLINED, Status.PICKED_UP}) | _FINISH,
+    Status.ACCEPTED: frozenset({Status.PICKED_UP}) | _FINISH,
     Status.PICKED_UP: frozenset({Status.EN_ROUTE, Status.ARRIVED, Status.DELIVERED}) | _FINISH,
     Status.EN_ROUTE: frozenset({Status.ARRIVED, Status.DELIVERED}) | _FINISH,
     # A driver at the wrong door may set off again.
@@ -99,6 +115,12 @@ class Delivery:
     # Riding time of the ETAs published along the learned cells, before calibration: [computed at, riding ms,
     # held_ms then, class of the drop-off's direction or -1].
     rides: list[list[int]] = field(default_factory=list)
+    # What the order system said for the driver's messages (assigned events); none of it leaves the state.
+    pickup_address: str | None = None
+    dropoff_address: str | None = None
+    customer_name: str | None = None
+    accepted_at: int | None = None
+    failure_reason: str | None = None
 
     def public(self) -> dict[str, Any]:
         """Return the delivery as the dispatcher API shows it in a driver's active deliveries."""
@@ -110,6 +132,12 @@ class Delivery:
             "promised_at": self.promised_at,
             "eta": self.eta,
             "customer_ref": self.customer_ref,
+            "pickup_address": self.pickup_address,
+            "dropoff_address": self.dropoff_address,
+            "customer_first_name": first_name(self.customer_name),
+            "assigned_at": self.assigned_at,
+            "accepted_at": self.accepted_at,
+            "failure_reason": self.failure_reason,
         }
 
 
@@ -123,6 +151,12 @@ class LastFix:
     h3_r9: int
     accuracy_m: float | None
     speed_mps: float | None
+
+
+def first_name(name: str | None) -> str | None:
+    """Return the first word of a person's name (all a driver is shown of a customer)."""
+    words = (name or "").split()
+    return words[0] if words else None
 
 
 def event_hash(event_id: str) -> int:
@@ -259,6 +293,12 @@ def check_event(
         return Rejection(Reason.ALREADY_FINISHED, f"delivery {delivery_id} is already {current.status}")
     if kind not in ALLOWED[Status(current.status)]:
         return Rejection(Reason.IMPOSSIBLE_TRANSITION, f"{current.status} -> {kind} is not a delivery step")
+    reason = event.get("failure_reason")
+    if reason is not None and (kind != Status.FAILED or reason not in FailureReason.__members__.values()):
+        allowed = ", ".join(FailureReason)
+        return Rejection(
+            Reason.BAD_FAILURE_REASON, f"failure_reason {reason!r}: only on failed, one of {allowed}"
+        )
     return None
 
 
@@ -286,14 +326,21 @@ def apply_event(
             assigned_at=ts,
             updated_at=ts,
             owner=event.get("principal"),
+            pickup_address=event.get("pickup_address"),
+            dropoff_address=event.get("dropoff_address"),
+            customer_name=event.get("customer_name"),
         )
         state.deliveries[delivery.delivery_id] = delivery
         return delivery
     delivery = state.deliveries[event["delivery_id"]]
     delivery.status = event["type"]
     delivery.updated_at = ts
+    if delivery.status == Status.ACCEPTED:
+        delivery.accepted_at = ts
     if delivery.status == Status.PICKED_UP:
         delivery.picked_up_at = ts
+    if delivery.status == Status.FAILED:
+        delivery.failure_reason = event.get("failure_reason") or FailureReason.OTHER
     if delivery.status in (Status.ARRIVED, Status.DELIVERED) and delivery.arrived_at is None:
         delivery.arrived_at = ts
     if event.get("promised_at") is not None:

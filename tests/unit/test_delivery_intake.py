@@ -39,6 +39,25 @@ def test_one_event_and_a_list_parse_into_avro_ready_records() -> None:
     assert [e["event_id"] for e in many] == ["e1", "e2"]
 
 
+def test_addresses_names_and_a_failure_reason_parse() -> None:
+    assigned = {
+        **EVENT,
+        "pickup_address": "Rua A, 10",
+        "dropoff_address": "Av. B, 200",
+        "customer_name": "Ana",
+    }
+    failed = {**EVENT, "event_id": "e2", "type": "failed", "failure_reason": "wrong_address",
+              "proof_ref": "location:-23.6,-46.7"}  # fmt: skip
+    one, two = parse_events(body({"events": [assigned, failed]}), "k", 10)
+    assert (one["dropoff_address"], one["customer_name"], one["failure_reason"]) == (
+        "Av. B, 200",
+        "Ana",
+        None,
+    )
+    decoded = codec("DeliveryEvent").decode(codec("DeliveryEvent").encode(two))
+    assert (decoded["failure_reason"], decoded["proof_ref"]) == ("wrong_address", "location:-23.6,-46.7")
+
+
 @pytest.mark.parametrize(
     ("payload", "field", "status"),
     [
@@ -58,6 +77,10 @@ def test_one_event_and_a_list_parse_into_avro_ready_records() -> None:
         (body({**EVENT, "promised_at": -5}), "event.promised_at", 400),
         (body({"events": [EVENT, {**EVENT, "customer_ref": 7}]}), "events[1].customer_ref", 400),
         (b'{"events": [{"ts": NaN}]}', "body", 400),
+        (body({**EVENT, "type": "failed", "failure_reason": "asleep"}), "event.failure_reason", 400),
+        (body({**EVENT, "failure_reason": "not_home"}), "event.failure_reason", 400),
+        (body({**EVENT, "pickup_address": "x" * 201}), "event.pickup_address", 400),
+        (body({**EVENT, "customer_name": "Ana\nSouza"}), "event.customer_name", 400),
     ],
 )
 def test_bad_bodies_are_refused_naming_the_field(payload: bytes, field: str, status: int) -> None:

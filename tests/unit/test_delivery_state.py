@@ -76,6 +76,8 @@ ALL = [s.value for s in Status]
 PAIRS = [(a, b) for a in ALL for b in ALL]
 PATH_TO = {
     "assigned": [],
+    "accepted": ["accepted"],
+    "declined": ["declined"],
     "picked_up": ["picked_up"],
     "en_route": ["picked_up", "en_route"],
     "arrived": ["picked_up", "arrived"],
@@ -102,6 +104,56 @@ def test_every_transition_is_either_applied_or_rejected_with_its_reason(current:
         assert isinstance(result, Rejection) and result.reason == Reason.IMPOSSIBLE_TRANSITION
         assert f"{current} -> {kind}" in result.detail
     assert state.pack() == before, "a rejected event must change nothing"
+
+
+def test_accepting_then_picking_up_keeps_when_it_was_accepted() -> None:
+    _, result = walk("accepted", "picked_up")
+    assert isinstance(result, Delivery) and result.status == "picked_up"
+    assert result.accepted_at == T0 and result.picked_up_at == T0
+
+
+def test_a_declined_delivery_leaves_the_driver() -> None:
+    state, result = walk("declined")
+    assert isinstance(result, Delivery) and result.status == "declined"
+    assert state.deliveries == {} and state.status() == "idle"
+    late = apply_event(state, event("accepted"))
+    assert isinstance(late, Rejection) and late.reason == Reason.ALREADY_FINISHED
+
+
+def test_a_failure_keeps_its_reason_and_a_reason_elsewhere_is_refused() -> None:
+    state, _ = walk("picked_up", "arrived")
+    failed = apply_event(state, event("failed", failure_reason="not_home"))
+    assert isinstance(failed, Delivery) and failed.failure_reason == "not_home"
+    state, _ = walk("picked_up")
+    before = state.pack()
+    for bad in (event("arrived", failure_reason="not_home"), event("failed", failure_reason="asleep")):
+        rejected = apply_event(state, bad)
+        assert isinstance(rejected, Rejection) and rejected.reason == Reason.BAD_FAILURE_REASON
+    assert state.pack() == before
+    _, unexplained = walk("failed")
+    assert isinstance(unexplained, Delivery) and unexplained.failure_reason == "other"
+
+
+def test_addresses_and_only_the_first_name_are_shown() -> None:
+    state = DriverState()
+    assigned = event(
+        "assigned", pickup_address="Rua A, 10", dropoff_address="Av. B, 200", customer_name="Ana Maria Souza"
+    )
+    delivery = apply_event(state, assigned)
+    assert isinstance(delivery, Delivery)
+    shown = delivery.public()
+    assert shown["pickup_address"] == "Rua A, 10" and shown["dropoff_address"] == "Av. B, 200"
+    assert shown["customer_first_name"] == "Ana" and "Souza" not in json.dumps(shown)
+    assert DriverState.unpack(state.pack()).deliveries["dlv-1"].customer_name == "Ana Maria Souza"
+
+
+def test_a_state_packed_before_addresses_existed_still_loads() -> None:
+    state, _ = walk("accepted")
+    data = json.loads(state.pack())
+    for name in ("pickup_address", "dropoff_address", "customer_name", "accepted_at", "failure_reason"):
+        del data["deliveries"]["dlv-1"][name]
+    old = DriverState.unpack(json.dumps(data).encode()).deliveries["dlv-1"]
+    assert old.status == "accepted" and old.pickup_address is None and old.accepted_at is None
 
 
 @pytest.mark.parametrize("kind", [k for k in ALL if k != "assigned"])
@@ -161,6 +213,12 @@ def test_public_view_matches_the_dispatcher_contract() -> None:
         "promised_at": T0 + 1_800_000,
         "eta": None,
         "customer_ref": "cust-9",
+        "pickup_address": None,
+        "dropoff_address": None,
+        "customer_first_name": None,
+        "assigned_at": T0,
+        "accepted_at": None,
+        "failure_reason": None,
     }
 
 

@@ -99,9 +99,10 @@ def test_migrations_apply_once_and_twice_is_a_no_op(client: Client) -> None:
         "0005_plan_groups",
         "0006_alert_actions",
         "0007_erasures",
+        "0008_delivery_failures",
     ]
     assert apply_migrations(client) == []
-    assert scalar(client, "SELECT count() FROM schema_migrations") == 7
+    assert scalar(client, "SELECT count() FROM schema_migrations") == 8
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert {"gps_pings", "gps_pings_rejected", "delivery_events", "eta_updates", "alerts"} <= tables
     assert {"whatsapp_messages", "api_access_log", "driver_daily_stats", "cell_speed_hourly"} <= tables
@@ -426,3 +427,30 @@ def test_a_group_whose_partitions_another_sink_owns_now_is_written_once_member_b
         feed(rest, values[:70], partition=partition)
     drain(rest)
     assert exactly_once_problems(query(client), CLEAN, {p: (0, 70) for p in range(3)}) == []
+
+
+def test_a_failure_reason_and_proof_land_and_names_and_addresses_do_not(
+    client: Client, settings: Settings
+) -> None:
+    sink = ClickHouseSink(client, settings)
+    sink.start()
+    base = {"delivery_id": "dlv-7", "driver_id": "drv-7", "ts": 1_790_000_000_000, "source": "whatsapp"}
+    assigned = {**base, "event_id": "e1", "type": "assigned", "pickup_lat": -23.5, "pickup_lon": -46.6,
+                "dropoff_lat": -23.6, "dropoff_lon": -46.7, "customer_name": "Ana Souza",
+                "pickup_address": "Rua A, 10", "dropoff_address": "Av. B, 200"}  # fmt: skip
+    failed = {**base, "event_id": "e2", "type": "failed", "failure_reason": "not_home",
+              "proof_ref": "location:-23.60000,-46.70000"}  # fmt: skip
+    encode = codec("DeliveryEvent").encode
+    for offset, event in enumerate((assigned, failed)):
+        sink.add(topics.DELIVERIES_EVENTS, 0, offset, encode(event))
+    drain(sink)
+    rows = query(client)(
+        "SELECT event_id, type, failure_reason, proof_ref FROM delivery_events ORDER BY event_id", {}
+    )
+    assert rows == [
+        {"event_id": "e1", "type": "assigned", "failure_reason": None, "proof_ref": None},
+        {"event_id": "e2", "type": "failed", "failure_reason": "not_home",
+         "proof_ref": "location:-23.60000,-46.70000"},
+    ]  # fmt: skip
+    columns = {row[0] for row in client.query("DESCRIBE TABLE delivery_events").result_rows}
+    assert not columns & {"customer_name", "pickup_address", "dropoff_address"}
