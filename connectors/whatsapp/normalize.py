@@ -2,8 +2,9 @@
 
 Phones are replaced by their keyed hash before anything leaves this module, except in ``Inbound.phone``,
 which the webhook keeps in memory to answer refusals and never writes to a topic. Message types we do not
-act on (media, contacts, orders, system, anything new) become ``unsupported`` events that name the original
-type: counted, never a crash. Free text has phone-like digit runs masked.
+act on (audio, video, documents, contacts, orders, system, anything new) become ``unsupported`` events that
+name the original type: counted, never a crash. An image (a driver's proof of delivery) is kept by its
+provider media id, never its bytes. Free text, captions included, has phone-like digit runs masked.
 """
 
 from __future__ import annotations
@@ -172,6 +173,12 @@ def _fill_meta_message(record: dict[str, Any], message: Mapping[str, Any], out: 
         else:
             record.update(type="location", lat=lat, lon=lon)
             payload.update({k: str(body[k]) for k in ("name", "address") if body.get(k)})
+    elif kind == "image" and isinstance(body.get("id"), str) and body["id"]:
+        caption = body.get("caption")
+        record.update(
+            type="image", text=redact_phones(caption) if isinstance(caption, str) and caption else None
+        )
+        payload.update(media_id=f"meta:{body['id']}", mime_type=str(body.get("mime_type", "")))
     elif kind == "reaction":
         record.update(type="reaction", text=str(body.get("emoji", "")) or None)
         payload["message_id"] = str(body.get("message_id", ""))
@@ -297,6 +304,12 @@ def normalize_twilio(
     elif params.get("ButtonText"):
         record.update(type="button", text=params["ButtonText"])
         payload["payload"] = params.get("ButtonPayload", "")
+    elif params.get("NumMedia", "0") not in ("", "0") and params.get("MediaContentType0", "").startswith(
+        "image/"
+    ):
+        body = params.get("Body")
+        record.update(type="image", text=redact_phones(body) if body else None)
+        payload.update(media_id=f"twilio:{sid}:0", mime_type=params["MediaContentType0"])
     elif params.get("NumMedia", "0") not in ("", "0"):
         out.unsupported["media"] += 1
         payload["original_type"] = "media"

@@ -94,10 +94,19 @@ def test_reaction() -> None:
     assert json.loads(record["payload"]) == {"message_id": "wamid.OUT1"}
 
 
+def test_an_image_is_kept_by_its_media_id_with_its_caption_masked() -> None:
+    body = {"mime_type": "image/jpeg", "sha256": "abc", "id": "m1", "caption": "entregue, liga 11 95555-1234"}
+    record, out = _one(meta_message("image", body))
+    assert record["type"] == "image" and out.unsupported == {}
+    assert json.loads(record["payload"]) == {"media_id": "meta:m1", "mime_type": "image/jpeg"}
+    assert record["text"].startswith("entregue") and "95555" not in json.dumps(record)
+    without_id, out = _one(meta_message("image", {"mime_type": "image/jpeg"}))
+    assert without_id["type"] == "unsupported" and out.unsupported == {"image": 1}
+
+
 @pytest.mark.parametrize(
     ("kind", "body"),
     [
-        ("image", {"mime_type": "image/jpeg", "sha256": "abc", "id": "m1", "caption": "foto"}),
         ("audio", {"mime_type": "audio/ogg", "id": "m2", "voice": True}),
         ("video", {"mime_type": "video/mp4", "id": "m3"}),
         ("document", {"mime_type": "application/pdf", "id": "m4", "filename": "nota.pdf"}),
@@ -201,7 +210,17 @@ def test_twilio_text_location_and_button() -> None:
         {"MessageSid": "SM4", "From": TWILIO_FROM, "NumMedia": "1", "Body": ""}, KEY, NOW
     )
     assert media.inbound[0].record["type"] == "unsupported" and media.unsupported == {"media": 1}
-    for out in (text, location, button, media):
+    photo = normalize_twilio(
+        {"MessageSid": "SM5", "From": TWILIO_FROM, "NumMedia": "1", "MediaContentType0": "image/jpeg",
+         "MediaUrl0": "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/SM5/Media/ME1",
+         "Body": "entregue"},
+        KEY,
+        NOW,
+    )  # fmt: skip
+    record = photo.inbound[0].record
+    assert (record["type"], record["text"]) == ("image", "entregue") and photo.unsupported == {}
+    assert json.loads(record["payload"]) == {"media_id": "twilio:SM5:0", "mime_type": "image/jpeg"}
+    for out in (text, location, button, media, photo):
         codec("WhatsAppEvent").encode(out.inbound[0].record)
 
 
