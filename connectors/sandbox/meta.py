@@ -100,10 +100,20 @@ def _check_template(body: dict[str, Any]) -> None:
     for component in template.get("components", []):
         _require(isinstance(component, dict), "template.components must be objects")
         _require(component.get("type") in ("header", "body", "button", "footer"), "component type", 131009)
+        if component["type"] == "button":
+            _require(component.get("sub_type") in ("quick_reply", "url"), "button sub_type", 131009)
+            index = component.get("index")
+            _require(isinstance(index, str) and index.isdigit() and int(index) < 10, "button index", 131009)
         for parameter in component.get("parameters", []):
             _require(isinstance(parameter, dict) and "type" in parameter, "parameter type is required")
             if parameter["type"] == "text":
                 _require(isinstance(parameter.get("text"), str), "text parameter needs text")
+            if parameter["type"] == "payload":
+                payload = parameter.get("payload")
+                _require(
+                    isinstance(payload, str) and 0 < len(payload) <= 256,
+                    "payload must be 1 to 256 characters",
+                )
 
 
 def _check_interactive(body: dict[str, Any]) -> None:

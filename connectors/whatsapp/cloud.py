@@ -22,12 +22,20 @@ def meta_payload(message: Outbound, *, as_template: bool) -> dict[str, Any]:
     }
     if as_template:
         template: dict[str, Any] = {"name": message.template, "language": {"code": message.language}}
+        components: list[dict[str, Any]] = []
         if message.params:
             parameters = [{"type": "text", "text": p} for p in message.params]
-            template["components"] = [{"type": "body", "parameters": parameters}]
+            components.append({"type": "body", "parameters": parameters})
+        for index, payload in enumerate(message.button_ids):
+            # A template's quick-reply button sends back the payload given here when pressed.
+            button = {"type": "button", "sub_type": "quick_reply", "index": str(index)}
+            components.append({**button, "parameters": [{"type": "payload", "payload": payload}]})
+        if components:
+            template["components"] = components
         body.update(type="template", template=template)
     elif message.buttons:
-        buttons = [{"type": "reply", "reply": {"id": title, "title": title}} for title in message.buttons]
+        pairs = zip(message.button_payloads(), message.buttons, strict=True)
+        buttons = [{"type": "reply", "reply": {"id": payload, "title": title}} for payload, title in pairs]
         body.update(
             type="interactive",
             interactive={"type": "button", "body": {"text": message.text}, "action": {"buttons": buttons}},

@@ -11,6 +11,7 @@ from connectors.whatsapp.errors import PermanentSendError
 MAX_BUTTONS = 3
 MAX_BUTTON_TITLE = 20
 MAX_TEXT = 4096
+MAX_BUTTON_ID = 256  # the Cloud API's limit on a reply button's id
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Outbound:
     language: str
     params: tuple[str, ...]
     reason: str
+    # What each button sends back when pressed; empty: its title.
+    button_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], fallback_template: str | None = None) -> Outbound:
@@ -41,6 +44,7 @@ class Outbound:
             language=record.get("language") or "pt_BR",
             params=tuple(record.get("params") or ()),
             reason=record.get("reason") or "",
+            button_ids=tuple(record.get("button_ids") or ()),
         )
 
     def check(self) -> None:
@@ -55,6 +59,17 @@ class Outbound:
             raise PermanentSendError(
                 f"at most {MAX_BUTTONS} buttons of 1 to {MAX_BUTTON_TITLE} characters", title="bad_buttons"
             )
+        if self.button_ids and (
+            len(self.button_ids) != len(self.buttons)
+            or any(not 0 < len(i) <= MAX_BUTTON_ID for i in self.button_ids)
+        ):
+            raise PermanentSendError(
+                f"one button id of 1 to {MAX_BUTTON_ID} characters per button", title="bad_buttons"
+            )
+
+    def button_payloads(self) -> tuple[str, ...]:
+        """Return what each button sends back when pressed: its id, else its title."""
+        return self.button_ids or self.buttons
 
     def can_fall_back(self, as_template: bool) -> bool:
         """Tell whether a closed window can still be met by sending the template instead."""
