@@ -283,6 +283,8 @@ class Settings:
     twilio_webhook_url: str | None = _setting(_parse_url(("http", "https")), None)
     dispatcher_api_url: str | None = _setting(_parse_url(("http", "https")), None)
     conversation_llm_enabled: bool = _setting(_parse_bool, False)
+    # How long a driver's chat context (the last list or buttons shown) answers a bare number.
+    conversation_context_ttl_s: float = _setting(_parse_float, 900.0)
     notify_eta_threshold_s: float = _setting(_parse_float, 300.0)
     notify_customer_interval_s: float = _setting(_parse_float, 900.0)
     display_utc_offset_h: float = _setting(_parse_float, -3.0)
@@ -339,6 +341,7 @@ class Settings:
             "stall_grace_s",
             "geofence_radius_m",
             "tick_interval_s",
+            "conversation_context_ttl_s",
             "stop_wait_s",
             "eta_min_change_s",
             "eta_max_interval_s",

@@ -94,6 +94,12 @@ CONVERSATION_ERRORS = Counter(
     "Inbound events the conversation agent could not handle, by reason",
     ["reason"],
 )
+CONVERSATION_REFUSALS = Counter(
+    "whatsup_whatsapp_conversation_refusals_total",
+    "Driver messages answered with a refusal that changed nothing (stale context, unknown button, a step"
+    " the delivery cannot take), by reason",
+    ["reason"],
+)
 GUARDRAIL_BLOCKS = Counter(
     "whatsup_whatsapp_guardrail_blocks_total",
     "Texts the LLM guardrails kept from the classifier, by reason",

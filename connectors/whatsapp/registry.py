@@ -6,7 +6,8 @@ load`` must work with no worker running; every worker reads the same answer at o
 the phone's keyed hash, so the store holds the clear number only inside the entry the sender will need.
 
 Files: CSV with a header, or JSON (a list of objects, or ``{"drivers": [...], "customers": [...]}``). A row
-with ``driver_id`` is a driver (``phone``, ``status`` active|inactive|suspended, ``language``); a row with
+with ``driver_id`` is a driver (``phone``, ``status`` active|inactive|suspended, ``language``, and optionally
+``zone``, the IANA time zone its messages show times in); a row with
 ``customer_ref`` is a customer (``phone``, ``language``). Loading upserts; to retire a driver, load the row
 with status ``inactive``.
 """
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.whatsapp.phones import PhoneError, hash_phone, normalize_phone
 
@@ -40,6 +42,7 @@ class Driver:
     phone: str
     status: str
     language: str
+    zone: str = ""  # IANA time zone of the driver's messages; empty: the deployment's display offset
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,13 @@ def parse_row(row: Mapping[str, Any], where: str) -> Driver | Customer:
         status = str(row.get("status") or "active").strip().lower()
         if status not in STATUSES:
             raise RegistryError(f"{where}: status {status!r} is not one of {', '.join(STATUSES)}")
-        return Driver(str(row["driver_id"]).strip(), phone, status, language)
+        zone = str(row.get("zone") or "").strip()
+        if zone:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise RegistryError(f"{where}: zone {zone!r} is not an IANA time zone") from None
+        return Driver(str(row["driver_id"]).strip(), phone, status, language, zone)
     if row.get("customer_ref"):
         return Customer(str(row["customer_ref"]).strip(), phone, language)
     raise RegistryError(f"{where}: a row needs driver_id or customer_ref")

@@ -18,7 +18,7 @@ from connectors.whatsapp.outbox import Outbox
 from connectors.whatsapp.redis_pool import shared_redis
 from connectors.whatsapp.registry import Registry
 from streams.app import app, settings, whatsapp_events_raw_topic
-from streams.conversations.conversation import Conversation, latest_inbound
+from streams.conversations.conversation import ContextStore, Conversation, latest_inbound
 from streams.conversations.dispatcher import DispatcherClient, internal_api_key
 from streams.conversations.llm import IntentClassifier
 from streams.notify.agents import notifier
@@ -59,6 +59,11 @@ def conversation() -> Conversation:
             topic_prefix=settings.topic_prefix,
             utc_offset_h=settings.display_utc_offset_h,
             llm=LLM_CLASSIFIER if settings.conversation_llm_enabled else None,
+            contexts=ContextStore(
+                shared_redis(settings.redis_url),
+                settings.topic_prefix,
+                int(settings.conversation_context_ttl_s),
+            ),
         )
     return _conversation
 
@@ -76,7 +81,9 @@ async def converse_with_drivers(stream: faust.StreamT[bytes]) -> None:
             continue
         values = [event.value for event in events]
         # A RedisError escapes: with the registry unreachable, stopping beats skipping every message.
-        records = await conversation().handle(values)
-        # One acknowledged delivery per batch: the batch's offsets are committed only after it.
-        await outbox.deliver(records)
+        handled = await conversation().take(values)
+        # One acknowledged delivery per batch: the batch's offsets are committed only after it, and the
+        # chat contexts are kept only after it too (a replay must see the context the batch saw).
+        await outbox.deliver(handled.records)
+        await conversation().remember(handled)
         await notifier().store.touch_windows(latest_inbound(values))

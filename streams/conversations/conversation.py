@@ -1,14 +1,17 @@
 """One inbound WhatsApp event in, the records it causes out: the conversation agent's work, testable alone.
 
 Only active drivers are talked to (the webhook already refused everyone else, once a day). The reply is
-free text: the driver just wrote, so their 24-hour window is open.
+free text: the driver just wrote, so their 24-hour window is open. Each driver's chat context (the last
+list or buttons shown, the door they stand at) is read for the whole batch in one Redis round trip and
+written back by the agent only after the batch's records are on Kafka: a crash in between replays the
+batch against the old context, which gives the same records under the same ids.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from base import topics
@@ -18,12 +21,14 @@ from connectors.whatsapp.catalogue import Catalogue, meta_language
 from connectors.whatsapp.registry import Driver, admission
 from schemas.codecs import codec
 from streams.conversations.answers import NEEDS_STATE, Context, Reaction, respond
+from streams.conversations.context import ChatContext
 from streams.conversations.dispatcher import DriverStateReader
 from streams.conversations.intents import Intent, IntentKind
 from streams.conversations.llm import IntentClassifier, classify_guarded
 
 log = logging.getLogger(__name__)
-CONVERSED = ("text", "button", "interactive", "location")
+CONVERSED = ("text", "button", "interactive", "location", "image")
+CONTEXT_TTL_S = 900
 
 _event_codec = codec("WhatsAppEvent")
 _encoders = {name: codec(name) for name in ("OutboundMessage", "DeliveryEvent", "Alert", "GpsPing")}
@@ -44,6 +49,56 @@ def latest_inbound(raws: list[bytes]) -> dict[str, int]:
     return latest
 
 
+class ContextStore:
+    """Each driver's chat context in Redis, with a time to live; ``client`` is a ``redis.asyncio.Redis``."""
+
+    def __init__(self, client: Any, namespace: str = "", ttl_s: int = CONTEXT_TTL_S) -> None:
+        self.client = client
+        self.prefix = f"{namespace}whatsup:chat:"
+        self.ttl_s = ttl_s
+
+    async def load(self, driver_ids: list[str]) -> dict[str, ChatContext | None]:
+        """Return the context of each driver, in one command (MGET)."""
+        if not driver_ids:
+            return {}
+        raws = await self.client.mget([self.prefix + d for d in driver_ids])
+        return {d: ChatContext.loads(raw) for d, raw in zip(driver_ids, raws, strict=True)}
+
+    async def save(self, contexts: dict[str, ChatContext | None]) -> None:
+        """Write (or, for None, delete) each driver's context, in one round trip."""
+        if not contexts:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for driver_id, context in contexts.items():
+                if context is None:
+                    pipe.delete(self.prefix + driver_id)
+                else:
+                    pipe.set(self.prefix + driver_id, context.dumps(), ex=self.ttl_s)
+            await pipe.execute()
+
+    async def forget(self, driver_id: str) -> None:
+        """Drop a driver's context (erasure)."""
+        await self.client.delete(self.prefix + driver_id)
+
+
+class NoContexts:
+    """A store that remembers nothing: every number answers no question."""
+
+    async def load(self, driver_ids: list[str]) -> dict[str, ChatContext | None]:
+        return dict.fromkeys(driver_ids)
+
+    async def save(self, contexts: dict[str, ChatContext | None]) -> None:
+        return None
+
+
+@dataclass
+class Handled:
+    """A batch's records, and the chat contexts to write once they are on Kafka."""
+
+    records: list[Record] = field(default_factory=list)
+    contexts: dict[str, ChatContext | None] = field(default_factory=dict)
+
+
 @dataclass
 class Conversation:
     """Everything the agent needs: who is who, the drivers' state, the wording, where records go."""
@@ -54,15 +109,28 @@ class Conversation:
     topic_prefix: str = ""
     utc_offset_h: float = -3.0
     llm: IntentClassifier | None = None
+    contexts: Any = field(default_factory=NoContexts)  # ContextStore, or anything with load and save
 
     def _topic(self, name: str) -> str:
         return topics.qualified(name, self.topic_prefix)
 
     async def handle(self, raws: list[bytes]) -> list[Record]:
-        """Return the records a batch of raw ``whatsapp.events.raw`` values causes.
+        """Return the records a batch of raw ``whatsapp.events.raw`` values causes, and save the contexts
+        it leaves at once (tests; the agent uses ``take`` and saves after delivery)."""
+        handled = await self.take(raws)
+        await self.contexts.save(handled.contexts)
+        return handled.records
+
+    async def remember(self, handled: Handled) -> None:
+        """Keep the chat contexts a delivered batch left."""
+        await self.contexts.save(handled.contexts)
+
+    async def take(self, raws: list[bytes]) -> Handled:
+        """Return the records a batch of raw ``whatsapp.events.raw`` values causes and the contexts it leaves.
 
         Statuses and reactions cause nothing, nor do numbers that are not active drivers (the webhook
-        already refused them, once a day). The senders are looked up in one Redis round trip.
+        already refused them, once a day). The senders are looked up in one Redis round trip, their
+        contexts in another.
         """
         events = []
         for raw in raws:
@@ -74,28 +142,50 @@ class Conversation:
             if event["type"] in CONVERSED:
                 events.append(event)
         drivers = await self.registry.drivers_by_hash([e["from_hash"] for e in events])
-        records: list[Record] = []
+        admitted = [d.driver_id for d in drivers if d is not None and admission(d) == "admit"]
+        chats = await self.contexts.load(sorted(set(admitted)))
+        handled = Handled()
         for event, driver in zip(events, drivers, strict=True):
             if admission(driver) != "admit" or driver is None:
                 metrics.CONVERSATION_ERRORS.labels("not_admitted").inc()
                 continue
             try:
-                records += await self._converse(event, driver)
+                reaction = await self._converse(event, driver, chats.get(driver.driver_id))
             except Exception:
                 log.exception("conversation: could not handle one event; skipped")
                 metrics.CONVERSATION_ERRORS.labels("handler_error").inc()
-        return records
+                continue
+            handled.records += self._records(event, driver, reaction)
+            if reaction.sets_context:
+                chats[driver.driver_id] = handled.contexts[driver.driver_id] = reaction.context
+        return handled
 
-    async def _converse(self, event: dict[str, Any], driver: Driver) -> list[Record]:
+    async def _converse(self, event: dict[str, Any], driver: Driver, chat: ChatContext | None) -> Reaction:
         intent = await self._intent(event, driver)
-        state = await self.read_state(driver.driver_id) if intent.kind in NEEDS_STATE else None
-        reaction = respond(intent, event, state, Context(driver, self.catalogue, self.utc_offset_h))
+        needs = (
+            intent.kind in NEEDS_STATE
+            or intent.kind == IntentKind.CHOICE
+            or (intent.kind == IntentKind.LOCATION and chat is not None and chat.kind == "at_door")
+        )
+        state = await self.read_state(driver.driver_id) if needs else None
+        reaction = respond(intent, event, state, Context(driver, self.catalogue, self.utc_offset_h), chat)
         metrics.CONVERSATION_EVENTS.labels(str(intent.kind), driver.language).inc()
-        return self._records(event, driver, reaction)
+        if reaction.refusal is not None:
+            metrics.CONVERSATION_REFUSALS.labels(reaction.refusal).inc()
+            log.info(
+                "conversation: refused %s from driver %s (message %s): %s",
+                intent.kind,
+                driver.driver_id,
+                event["message_id"],
+                reaction.refusal,
+            )
+        return reaction
 
     async def _intent(self, event: dict[str, Any], driver: Driver) -> Intent:
         if event["type"] == "location":
             return Intent(IntentKind.LOCATION)
+        if event["type"] == "image":
+            return Intent(IntentKind.PHOTO)
         payload = json.loads(event["payload"] or "{}")
         button = payload.get("payload") or payload.get("id")
         return await classify_guarded(event["text"], driver.language, button, self.llm)
@@ -120,7 +210,8 @@ class Conversation:
             "language": meta_language(driver.language),
             "params": [],
             "text": reaction.reply,
-            "buttons": [],
+            "buttons": [title for _, title in reaction.buttons],
+            "button_ids": [payload for payload, _ in reaction.buttons],
             "reason": f"reply_{reaction.outcome}",
             "driver_id": driver.driver_id,
             "delivery_id": (reaction.delivery_event or {}).get("delivery_id"),

@@ -44,8 +44,9 @@ def test_orders_today_lists_each_active_delivery_with_local_eta() -> None:
     reaction = respond(Intent(IntentKind.ORDERS_TODAY), EVENT, _state(), _ctx())
     assert reaction.outcome == "orders_today"
     assert "2 pedido(s)" in reaction.reply
-    assert "1. D-1001: a caminho, previsão 01:13" in reaction.reply
-    assert "2. D-1002: atribuído, previsão sem previsão" in reaction.reply
+    assert "1. D-1001 para o cliente, -23.60000,-46.70000: a caminho, previsão 01:13" in reaction.reply
+    assert "2. D-1002 para o cliente, -23.70000,-46.80000: atribuído, ainda sem previsão" in reaction.reply
+    assert "previsão sem previsão" not in reaction.reply
     assert reaction.delivery_event is None and reaction.alert is None and reaction.ping is None
 
 
@@ -71,8 +72,8 @@ def test_an_order_is_found_by_position_id_or_id_suffix(ref: str, found: str | No
 
 def test_order_details_and_an_order_that_is_not_the_drivers() -> None:
     reply = respond(Intent(IntentKind.ORDER_DETAILS, "1"), EVENT, _state(), _ctx("en")).reply
-    assert reply.startswith("Order D-1001: on the way. Pickup -23.50000,-46.60000")
-    assert "Promised for 01:23, ETA 01:13" in reply
+    assert reply.startswith("Order D-1001 for the customer: on the way.\nPickup: -23.50000,-46.60000")
+    assert "promised for 01:23, ETA 01:13" in reply
     missing = respond(Intent(IntentKind.ORDER_DETAILS, "D-7777"), EVENT, _state(), _ctx("es")).reply
     assert "No encontré el pedido D-7777" in missing
 
@@ -140,7 +141,7 @@ def test_unreadable_state_is_said_not_guessed() -> None:
 
 
 def test_help_unknown_and_location() -> None:
-    assert "meus pedidos hoje" in respond(Intent(IntentKind.HELP), EVENT, None, _ctx()).reply
+    assert '"meus pedidos"' in respond(Intent(IntentKind.HELP), EVENT, None, _ctx()).reply
     assert respond(Intent(IntentKind.UNKNOWN), EVENT, None, _ctx()).outcome == "not_understood"
     shared = {**EVENT, "lat": -23.5614, "lon": -46.6559}
     reaction = respond(Intent(IntentKind.LOCATION), shared, None, _ctx())

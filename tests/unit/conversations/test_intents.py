@@ -66,10 +66,58 @@ def test_button_payloads_win_over_text(kind: str) -> None:
     assert classify("anything at all", f"qr:{kind}").kind == IntentKind(kind)
 
 
-def test_unknown_payloads_fall_back_to_the_text() -> None:
-    assert classify("Trânsito", "qr:teleport").kind == IntentKind.TRAFFIC
+def test_a_title_payload_falls_back_to_the_text_and_an_unknown_coded_payload_is_refused() -> None:
+    assert classify("Trânsito", "Trânsito").kind == IntentKind.TRAFFIC  # a template button: id = title
     assert classify("Trânsito", "something-else").kind == IntentKind.TRAFFIC
     assert classify(None).kind == IntentKind.UNKNOWN
+    for payload in ("qr:teleport", "qr:choice", "zz:1", "do:teleport:D-1", "do:delivered:", "fail:asleep:D-1",
+                    "fr:bored", "acc:"):  # fmt: skip
+        assert classify("Trânsito", payload).kind in (IntentKind.UNKNOWN_BUTTON, IntentKind.TRAFFIC)
+    assert classify("Trânsito", "qr:teleport").kind == IntentKind.UNKNOWN_BUTTON
+    assert classify("Trânsito", "do:delivered:").kind == IntentKind.UNKNOWN_BUTTON
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ("acc:D-1", Intent(IntentKind.ACCEPT, "D-1")),
+        ("dec:d-1", Intent(IntentKind.DECLINE, "d-1")),
+        ("det:D-2", Intent(IntentKind.ORDER_DETAILS, "D-2")),
+        ("do:delivered:D-1", Intent(IntentKind.DELIVERED, "D-1")),
+        ("do:picked_up:X:1", Intent(IntentKind.PICKED_UP, "X:1")),
+        ("fail:not_home:D-1", Intent(IntentKind.FAILED, "D-1", failure_reason="not_home")),
+        ("fail:other:D-1", Intent(IntentKind.FAILED, "D-1", failure_reason="other")),
+        ("fr:damaged", Intent(IntentKind.FAILED, failure_reason="damaged")),
+    ],
+)
+def test_payloads_name_the_step_and_the_delivery(payload: str, expected: Intent) -> None:
+    assert classify("whatever the title", payload) == expected
+
+
+STEP_CASES: list[tuple[str, Intent]] = [
+    ("aceito", Intent(IntentKind.ACCEPT)), ("Accept", Intent(IntentKind.ACCEPT)),
+    ("acepto", Intent(IntentKind.ACCEPT)), ("não aceito", Intent(IntentKind.DECLINE)),
+    ("recuso", Intent(IntentKind.DECLINE)), ("decline", Intent(IntentKind.DECLINE)),
+    ("rechazo", Intent(IntentKind.DECLINE)),
+    ("coletei o pedido", Intent(IntentKind.PICKED_UP)), ("picked up", Intent(IntentKind.PICKED_UP)),
+    ("ya recogí", Intent(IntentKind.PICKED_UP)),
+    ("a caminho", Intent(IntentKind.ON_THE_WAY)), ("on my way", Intent(IntentKind.ON_THE_WAY)),
+    ("en camino", Intent(IntentKind.ON_THE_WAY)),
+    ("não consegui entregar", Intent(IntentKind.FAILED)),
+    ("could not deliver, wrong address", Intent(IntentKind.FAILED, failure_reason="wrong_address")),
+    ("no pude entregar, nadie en casa", Intent(IntentKind.FAILED, failure_reason="not_home")),
+    ("cliente ausente", Intent(IntentKind.FAILED, failure_reason="not_home")),
+    ("o cliente recusou", Intent(IntentKind.FAILED, failure_reason="refused")),
+    ("entreguei o pedido 2", Intent(IntentKind.DELIVERED, "2")),
+    ("2", Intent(IntentKind.CHOICE, choice=2)), ("nº 3", Intent(IntentKind.CHOICE, choice=3)),
+    ("opción 1", Intent(IntentKind.CHOICE, choice=1)),
+    ("30 minutos", Intent(IntentKind.UNKNOWN)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "expected"), STEP_CASES)
+def test_delivery_steps_and_numbers_in_three_languages(text: str, expected: Intent) -> None:
+    assert classify(text) == expected
 
 
 def test_every_stall_check_button_title_is_understood() -> None:
