@@ -46,7 +46,8 @@ def parse_event(raw: Any, where: str, principal: str) -> dict[str, Any]:
     if unknown:
         raise BadRequest(f"{where}.{unknown[0]}", "unknown field")
     record: dict[str, Any] = {name: _text(raw, name, where, MAX_ID_LEN, True) for name in ID_FIELDS}
-    if raw.get("type") not in TYPES:
+    kind = raw.get("type")
+    if not isinstance(kind, str) or kind not in TYPES:  # a list or an object is unhashable, not just wrong
         raise BadRequest(f"{where}.type", f"expected one of {', '.join(sorted(TYPES))}")
     if raw.get("ts") is None:
         raise BadRequest(f"{where}.ts", "required")
@@ -67,7 +68,9 @@ def parse_event(raw: Any, where: str, principal: str) -> dict[str, Any]:
     for name, limit in TEXT_FIELDS.items():
         record[name] = _text(raw, name, where, limit, False)
     reason = raw.get("failure_reason")
-    if reason is not None and (reason not in FAILURE_REASONS or record["type"] != "failed"):
+    if reason is not None and (
+        not isinstance(reason, str) or reason not in FAILURE_REASONS or kind != "failed"
+    ):
         expected = ", ".join(sorted(FAILURE_REASONS))
         raise BadRequest(f"{where}.failure_reason", f"only on a failed event, one of {expected}")
     record["failure_reason"] = reason

@@ -240,3 +240,17 @@ def test_an_unreadable_driver_state_is_skipped_and_counted_by_the_console_feed()
     before = REGISTRY.get_sample_value("whatsup_console_records_skipped_total", labels) or 0.0
     feed._apply(SimpleNamespace(topic=changelog_topic(settings), key=b"drv", value=b"\x02garbage"))
     assert REGISTRY.get_sample_value("whatsup_console_records_skipped_total", labels) == before + 1
+
+
+@pytest.mark.parametrize("field", ["type", "failure_reason"])
+@pytest.mark.parametrize("value", [[-4.66e-85, -4.66e-85], {"a": 1}])
+def test_an_event_type_or_failure_reason_that_is_a_list_or_object_is_a_bad_request(
+    field: str, value: Any
+) -> None:
+    from streams.deliveries.intake import parse_events
+    from streams.pings.intake import BadRequest
+
+    event = {"event_id": "¡", "delivery_id": "Ø", "driver_id": "d", "type": "failed", "ts": 1_796_656_050_000}
+    with pytest.raises(BadRequest) as refused:
+        parse_events(json.dumps({**event, field: value}).encode(), "key:x", 10)
+    assert refused.value.field == f"event.{field}"
