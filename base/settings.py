@@ -242,6 +242,8 @@ class Settings:
     stall_radius_m: float = _setting(_parse_float, 100.0)
     stall_minutes: float = _setting(_parse_float, 5.0)
     offline_minutes: float = _setting(_parse_float, 3.0)
+    # An assignment not accepted (nor started) by its driver after this long alerts dispatch; 0: never.
+    accept_timeout_s: float = _setting(_parse_float, 180.0)
     retention_days: int = _setting(_parse_int, 90)
     sink_batch_size: int = _setting(_parse_int, 10_000)
     # While a partition's earlier batches wait for the writer (a backlog), its open batch fills up to this
@@ -283,6 +285,12 @@ class Settings:
     twilio_webhook_url: str | None = _setting(_parse_url(("http", "https")), None)
     dispatcher_api_url: str | None = _setting(_parse_url(("http", "https")), None)
     conversation_llm_enabled: bool = _setting(_parse_bool, False)
+    # Customers' tracking links: the public base URL of GET /t/{token} (unset: this host's ingest port) and
+    # how long a link works after the message that carries it.
+    tracking_base_url: str | None = _setting(_parse_url(("http", "https")), None)
+    tracking_ttl_h: float = _setting(_parse_float, 24.0)
+    # A driver's position shows on the tracking page only within this distance of the drop-off.
+    tracking_near_m: float = _setting(_parse_float, 2000.0)
     # How long a driver's chat context (the last list or buttons shown) answers a bare number.
     conversation_context_ttl_s: float = _setting(_parse_float, 900.0)
     notify_eta_threshold_s: float = _setting(_parse_float, 300.0)
@@ -342,6 +350,8 @@ class Settings:
             "geofence_radius_m",
             "tick_interval_s",
             "conversation_context_ttl_s",
+            "tracking_ttl_h",
+            "tracking_near_m",
             "stop_wait_s",
             "eta_min_change_s",
             "eta_max_interval_s",

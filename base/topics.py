@@ -22,6 +22,7 @@ WHATSAPP_OUTBOUND_DEAD = "whatsapp.outbound.dead"
 API_ACCESS = "api.access"
 SINK_DEADLETTER = "sink.deadletter"
 DELIVERIES_REJECTED = "deliveries.rejected"
+DELIVERIES_APPLIED = "deliveries.applied"
 ALERT_ACTIONS = "alerts.actions"
 PRIVACY_ERASURES = "privacy.erasures"
 
@@ -43,6 +44,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(DELIVERIES_EVENTS, "DeliveryEvent", "driver_id", True),
     # Dead letters of the delivery state machine: events that were not applied, with their reason.
     TopicSpec(DELIVERIES_REJECTED, "RejectedDeliveryEvent", "driver_id", True),
+    # The events the state machine applied, with the delivery as it then stood (customer, addresses, ETA):
+    # what drivers' offers and customers' messages follow, so a refused step tells nobody anything.
+    TopicSpec(DELIVERIES_APPLIED, "DeliveryEvent", "driver_id", True),
     TopicSpec(DELIVERIES_ETA, "EtaUpdate", "driver_id", True),
     TopicSpec(ALERTS, "Alert", "driver_id", True),
     # Dispatchers acknowledging and resolving incidents, keyed by the incident's alert id.

@@ -301,6 +301,7 @@ class _DriverSim:
         kind = rng.choices(EPISODES, cfg.weights)[0]
         n_s, m_s = cfg.stall_minutes * 60, cfg.offline_minutes * 60
         self._event(d, "assigned")
+        self._event(d, "accepted")  # the rider taps Accept on the offer
         self._go(d.pickup)
         self._ride()
         if self.now >= self.end:

@@ -140,7 +140,8 @@ api_access_topic = _avro_topic(topics.API_ACCESS)
 whatsapp_events_raw_topic = _avro_topic(topics.WHATSAPP_EVENTS_RAW, raw_values=True)
 notify_alerts_topic = _avro_topic(topics.ALERTS, raw_values=True)
 notify_eta_topic = _avro_topic(topics.DELIVERIES_ETA, raw_values=True)
-notify_delivery_events_topic = _avro_topic(topics.DELIVERIES_EVENTS, raw_values=True)
+deliveries_applied_topic = _avro_topic(topics.DELIVERIES_APPLIED)
+notify_delivery_events_topic = _avro_topic(topics.DELIVERIES_APPLIED, raw_values=True)
 
 
 @app.page("/metrics")

@@ -42,6 +42,7 @@ from schemas.codecs import codec
 from streams.app import (
     alerts_topic,
     app,
+    deliveries_applied_topic,
     deliveries_eta_topic,
     deliveries_rejected_topic,
     gps_pings_clean_topic,
@@ -59,7 +60,7 @@ from streams.deliveries.speeds import (
 )
 from streams.deliveries.stall import StallConfig, depots_from_geojson
 from streams.deliveries.state import Delivery, DriverState, Reason, Rejection
-from streams.deliveries.tracker import TrackerConfig, on_event, on_ping, on_tick, ping_fault
+from streams.deliveries.tracker import TrackerConfig, applied_record, on_event, on_ping, on_tick, ping_fault
 from streams.outputs import RecordSender
 from streams.unpacked import UnpackedStates
 
@@ -94,6 +95,7 @@ CONFIG = TrackerConfig(
     max_future_ms=int(settings.ping_max_future_s * 1000),
     horizon_ms=int(settings.ping_horizon_hours * 3_600_000),
     partners=partner_keys(settings.api_keys),
+    accept_timeout_ms=int(settings.accept_timeout_s * 1000),
 )
 
 ETA_CONFIG = EtaConfig.from_settings(settings)
@@ -103,6 +105,7 @@ EVENTS_TOPIC = topics.qualified(topics.DELIVERIES_EVENTS, settings.topic_prefix)
 ALERTS_TOPIC = alerts_topic.get_topic_name()
 REJECTED_TOPIC = deliveries_rejected_topic.get_topic_name()
 ETA_TOPIC = deliveries_eta_topic.get_topic_name()
+APPLIED_TOPIC = deliveries_applied_topic.get_topic_name()
 LEARNED = estimates.Learned(lookup_cell_speed, lookup_dwell, lookup_ride_ratio)
 TAGS = {CLEAN_TOPIC: "p", EVENTS_TOPIC: "e"}
 
@@ -191,7 +194,7 @@ def rejected_record(
 
 def _judge_event(
     state: DriverState, key: str, raw: Any, message: Any, now: int, counts: Counter[tuple[str, str]]
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None, Delivery | None]:
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, tuple[dict[str, Any], Delivery] | None]:
     try:
         if not isinstance(raw, bytes):
             raise SchemaError("record has no value")
@@ -208,7 +211,7 @@ def _judge_event(
         counts[("rejected", result.reason)] += 1
         return alerts, rejected_record(result, key, event, message), None
     counts[("applied", result.status)] += 1
-    return alerts, None, result
+    return alerts, None, (event, result)
 
 
 def judge_batch(
@@ -247,7 +250,10 @@ def judge_batch(
         if tag == "e":
             alerts, dead_letter, applied = _judge_event(state, key, event.value, message, now, counts)
             if applied is not None:
-                outputs += arrival_outputs(state, key, applied)
+                source, delivery = applied
+                outputs += arrival_outputs(state, key, delivery)
+                applied_value = _delivery_event.encode(applied_record(source, delivery))
+                outputs.append((APPLIED_TOPIC, key.encode(), applied_value))
         else:
             try:
                 ping = _clean_ping.decode(event.value)

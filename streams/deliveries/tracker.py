@@ -18,7 +18,16 @@ from shapely.geometry.base import BaseGeometry
 
 from streams.deliveries import stall
 from streams.deliveries.stall import OpenAlert, StallConfig
-from streams.deliveries.state import TERMINAL, Delivery, DriverState, LastFix, Reason, Rejection, apply_event
+from streams.deliveries.state import (
+    TERMINAL,
+    Delivery,
+    DriverState,
+    LastFix,
+    Reason,
+    Rejection,
+    Status,
+    apply_event,
+)
 
 RESOLUTION = {"stall": "stall_resolved", "offline": "offline_resolved"}
 MAX_TS_MS = 253_402_300_799_999  # the last millisecond of year 9999, the last a datetime holds
@@ -36,6 +45,8 @@ class TrackerConfig:
     # An event time further ahead of the processing time than this, or older than the horizon, is refused.
     max_future_ms: int = 120_000
     horizon_ms: int = 24 * 3_600_000
+    # An assignment its driver has neither accepted nor started after this long alerts dispatch (0: never).
+    accept_timeout_ms: int = 180_000
 
 
 def alert_id(kind: str, driver_id: str, started_at: int) -> str:
@@ -193,10 +204,46 @@ def _check_frozen(
     return [_open(state, "frozen_gps", driver_id, started, (lat, lon), now)]
 
 
+def _where(state: DriverState, fallback: tuple[float, float]) -> tuple[float, float]:
+    fix = state.last_fix
+    return (fix.lat, fix.lon) if fix is not None else fallback
+
+
+def _notice(
+    state: DriverState, kind: str, driver_id: str, delivery: Delivery, at: int, detail: str
+) -> dict[str, Any]:
+    """Return a one-off alert about a delivery (declined, failed): dispatch acts, nothing stays open."""
+    fallback = delivery.pickup if kind == "declined" else delivery.dropoff
+    lat, lon = _where(state, fallback)
+    opened = OpenAlert(alert_id(kind, f"{driver_id}/{delivery.delivery_id}", at), kind, at, lat, lon,
+                       delivery.delivery_id)  # fmt: skip
+    return alert_record(kind, driver_id, opened, at, detail=detail)
+
+
+def applied_record(event: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
+    """Return the record of an applied event for ``deliveries.applied``: the event, with the delivery as it
+    now stands (its customer, places, promise, ETA and, when failed, why)."""
+    return {
+        **event,
+        "pickup_lat": delivery.pickup[0],
+        "pickup_lon": delivery.pickup[1],
+        "dropoff_lat": delivery.dropoff[0],
+        "dropoff_lon": delivery.dropoff[1],
+        "promised_at": delivery.promised_at,
+        "customer_ref": delivery.customer_ref,
+        "pickup_address": delivery.pickup_address,
+        "dropoff_address": delivery.dropoff_address,
+        "customer_name": delivery.customer_name,
+        "failure_reason": delivery.failure_reason if delivery.status == Status.FAILED else None,
+        "eta": delivery.eta,
+    }
+
+
 def on_event(
     state: DriverState, driver_id: str, event: dict[str, Any], now: int, config: TrackerConfig
 ) -> tuple[Rejection | Delivery, list[dict[str, Any]]]:
-    """Apply a delivery event; return the updated delivery (or the rejection) and the alerts resolved."""
+    """Apply a delivery event; return the updated delivery (or the rejection) and the alerts it raises or
+    resolves: a declined or failed delivery tells dispatch, an accepted one closes its ``unaccepted``."""
     ts = int(event["ts"])
     if ts > now + config.max_future_ms:
         return Rejection(Reason.FUTURE_TS, f"event time {ts} is ahead of the processing time {now}"), []
@@ -204,6 +251,14 @@ def on_event(
         return Rejection(Reason.TOO_OLD, f"event time {ts} is older than the horizon"), []
     result = apply_event(state, event, config.partners)
     alerts = []
+    if isinstance(result, Delivery) and result.status != Status.ASSIGNED:
+        state.alerts.pop(f"unaccepted:{result.delivery_id}", None)
+    if isinstance(result, Delivery) and result.status == Status.DECLINED:
+        alerts.append(_notice(state, "declined", driver_id, result, ts, "declined by the driver"))
+    if isinstance(result, Delivery) and result.status == Status.FAILED:
+        alerts.append(
+            _notice(state, "delivery_failed", driver_id, result, ts, f"reason:{result.failure_reason}")
+        )
     if isinstance(result, Delivery) and result.status in TERMINAL:
         state.alerts.pop(f"late_risk:{result.delivery_id}", None)
     if isinstance(result, Delivery) and "stall" in state.alerts and state.in_transit() is None:
@@ -225,4 +280,35 @@ def on_tick(state: DriverState, driver_id: str, now: int, config: TrackerConfig)
         and now - fix.ts >= rules.offline_ms
     ):
         alerts.append(_open(state, "offline", driver_id, fix.ts, (fix.lat, fix.lon), now))
+    return alerts + _unaccepted(state, driver_id, now, config)
+
+
+def _unaccepted(state: DriverState, driver_id: str, now: int, config: TrackerConfig) -> list[dict[str, Any]]:
+    """Alert dispatch, once, of each assignment still neither accepted nor started after the timeout."""
+    timeout = config.accept_timeout_ms
+    if timeout <= 0:
+        return []
+    alerts = []
+    for delivery in state.deliveries.values():
+        key = f"unaccepted:{delivery.delivery_id}"
+        waited = now - delivery.assigned_at
+        if (
+            delivery.status != Status.ASSIGNED
+            or key in state.alerts
+            or not timeout <= waited <= config.horizon_ms
+        ):
+            continue
+        where = _where(state, delivery.pickup)
+        opened = OpenAlert(
+            alert_id("unaccepted", f"{driver_id}/{delivery.delivery_id}", delivery.assigned_at),
+            "unaccepted",
+            delivery.assigned_at,
+            where[0],
+            where[1],
+            delivery.delivery_id,
+        )
+        state.alerts[key] = opened
+        alerts.append(
+            alert_record("unaccepted", driver_id, opened, now, detail=f"not accepted in {waited // 1000} s")
+        )
     return alerts

@@ -274,6 +274,8 @@ class DeliveryView(_ReadView):
             "eta": delivery.eta,
             "updated_at": delivery.updated_at,
             "customer_ref": delivery.customer_ref,
+            "accepted_at": delivery.accepted_at,
+            "failure_reason": delivery.failure_reason,
         }
         return await self._audited(request, 200, body, who, driver_id=driver_id, delivery_id=delivery_id)
 

@@ -61,7 +61,7 @@ def test_the_run_is_deterministic_and_has_every_episode() -> None:
 
 
 def test_events_follow_the_delivery_steps_in_time() -> None:
-    steps = ["assigned", "picked_up", "en_route", "arrived", "delivered"]
+    steps = ["assigned", "accepted", "picked_up", "en_route", "arrived", "delivered"]
     for day in days():
         by_delivery: dict[str, list[dict[str, Any]]] = {}
         for event in day.events:

@@ -262,7 +262,7 @@ def test_finishing_the_delivery_resolves_the_stall() -> None:
         "ts": T0 + 9 * MIN,
     }
     _, alerts = on_event(state, DRIVER, done, T0 + 9 * MIN, CONFIG)
-    assert kinds(alerts) == ["stall_resolved"] and alerts[0]["detail"] == "delivery failed"
+    assert kinds(alerts) == ["delivery_failed", "stall_resolved"] and alerts[1]["detail"] == "delivery failed"
     assert ride(state, standing(T0 + 8 * MIN, T0 + 20 * MIN, at_m=0)) == []
 
 
