@@ -86,6 +86,7 @@ def _endpoints(stack: FuzzStack) -> list[tuple[str, str, Callable[[], st.SearchS
     """Every (process, endpoint, strategy) of the run."""
     c = stack.credentials
     pairs = [("ingest", e) for e in endpoints.intake_endpoints(c, endpoints.INGEST_LIMIT)]
+    pairs += [("ingest", e) for e in endpoints.tracking_endpoints(c)]
     pairs += [("worker", e) for e in endpoints.intake_endpoints(c, endpoints.WORKER_LIMIT)]
     pairs += [("worker", e) for e in endpoints.dispatcher_endpoints(c)]
     pairs += [("sink", e) for e in endpoints.sink_endpoints()]

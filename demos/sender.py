@@ -53,7 +53,7 @@ def _messages(settings: Settings, run: str) -> list[dict[str, Any]]:
             LATE,
             text="Seu pedido chega às 12:40.",
             template="eta_update",
-            params=["delivery-42", "12:40"],
+            params=["delivery-42", "12:40", "https://track.example/t/x"],
             reason="eta_update",
             delivery_id="delivery-42",
         ),

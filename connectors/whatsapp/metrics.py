@@ -94,6 +94,11 @@ CONVERSATION_ERRORS = Counter(
     "Inbound events the conversation agent could not handle, by reason",
     ["reason"],
 )
+OPT_CHANGES = Counter(
+    "whatsup_whatsapp_opt_changes_total",
+    "Numbers that wrote STOP (out) or START (in) to customer messages",
+    ["choice"],
+)
 CONVERSATION_REFUSALS = Counter(
     "whatsup_whatsapp_conversation_refusals_total",
     "Driver messages answered with a refusal that changed nothing (stale context, unknown button, a step"

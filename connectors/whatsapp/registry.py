@@ -7,7 +7,8 @@ the phone's keyed hash, so the store holds the clear number only inside the entr
 
 Files: CSV with a header, or JSON (a list of objects, or ``{"drivers": [...], "customers": [...]}``). A row
 with ``driver_id`` is a driver (``phone``, ``status`` active|inactive|suspended, ``language``, and optionally
-``zone``, the IANA time zone its messages show times in); a row with
+``zone``, the IANA time zone its messages show times in, and ``name``, whose first word customers are told);
+a row with
 ``customer_ref`` is a customer (``phone``, ``language``). Loading upserts; to retire a driver, load the row
 with status ``inactive``.
 """
@@ -43,6 +44,13 @@ class Driver:
     status: str
     language: str
     zone: str = ""  # IANA time zone of the driver's messages; empty: the deployment's display offset
+    name: str = ""  # as customers are told it: only its first word is ever shown
+
+    @property
+    def first_name(self) -> str:
+        """The first word of the driver's name, or "" when none was loaded."""
+        words = self.name.split()
+        return words[0] if words else ""
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,8 @@ def parse_row(row: Mapping[str, Any], where: str) -> Driver | Customer:
                 ZoneInfo(zone)
             except (ZoneInfoNotFoundError, ValueError):
                 raise RegistryError(f"{where}: zone {zone!r} is not an IANA time zone") from None
-        return Driver(str(row["driver_id"]).strip(), phone, status, language, zone)
+        name = " ".join(str(row.get("name") or "").split())[:100]
+        return Driver(str(row["driver_id"]).strip(), phone, status, language, zone, name)
     if row.get("customer_ref"):
         return Customer(str(row["customer_ref"]).strip(), phone, language)
     raise RegistryError(f"{where}: a row needs driver_id or customer_ref")
@@ -175,6 +184,18 @@ class Registry:
         """Return the customer ``customer_ref``."""
         raw = await self.client.get(f"{self.prefix}customer:{customer_ref}")
         return Customer(**json.loads(raw)) if raw else None
+
+    async def opt_out(self, phone_hash: str, at_ms: int) -> None:
+        """Stop every customer message to a number (it wrote STOP); kept until it writes START."""
+        await self.client.set(f"{self.prefix}optout:{phone_hash}", str(at_ms))
+
+    async def opt_in(self, phone_hash: str) -> None:
+        """Send a number customer messages again."""
+        await self.client.delete(f"{self.prefix}optout:{phone_hash}")
+
+    async def opted_out(self, phone_hash: str) -> bool:
+        """Tell whether a number asked for no more customer messages."""
+        return bool(await self.client.exists(f"{self.prefix}optout:{phone_hash}"))
 
     async def claim_refusal(self, phone_hash: str, day: str) -> bool:
         """Return True the first time a number is refused on UTC ``day`` (YYYY-MM-DD), False after."""

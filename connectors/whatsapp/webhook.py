@@ -24,6 +24,7 @@ from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import Catalogue, meta_language
 from connectors.whatsapp.dedupe import WebhookDeduper
 from connectors.whatsapp.normalize import Inbound, Normalized, PayloadError, normalize_meta, normalize_twilio
+from connectors.whatsapp.optout import opt_choice
 from connectors.whatsapp.phones import language_for_phone
 from connectors.whatsapp.redis_pool import Commands, RedisBatcher
 from connectors.whatsapp.registry import Driver, Registry, admission
@@ -204,6 +205,9 @@ class WebhookIntake:
             return []
         from_hash = message.record["from_hash"]
         verdict = admission(driver)
+        choice = opt_choice(message.record["text"]) if driver is None else None
+        if choice is not None:
+            return await self._opt(message, choice, received)
         day = datetime.fromtimestamp(received / 1000, UTC).strftime("%Y-%m-%d")
         answered = await self.registry.claim_refusal(from_hash, day)
         metrics.REFUSALS.labels(verdict, "true" if answered else "false").inc()
@@ -222,6 +226,34 @@ class WebhookIntake:
             "buttons": [],
             "reason": f"refusal_{verdict}",
             "driver_id": driver.driver_id if driver else None,
+            "delivery_id": None,
+            "created_at": received,
+        }
+        return [(self.outbound_topic, from_hash, _outbound_codec.encode(outbound))]
+
+    async def _opt(self, message: Inbound, choice: str, received: int) -> list[tuple[str, str, bytes]]:
+        """A customer's STOP or START: honoured from now on, and confirmed (it is the number's last message
+        from us until START, which a STOP message may always get)."""
+        assert self.registry is not None
+        from_hash = message.record["from_hash"]
+        if choice == "out":
+            await self.registry.opt_out(from_hash, received)
+        else:
+            await self.registry.opt_in(from_hash)
+        metrics.OPT_CHANGES.labels(choice).inc()
+        template = "opted_out" if choice == "out" else "opted_in"
+        language = language_for_phone(message.phone)
+        outbound = {
+            "message_key": f"{template}:{message.record['provider']}:{message.record['message_id']}",
+            "to": message.phone,
+            "to_hash": from_hash,
+            "template": template,
+            "language": meta_language(language),
+            "params": [],
+            "text": self.catalogue.render(template, language),
+            "buttons": [],
+            "reason": template,
+            "driver_id": None,
             "delivery_id": None,
             "created_at": received,
         }

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from loadtest.fuzzing.intake import META_ROUTE as META_ROUTE
 from loadtest.fuzzing.intake import intake_endpoints as intake_endpoints
+from loadtest.fuzzing.intake import tracking_endpoints as tracking_endpoints
 from loadtest.fuzzing.json_inputs import json_bodies, json_values, text_values, weighted
 from loadtest.fuzzing.requests import CONSOLE_LIMIT as CONSOLE_LIMIT
 from loadtest.fuzzing.requests import INGEST_LIMIT as INGEST_LIMIT

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 from hypothesis import strategies as st
 
 from base.tokens import issue_driver_token
+from base.tracking import make_token
 from connectors.whatsapp.signatures import meta_signature, twilio_signature
 from loadtest.fuzzing.json_inputs import encodable, json_bodies, text_values, weighted
 from loadtest.fuzzing.requests import (
@@ -23,6 +24,7 @@ from loadtest.fuzzing.requests import (
     Request,
     content_type,
     header,
+    path_ids,
     query_strings,
 )
 
@@ -270,3 +272,31 @@ def intake_endpoints(c: Credentials, limit: int) -> list[Endpoint]:
         ("POST /webhooks/twilio, unsigned or badly signed", lambda: twilio_unsigned(c)),
         ("POST /webhooks/twilio, signed", lambda: twilio_signed(c)),
     ]
+
+
+def tracking_links(c: Credentials) -> st.SearchStrategy[Request]:
+    """``GET /t/{token}``: any path segment, tokens signed for deliveries nobody holds, expired, tampered or
+    signed with another secret, with any Accept, Accept-Language and query string."""
+    now = int(time.time() * 1000)
+    delivery = st.text(encodable, min_size=1, max_size=60)
+    signed = st.builds(
+        make_token,
+        st.sampled_from([c.token_secret, "another-secret-" + "x" * 20]),
+        delivery,
+        st.sampled_from([now + 3_600_000, now - 1_000, 0, 2**62]),
+    )
+    tampered = signed.map(lambda t: t[:-3] + "AAA" if not t.endswith("AAA") else t[:-3] + "BBB")
+    tokens = st.one_of(path_ids(), signed, tampered)
+    accept = header(
+        "Accept", st.sampled_from([b"application/json", b"text/html", b"*/*", b"application/xml"]), odds=2
+    )
+    languages = header("Accept-Language", st.sampled_from([b"pt-BR", b"es;q=0.9,en", b"zz", b";;;"]), odds=2)
+    query = st.sampled_from(["", "?format=json", "?format=xml", "?format", "?%ff=1"])
+    return st.builds(
+        lambda t, a, lang, q: Request("GET", f"/t/{t}{q}", a + lang), tokens, accept, languages, query
+    )
+
+
+def tracking_endpoints(c: Credentials) -> list[Endpoint]:
+    """The customers' tracking links, served by ``whatsup ingest`` only."""
+    return [("GET /t/{token}", lambda: tracking_links(c))]

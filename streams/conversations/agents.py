@@ -14,11 +14,12 @@ import httpx
 from base import tls
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import load_catalogue
+from connectors.whatsapp.chat import ContextStore
 from connectors.whatsapp.outbox import Outbox
 from connectors.whatsapp.redis_pool import shared_redis
 from connectors.whatsapp.registry import Registry
 from streams.app import app, settings, whatsapp_events_raw_topic
-from streams.conversations.conversation import ContextStore, Conversation, latest_inbound
+from streams.conversations.conversation import Conversation, latest_inbound
 from streams.conversations.dispatcher import DispatcherClient, internal_api_key
 from streams.conversations.llm import IntentClassifier
 from streams.notify.agents import notifier

@@ -25,8 +25,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.whatsapp.catalogue import Catalogue, local_clock
+from connectors.whatsapp.chat import ChatContext, at_door, options
 from connectors.whatsapp.registry import Driver
-from streams.conversations.context import ChatContext, at_door, options
 from streams.conversations.guardrails import guard_output
 from streams.conversations.intents import FAILURE_REASONS, Intent, IntentKind, classify
 from streams.deliveries.state import ALLOWED, Status, first_name

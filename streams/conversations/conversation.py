@@ -18,17 +18,16 @@ from base import topics
 from base.exceptions import SchemaError
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import Catalogue, meta_language
+from connectors.whatsapp.chat import ChatContext, NoContexts
 from connectors.whatsapp.registry import Driver, admission
 from schemas.codecs import codec
 from streams.conversations.answers import NEEDS_STATE, Context, Reaction, respond
-from streams.conversations.context import ChatContext
 from streams.conversations.dispatcher import DriverStateReader
 from streams.conversations.intents import Intent, IntentKind
 from streams.conversations.llm import IntentClassifier, classify_guarded
 
 log = logging.getLogger(__name__)
 CONVERSED = ("text", "button", "interactive", "location", "image")
-CONTEXT_TTL_S = 900
 
 _event_codec = codec("WhatsAppEvent")
 _encoders = {name: codec(name) for name in ("OutboundMessage", "DeliveryEvent", "Alert", "GpsPing")}
@@ -47,48 +46,6 @@ def latest_inbound(raws: list[bytes]) -> dict[str, int]:
         if event["type"] != "status":
             latest[event["from_hash"]] = max(event["ts"], latest.get(event["from_hash"], 0))
     return latest
-
-
-class ContextStore:
-    """Each driver's chat context in Redis, with a time to live; ``client`` is a ``redis.asyncio.Redis``."""
-
-    def __init__(self, client: Any, namespace: str = "", ttl_s: int = CONTEXT_TTL_S) -> None:
-        self.client = client
-        self.prefix = f"{namespace}whatsup:chat:"
-        self.ttl_s = ttl_s
-
-    async def load(self, driver_ids: list[str]) -> dict[str, ChatContext | None]:
-        """Return the context of each driver, in one command (MGET)."""
-        if not driver_ids:
-            return {}
-        raws = await self.client.mget([self.prefix + d for d in driver_ids])
-        return {d: ChatContext.loads(raw) for d, raw in zip(driver_ids, raws, strict=True)}
-
-    async def save(self, contexts: dict[str, ChatContext | None]) -> None:
-        """Write (or, for None, delete) each driver's context, in one round trip."""
-        if not contexts:
-            return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for driver_id, context in contexts.items():
-                if context is None:
-                    pipe.delete(self.prefix + driver_id)
-                else:
-                    pipe.set(self.prefix + driver_id, context.dumps(), ex=self.ttl_s)
-            await pipe.execute()
-
-    async def forget(self, driver_id: str) -> None:
-        """Drop a driver's context (erasure)."""
-        await self.client.delete(self.prefix + driver_id)
-
-
-class NoContexts:
-    """A store that remembers nothing: every number answers no question."""
-
-    async def load(self, driver_ids: list[str]) -> dict[str, ChatContext | None]:
-        return dict.fromkeys(driver_ids)
-
-    async def save(self, contexts: dict[str, ChatContext | None]) -> None:
-        return None
 
 
 @dataclass

@@ -24,7 +24,7 @@ from base.logs import configure_logging
 from base.settings import Settings
 from connectors.whatsapp.producer import AsyncProducer
 from connectors.whatsapp.redis_pool import close_all
-from streams.ingest import events, pings, webhooks
+from streams.ingest import events, pings, tracking, webhooks
 from streams.ingest.counted import answered, answered_now, reasoned_errors
 from streams.ingest.reply import Reply
 
@@ -44,6 +44,7 @@ def build_app(settings: Settings, producer: AsyncProducer) -> web.Application:
     ping_intake = pings.PingIntake(settings, producer.send_all)
     event_intake = events.EventIntake(settings, producer.send_all)
     hooks = webhooks.Webhooks(settings, producer.send_all)
+    links = tracking.Tracking(settings)
     started = time.time()
 
     async def post_pings(request: web.Request) -> web.Response:
@@ -66,6 +67,21 @@ def build_app(settings: Settings, producer: AsyncProducer) -> web.Application:
             await answered(webhooks.TWILIO_ROUTE, hooks.twilio(url, request.query_string, body, signature))
         )
 
+    async def track(request: web.Request) -> web.Response:
+        work = links.answer(
+            request.match_info["token"],
+            request.headers.get("Accept", ""),
+            request.headers.get("Accept-Language", ""),
+            request.query.get("format") == "json",
+        )
+        reply = await answered(tracking.ROUTE, work)
+        if isinstance(reply.body, str):  # the page
+            headers = {k: v for k, v in reply.headers.items() if k != "Content-Type"}
+            return web.Response(
+                text=reply.body, status=reply.status, headers=headers, content_type="text/html"
+            )
+        return respond(reply)
+
     async def health(request: web.Request) -> web.Response:
         return web.json_response(
             {"status": "ok", "role": ROLE, "pid": os.getpid(), "up_s": round(time.time() - started, 1)}
@@ -80,6 +96,7 @@ def build_app(settings: Settings, producer: AsyncProducer) -> web.Application:
     app.router.add_get(webhooks.META_ROUTE, meta_challenge)
     app.router.add_post(webhooks.META_ROUTE, meta_notification)
     app.router.add_post(webhooks.TWILIO_ROUTE, twilio)
+    app.router.add_get(tracking.ROUTE, track)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", scrape)
     return app

@@ -15,9 +15,11 @@ from typing import Any
 import faust
 from redis.exceptions import RedisError
 
+from base import tracking
 from base.exceptions import SchemaError
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import load_catalogue
+from connectors.whatsapp.chat import ContextStore
 from connectors.whatsapp.outbox import Outbox
 from connectors.whatsapp.redis_pool import shared_redis
 from connectors.whatsapp.registry import Registry
@@ -47,6 +49,9 @@ def notifier() -> Notifier:
             eta_threshold_ms=int(settings.notify_eta_threshold_s * 1000),
             customer_interval_ms=int(settings.notify_customer_interval_s * 1000),
             utc_offset_h=settings.display_utc_offset_h,
+            tracking_base_url=tracking.base_url(settings),
+            tracking_secret=settings.token_secret or "",
+            tracking_ttl_ms=int(settings.tracking_ttl_h * 3_600_000),
         )
         _notifier = Notifier(
             registry=Registry(client, settings.phone_hash_key or "", settings.topic_prefix),
@@ -54,6 +59,7 @@ def notifier() -> Notifier:
             catalogue=load_catalogue(),
             config=config,
             topic_prefix=settings.topic_prefix,
+            contexts=ContextStore(client, settings.topic_prefix, int(settings.conversation_context_ttl_s)),
         )
     return _notifier
 
@@ -93,6 +99,6 @@ async def notify_eta_changes(stream: faust.StreamT[bytes]) -> None:
 
 @app.agent(notify_delivery_events_topic, concurrency=1)
 async def notify_deliveries(stream: faust.StreamT[bytes]) -> None:
-    """Learn each delivery's customer and tell them when it is delivered."""
+    """Learn each delivery's customer, offer assignments to their drivers, tell customers of delivery."""
     async for value in stream:
         await _notify("DeliveryEvent", value, notifier().on_delivery_event)

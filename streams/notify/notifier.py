@@ -8,6 +8,7 @@ from typing import Any
 from base import topics
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import Catalogue
+from connectors.whatsapp.chat import ChatContext, NoContexts, options
 from connectors.whatsapp.phones import hash_phone
 from connectors.whatsapp.registry import Registry, admission
 from schemas.codecs import codec
@@ -26,6 +27,8 @@ class Outcome:
     records: list[Record] = field(default_factory=list)
     delivery_id: str | None = None
     memory: CustomerMemory | None = None
+    # A driver's chat context to set once the message is delivered (an offer's buttons answer to "1", "2").
+    chat: tuple[str, ChatContext] | None = None
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Notifier:
     catalogue: Catalogue
     config: NotifyConfig
     topic_prefix: str = ""
+    contexts: Any = field(default_factory=NoContexts)  # connectors.whatsapp.chat.ContextStore
 
     async def _driver(self, driver_id: str) -> Recipient | None:
         driver = await self.registry.driver_by_id(driver_id)
@@ -45,13 +49,20 @@ class Notifier:
         return Recipient(driver.phone, hash_phone(self.registry.hash_key, driver.phone), driver.language)
 
     async def _customer(self, delivery_id: str | None) -> Recipient | None:
+        """The delivery's customer, unless they wrote STOP (counted as ``opted_out``)."""
         ref = await self.store.customer_ref(delivery_id) if delivery_id else None
         customer = await self.registry.customer(ref) if ref else None
         if customer is None:
             return None
-        return Recipient(
-            customer.phone, hash_phone(self.registry.hash_key, customer.phone), customer.language
-        )
+        phone_hash = hash_phone(self.registry.hash_key, customer.phone)
+        if await self.registry.opted_out(phone_hash):
+            metrics.NOTIFY_SUPPRESSED.labels("opted_out").inc()
+            return None
+        return Recipient(customer.phone, phone_hash, customer.language)
+
+    async def _driver_name(self, driver_id: str) -> str:
+        driver = await self.registry.driver_by_id(driver_id)
+        return driver.first_name if driver is not None else ""
 
     def _outcome(self, decision: Decision, delivery_id: str | None = None) -> Outcome:
         if decision.message is None:
@@ -72,13 +83,17 @@ class Notifier:
         """
         if outcome.memory is not None and outcome.delivery_id:
             await self.store.remember(outcome.delivery_id, outcome.memory)
+        if outcome.chat is not None:
+            driver_id, context = outcome.chat
+            await self.contexts.save({driver_id: context})
 
     async def on_eta(self, update: dict[str, Any]) -> Outcome:
         """Return the messages an EtaUpdate causes (and remember what the customer was told)."""
         customer = await self._customer(update["delivery_id"])
         memory = await self.store.memory(update["delivery_id"])
         inbound = await self.store.last_inbound(customer.phone_hash) if customer else None
-        decision = policy.decide_eta(update, customer, memory, inbound, self.catalogue, self.config)
+        name = await self._driver_name(update["driver_id"]) if customer else ""
+        decision = policy.decide_eta(update, customer, memory, inbound, self.catalogue, self.config, name)
         return self._outcome(decision, update["delivery_id"])
 
     async def on_alert(self, alert: dict[str, Any]) -> Outcome:
@@ -92,9 +107,31 @@ class Notifier:
         return self._outcome(decision, delivery_id)
 
     async def on_delivery_event(self, event: dict[str, Any]) -> Outcome:
-        """Remember the delivery's customer; return the delivered message when it is one."""
+        """Remember the delivery's customer; return the message an applied step sends, if any: the offer
+        of an assignment to its driver; to its customer, the pickup, the departure, the delivery, the
+        failure."""
         if event.get("customer_ref"):
             await self.store.remember_customer(event["delivery_id"], event["customer_ref"])
+        if event["type"] == "assigned":
+            driver = await self._driver(event["driver_id"])
+            inbound = await self.store.last_inbound(driver.phone_hash) if driver else None
+            decision = policy.decide_offer(event, driver, inbound, self.catalogue, self.config)
+            outcome = self._outcome(decision, event["delivery_id"])
+            if decision.message is None:
+                return outcome
+            offered = options(*policy.offer_buttons(event["delivery_id"]), at=int(event["ts"]))
+            return Outcome(
+                outcome.records, outcome.delivery_id, outcome.memory, (event["driver_id"], offered)
+            )
+        if event["type"] in policy.STEP_TEMPLATES:
+            customer = await self._customer(event["delivery_id"])
+            if customer is None:
+                return self._outcome(policy.Decision(None, "no_customer"), event["delivery_id"])
+            memory = await self.store.memory(event["delivery_id"])
+            inbound = await self.store.last_inbound(customer.phone_hash)
+            name = await self._driver_name(event["driver_id"])
+            decision = policy.decide_step(event, customer, name, memory, inbound, self.catalogue, self.config)
+            return self._outcome(decision, event["delivery_id"])
         if event["type"] != "delivered":
             return Outcome()
         customer = await self._customer(event["delivery_id"])

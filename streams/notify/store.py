@@ -38,7 +38,9 @@ class NotifyStore:
 
     async def remember(self, delivery_id: str, memory: CustomerMemory) -> None:
         """Keep what the delivery's customer was told."""
-        value = json.dumps({"last_eta": memory.last_eta, "last_sent_at": memory.last_sent_at})
+        value = json.dumps(
+            {"last_eta": memory.last_eta, "last_sent_at": memory.last_sent_at, "arriving": memory.arriving}
+        )
         await self.client.set(f"{self.prefix}told:{delivery_id}", value, ex=DELIVERY_TTL_S)
 
     async def last_inbound(self, phone_hash: str) -> int | None:

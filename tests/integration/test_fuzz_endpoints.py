@@ -52,7 +52,7 @@ def stack(
 def _endpoints(c: endpoints.Credentials) -> dict[str, list[endpoints.Endpoint]]:
     """Every endpoint of each process, as the suite lists them."""
     return {
-        "ingest": endpoints.intake_endpoints(c, endpoints.INGEST_LIMIT),
+        "ingest": endpoints.intake_endpoints(c, endpoints.INGEST_LIMIT) + endpoints.tracking_endpoints(c),
         "worker": endpoints.intake_endpoints(c, endpoints.WORKER_LIMIT) + endpoints.dispatcher_endpoints(c),
         "sink": endpoints.sink_endpoints(),
         "console": endpoints.console_endpoints(c),

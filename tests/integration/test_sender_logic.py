@@ -214,7 +214,9 @@ def test_a_late_131047_status_sends_the_template_once(redis_url: str) -> None:
             to = "+5511900000048"
             closed = {"window_open": False, "window_checked_late": True}
             await h.control(h.boxes.meta_url, "recipients", to=to, **closed)
-            original = record("eta:9", to=to, template="eta_update", params=["D-9", "12:40"])
+            original = record(
+                "eta:9", to=to, template="eta_update", params=["D-9", "12:40", "https://track.example/t/x"]
+            )
             await h.sender.handle(original, b"hash-0048", "test:0:9")
             assert h.statuses("eta:9") == [("meta", "sent", None, 1)]
             # The sandbox's signed callback, taken as the webhook takes it.
@@ -249,7 +251,11 @@ def test_a_late_131047_status_sends_the_template_once(redis_url: str) -> None:
             assert sent == [("text", "eta:9"), ("template", "eta:9:template")]
             template = h.boxes.meta.state.messages[1]["payload"]["template"]
             assert template["name"] == "eta_update"
-            assert [p["text"] for p in template["components"][0]["parameters"]] == ["D-9", "12:40"]
+            assert [p["text"] for p in template["components"][0]["parameters"]] == [
+                "D-9",
+                "12:40",
+                "https://track.example/t/x",
+            ]
             # On whatsapp.status: sent, then the replayed record's restatement; never a second send.
             assert h.statuses("eta:9:template") == [("meta", "sent", None, 1), ("meta", "sent", None, 1)]
             # The template's own record is not free text: a failure of it starts no further fallback.
@@ -263,7 +269,9 @@ def test_window_closed_sends_the_template_instead(redis_url: str) -> None:
     async def test(h: Harness) -> None:
         to = "+5511900000047"
         await h.control(h.boxes.meta_url, "recipients", to=to, window_open=False)
-        await handle(h, "late", to=to, template="eta_update", params=["D-9", "12:40"])
+        await handle(
+            h, "late", to=to, template="eta_update", params=["D-9", "12:40", "https://track.example/t/x"]
+        )
         assert h.statuses("late") == [("meta", "queued", 131047, 1), ("meta", "sent", None, 2)]
         sent = h.boxes.meta.state.messages
         assert [m["type"] for m in sent] == ["template"]
@@ -400,7 +408,9 @@ def test_a_template_the_catalogue_does_not_approve_is_dead_lettered_unsent(redis
     async def test(h: Harness) -> None:
         await handle(h, "odd", text=None, template="not_approved")
         await handle(h, "few", text=None, template="eta_update", params=["12:40"])
-        await handle(h, "fine", text=None, template="eta_update", params=["D-1", "12:40"])
+        await handle(
+            h, "fine", text=None, template="eta_update", params=["D-1", "12:40", "https://track.example/t/x"]
+        )
         assert h.meta_keys() == ["fine"]
         dead = [(r["message_key"], r["error_title"]) for r in h.dead()]
         assert dead == [("odd", "unknown_template"), ("few", "template_params")]

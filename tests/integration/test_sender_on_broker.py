@@ -108,7 +108,12 @@ def test_a_late_131047_from_the_status_callback_sends_the_template_once(
             httpx.post(f"{sandbox.url}/_sandbox/recipients", json=closed, timeout=10).raise_for_status()
             sender.start()
             produce_outbound(
-                stack_settings, [outbound(key, to, template="eta_update", params=["D-9", "12:40"])]
+                stack_settings,
+                [
+                    outbound(
+                        key, to, template="eta_update", params=["D-9", "12:40", "https://track.example/t/x"]
+                    )
+                ],
             )
             wait_for_sandbox(sandbox, 2, timeout_s=60)
             time.sleep(3)  # room for a second template, were the failure acted on twice

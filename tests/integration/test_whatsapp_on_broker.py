@@ -251,15 +251,32 @@ def test_a_drivers_messages_are_answered_and_an_alert_becomes_one_message(
     worker.start()
     try:
         now_s = int(time.time())
+        # The order system's steps so far, as the stand-in API shows them: the driver's "delivered" then
+        # applies in the worker's own state machine, and only an applied step tells the customer.
+        steps = []
+        for n, kind in enumerate(("assigned", "picked_up", "en_route")):
+            step = {"event_id": f"ord-{n}", "delivery_id": "D-1001", "driver_id": "d1", "type": kind,
+                    "ts": now_s * 1000 - 60_000 + n, "customer_ref": "c1", "pickup_lat": -23.5,
+                    "pickup_lon": -46.6, "dropoff_lat": -23.6, "dropoff_lon": -46.7}  # fmt: skip
+            topic = topics.qualified(topics.DELIVERIES_EVENTS, settings.topic_prefix)
+            steps.append((topic, b"d1", codec("DeliveryEvent").encode(step)))
+        DeliveringProducer(settings).deliver(steps)
+        applied = topics.qualified(topics.DELIVERIES_APPLIED, settings.topic_prefix)
+        read_topic(settings, applied, "DeliveryEvent", until=lambda r: len(r) >= 3, timeout_s=60)
         _post_signed(settings, worker, [text_message("meus pedidos hoje", mid="wamid.Q1", ts=now_s)])
         _post_signed(settings, worker, [location_message(-23.5614, -46.6559, mid="wamid.L2", ts=now_s)])
         _post_signed(settings, worker, [text_message("Entregue!", mid="wamid.D1", ts=now_s)])
 
         outbound = topics.qualified(topics.WHATSAPP_OUTBOUND, settings.topic_prefix)
-        replies = read_topic(settings, outbound, "OutboundMessage", until=lambda r: len(r) >= 4, timeout_s=60)
+        # The assignment's offer to the driver, three replies, the customer's delivered message.
+        replies = read_topic(settings, outbound, "OutboundMessage", until=lambda r: len(r) >= 5, timeout_s=60)
         by_key = {r.value["message_key"]: r.value for r in replies}
+        assert by_key["offer:D-1001:ord-0"]["button_ids"] == ["acc:D-1001", "dec:D-1001"]
         orders = by_key["reply:meta:wamid.Q1"]
-        assert orders["to"] == f"+{DRIVER_PHONE}" and "1. D-1001: a caminho" in orders["text"]
+        assert orders["to"] == f"+{DRIVER_PHONE}"
+        assert (
+            "1. D-1001 para o cliente, -23.60000,-46.70000: a caminho, ainda sem previsão" in orders["text"]
+        )
         assert by_key["reply:meta:wamid.L2"]["text"] == "Localização recebida, obrigado!"
         assert "D-1001" in by_key["reply:meta:wamid.D1"]["text"]
         # The driver's "delivered" reached the customer too, in the customer's language, as a template
@@ -277,10 +294,10 @@ def test_a_drivers_messages_are_answered_and_an_alert_becomes_one_message(
         ]
         events_topic = topics.qualified(topics.DELIVERIES_EVENTS, settings.topic_prefix)
         events = read_topic(
-            settings, events_topic, "DeliveryEvent", until=lambda r: len(r) >= 1, timeout_s=30
+            settings, events_topic, "DeliveryEvent", until=lambda r: len(r) >= 4, timeout_s=30
         )
-        assert [(e.key, e.value["type"], e.value["source"]) for e in events] == [
-            (b"d1", "delivered", "whatsapp")
+        assert [(e.key, e.value["type"]) for e in events if e.value["source"] == "whatsapp"] == [
+            (b"d1", "delivered")
         ]
 
         before = len(replies)

@@ -81,7 +81,10 @@ def test_meta_sends_text_buttons_and_templates_and_logs_them() -> None:
         ids = [
             await client.send(message("t"), as_template=False),
             await client.send(message("b", buttons=["Arrived", "Stuck in traffic"]), as_template=False),
-            await client.send(message("p", template="eta_update", params=["D-1", "12:30"]), as_template=True),
+            await client.send(
+                message("p", template="eta_update", params=["D-1", "12:30", "https://track.example/t/x"]),
+                as_template=True,
+            ),
         ]
         await client.stop()
         assert all(i.startswith("wamid.") for i in ids) and len(set(ids)) == 3
@@ -91,6 +94,7 @@ def test_meta_sends_text_buttons_and_templates_and_logs_them() -> None:
         assert log[2]["payload"]["template"]["components"][0]["parameters"] == [
             {"type": "text", "text": "D-1"},
             {"type": "text", "text": "12:30"},
+            {"type": "text", "text": "https://track.example/t/x"},
         ]
         async with httpx.AsyncClient() as control:
             listed = (await control.get(f"{boxes.meta_url}/_sandbox/messages")).json()["messages"]

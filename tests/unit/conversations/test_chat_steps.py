@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from connectors.whatsapp.catalogue import load_catalogue
+from connectors.whatsapp.chat import ChatContext, at_door
 from connectors.whatsapp.registry import Driver
 from schemas.codecs import codec
 from streams.conversations.answers import Context, Reaction, respond
-from streams.conversations.context import ChatContext, at_door
 from streams.conversations.intents import Intent, IntentKind, classify
 
 T0 = 1_763_870_000_000  # 03:53:20 UTC: 00:53 in São Paulo, 23:53 the day before in Manaus

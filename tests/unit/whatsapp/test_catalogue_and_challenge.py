@@ -26,9 +26,9 @@ def test_the_catalogue_approves_templates_by_name_language_and_params() -> None:
     catalogue = load_catalogue()
     # The sender's default fallback template lives in the same catalogue as the notify agent's.
     assert catalogue.template_problem(Settings().sender_fallback_template or "", "pt_BR", 0) is None
-    assert catalogue.template_problem("eta_update", "es", 2) is None
-    assert catalogue.template_problem("eta_update", "es", 1) == "template_params"
-    assert catalogue.template_problem("eta_update", "fr", 2) == "template_language"
+    assert catalogue.template_problem("eta_update", "es", 3) is None
+    assert catalogue.template_problem("eta_update", "es", 2) == "template_params"
+    assert catalogue.template_problem("eta_update", "fr", 3) == "template_language"
     assert catalogue.template_problem("eta_changed", "en", 1) == "unknown_template"
 
 
@@ -40,7 +40,11 @@ def test_stall_check_buttons_fit_whatsapp_quick_replies() -> None:
 
 
 def test_template_params_follow_the_approved_order() -> None:
-    assert load_catalogue().template_params("eta_update", eta="12:40", delivery_id="D1") == ["D1", "12:40"]
+    assert load_catalogue().template_params("eta_update", eta="12:40", delivery_id="D1", link="L") == [
+        "D1",
+        "12:40",
+        "L",
+    ]
     assert meta_language("pt-BR") == "pt_BR"
 
 
