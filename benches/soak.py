@@ -1,13 +1,15 @@
 """The ``soak`` suite of ``whatsup bench`` (``make soak``): the pipeline kept whole through repeated faults.
 
 Ten measured minutes of a 5,000-driver fleet (1,000 fixes/s, with deliveries), WhatsApp messages for the
-sender, two ingest processes and two workers, the sink and the sender against the Meta sandbox; meanwhile a
-random worker is killed with SIGKILL and started again every 30 s, the broker is restarted once, the sink's
-engine is down for 30 s, Redis for 30 s, and Meta answers 5xx for 60 s (``loadtest/chaos.py``). Then the
-fleet's accounting (every accepted ping once in the topics and in ClickHouse), the sender's (every
-acknowledged message once at the sandbox, by its own log), the alerts' (none twice under different ids), and
-a negative control (a consumer that commits before it writes, which the accounting must catch losing). The
-suite fails when any of these fails.
+sender, signed Meta webhooks from registered drivers, two ingest processes and two workers, the sink and
+the sender against the Meta sandbox; meanwhile a random worker is killed with SIGKILL and started again
+every 30 s, the broker is restarted once, the sink's engine is down for 30 s, Redis for 30 s, and Meta
+answers 5xx for 60 s (``loadtest/chaos.py``). Then the fleet's accounting (every accepted ping once in the
+topics and in ClickHouse), the sender's (every acknowledged message once at the sandbox, by its own log),
+the webhooks' (every notification answered 200 once on the raw events topic; each is retried as Meta
+retries until it is answered 200), the alerts' (none twice under different ids), and a negative control (a
+consumer that commits before it writes, which the accounting must catch losing). The suite fails when any
+of these fails.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def soak_run(quick: bool) -> FleetRun:
     return FleetRun(FleetConfig(drivers=5_000, minutes=11.0), warmup_s=60.0, ingest=2, workers=2, chaos=plan)
 
 
+def _refusals(refusals: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {what}" for what, n in sorted(refusals.items())) or "none"
+
+
 def results(outcome: FleetOutcome) -> list[Result]:
     """The table rows of a soak."""
     soak, load = outcome.soak, outcome.load
@@ -88,8 +94,22 @@ def results(outcome: FleetOutcome) -> list[Result]:
             f"{soak.messages_unconfirmed} unconfirmed",
         ),
         Result("messages lost (not at the sandbox)", soak.messages_lost, "msgs", "by the sandbox's own log"),
-        Result("messages sent twice", soak.messages_twice, "msgs", "by the sandbox's own log"),
+        Result(
+            "messages sent twice",
+            soak.messages_twice,
+            "msgs",
+            "by the sandbox's own log" + (f": {', '.join(soak.twice_keys)}" if soak.twice_keys else ""),
+        ),
         Result("alerts raised twice under different ids", soak.alerts_twice, "alerts", "ClickHouse alerts"),
+        Result(
+            "webhooks sent (signed, from registered drivers)",
+            soak.webhooks.sent,
+            "msgs",
+            f"{soak.webhooks.attempts:,} attempts; not 200: {_refusals(soak.webhooks.refusals)}",
+        ),
+        Result("webhooks never answered 200", soak.webhooks.unanswered, "msgs", "retried as Meta retries"),
+        Result("webhooks answered 200, not on the raw topic", soak.webhooks.lost, "msgs", "target 0"),
+        Result("webhooks on the raw topic twice", soak.webhooks.twice, "msgs", "target 0"),
         Result("negative control: records lost", soak.control_lost, "records", "must be above 0"),
         Result("drained after the load", outcome.drained_s, "s", "every group's backlog 0"),
     ]

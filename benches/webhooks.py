@@ -9,7 +9,6 @@ message id: the full path of verify, normalize, Redis dedupe claim, registry loo
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import subprocess
@@ -24,6 +23,7 @@ from base.settings import PROJECT_ROOT, Settings
 from benches.harness import Result, Suite, bench_settings, cpu_seconds, start_worker, wait_healthy, worker_env
 from connectors.whatsapp.signatures import meta_signature
 from loadtest.http import build_post, open_loop
+from loadtest.soak_webhooks import notification
 
 P99_TARGET = "target under 50 ms at 500/s"
 CPU_NOTE = "the request and the agents' work on its event"
@@ -50,16 +50,9 @@ NOTES = (
 
 
 def _bodies(prefix: str, count: int, drivers: int, app_secret: str) -> list[tuple[bytes, str]]:
-    now = int(time.time())
     bodies = []
     for i in range(count):
-        message = {"from": f"55119{i % drivers:08d}", "id": f"wamid.{prefix}{i}", "timestamp": str(now),
-                   "type": "text", "text": {"body": "meus pedidos hoje"}}  # fmt: skip
-        doc = {"object": "whatsapp_business_account",
-               "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-                   "messaging_product": "whatsapp", "metadata": {"phone_number_id": "1"},
-                   "messages": [message]}}]}]}  # fmt: skip
-        body = json.dumps(doc, separators=(",", ":")).encode()
+        body = notification(f"wamid.{prefix}{i}", f"55119{i % drivers:08d}", "meus pedidos hoje")
         bodies.append((body, meta_signature(app_secret, body)))
     return bodies
 

@@ -54,6 +54,9 @@ class FleetRun:
     # sandbox, a sender and ``messages_per_s`` WhatsApp messages for it besides the fleet's load.
     chaos: ChaosPlan | None = None
     messages_per_s: float = 20.0
+    # ... and ``webhooks_per_s`` signed Meta notifications from ``webhook_drivers`` of the fleet's drivers.
+    webhooks_per_s: float = 10.0
+    webhook_drivers: int = 50
 
     @property
     def worker_roles(self) -> tuple[str, ...]:
@@ -184,7 +187,7 @@ def start_pipeline(
     """Start the sink, the workers and the ingest processes of a run."""
     pipeline = Pipeline(settings, data_dir, token_secret, api_key)
     if run.chaos is not None:
-        pipeline.env.update(Soak.provider_env())
+        pipeline.env.update(Soak.provider_env(pipeline.ingest_port))
     first = [pipeline.sink(), *(pipeline.worker(role) for role in run.worker_roles)]
     first += [pipeline.ingest() for _ in range(run.ingest)]
     if run.chaos is not None:
@@ -273,7 +276,16 @@ def run_fleet(
         if run.chaos is not None:
             duration_s = fleet.minutes * 60 - run.warmup_s
             soak = Soak(
-                settings, pipeline, run.chaos, stack or {}, window_start, duration_s, run.messages_per_s, say
+                settings,
+                pipeline,
+                run.chaos,
+                stack or {},
+                window_start,
+                duration_s,
+                run.messages_per_s,
+                say,
+                driver_ids=[fleet.driver_id(i) for i in range(min(run.webhook_drivers, fleet.drivers))],
+                webhooks_per_s=run.webhooks_per_s,
             )
             soak.start()
         timers = [threading.Timer(max(0.0, window_start - time.time()), mark_window)]

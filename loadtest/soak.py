@@ -34,11 +34,13 @@ from base.settings import PROJECT_ROOT, Settings
 from loadtest import verify
 from loadtest.chaos import Chaos, ChaosPlan, Fault, plan_faults
 from loadtest.processes import Process, free_port
+from loadtest.soak_webhooks import WebhookFindings, WebhookLoad, register_drivers
 from schemas.codecs import codec
 from sinks.query import run_query
 
 SANDBOX_TOKEN, SANDBOX_NUMBER_ID = "soak-token-" + "t" * 24, "100000000000777"
 SANDBOX_SECRET = "soak-" + "s" * 27
+PHONE_HASH_KEY = "soak-phone-hash-" + "k" * 16
 ALERTS_TWICE = (
     "SELECT count() AS n FROM (SELECT driver_id, kind, started_at FROM alerts"
     " GROUP BY driver_id, kind, started_at HAVING uniqExact(alert_id) > 1)"
@@ -55,11 +57,13 @@ class SoakFindings:
     messages_unconfirmed: int = 0
     messages_lost: int = 0
     messages_twice: int = 0
+    twice_keys: list[str] = field(default_factory=list)  # the first few, to look for in the sender's log
     alerts_twice: int = 0
     tracebacks: dict[str, int] = field(default_factory=dict)
     # Processes that exited on their own and were started again, as the deployment's supervisor does.
     restarts: list[str] = field(default_factory=list)
     control_lost: int = 0
+    webhooks: WebhookFindings = field(default_factory=WebhookFindings)
 
     @property
     def ok(self) -> bool:
@@ -69,6 +73,7 @@ class SoakFindings:
             and self.messages_lost == 0
             and self.messages_twice == 0
             and self.alerts_twice == 0
+            and self.webhooks.ok
             and self.control_lost > 0
         )
 
@@ -77,18 +82,22 @@ class Soak:
     """The faults and the message load of one soak, over a started pipeline."""
 
     @staticmethod
-    def provider_env() -> dict[str, str]:
-        """The sandbox's and the sender's shared environment: credentials, ports, patient retries."""
+    def provider_env(ingest_port: int) -> dict[str, str]:
+        """The sandbox's and the sender's shared environment: credentials, ports, patient retries, and the
+        sandbox's signed status callbacks to the ingest processes' webhook, as Meta posts them: the proof
+        the sender waits for before it resends a message whose send a crash left unconfirmed."""
         meta = free_port()
         return {
             "WHATSUP_WHATSAPP_TOKEN": SANDBOX_TOKEN,
             "WHATSUP_WHATSAPP_PHONE_NUMBER_ID": SANDBOX_NUMBER_ID,
             "WHATSUP_WHATSAPP_APP_SECRET": SANDBOX_SECRET,
+            "WHATSUP_PHONE_HASH_KEY": PHONE_HASH_KEY,
             "WHATSUP_WHATSAPP_API_URL": f"http://127.0.0.1:{meta}",
             "WHATSUP_SANDBOX_META_PORT": str(meta),
             "WHATSUP_SANDBOX_TWILIO_PORT": str(free_port()),
             "WHATSUP_SANDBOX_PAGERDUTY_PORT": str(free_port()),
-            "WHATSUP_SANDBOX_CALLBACKS": "false",
+            "WHATSUP_SANDBOX_CALLBACKS": "true",
+            "WHATSUP_SANDBOX_CALLBACK_URL": f"http://127.0.0.1:{ingest_port}/webhooks/whatsapp",
             "WHATSUP_SANDBOX_RATE_PER_S": "500",
             # A minute of 5xx is waited out rather than dead-lettered: retries up to 10 s apart for 3 minutes.
             "WHATSUP_SENDER_MAX_ATTEMPTS": "30",
@@ -105,6 +114,8 @@ class Soak:
         duration_s: float,
         messages_per_s: float,
         say: Callable[[str], None],
+        driver_ids: list[str] | None = None,
+        webhooks_per_s: float = 0.0,
     ) -> None:
         self.settings, self.pipeline, self.stack, self.say = settings, pipeline, stack, say
         self.meta_url = pipeline.env["WHATSUP_WHATSAPP_API_URL"]
@@ -125,17 +136,27 @@ class Soak:
         self._halt = threading.Event()
         self._producer = threading.Thread(target=self._produce_messages, name="soak-messages", daemon=True)
         self._supervisor = threading.Thread(target=self._supervise, name="soak-supervisor", daemon=True)
+        self.webhooks: WebhookLoad | None = None
+        if webhooks_per_s > 0 and driver_ids:
+            registry = replace(settings, phone_hash_key=PHONE_HASH_KEY)
+            phones = register_drivers(registry, driver_ids, pipeline.data_dir / "soak-registry.csv")
+            url = f"http://127.0.0.1:{pipeline.ingest_port}/webhooks/whatsapp"
+            self.webhooks = WebhookLoad(url, SANDBOX_SECRET, phones, webhooks_per_s, uuid.uuid4().hex[:6])
 
     def start(self) -> None:
         self.chaos.start()
         self._producer.start()
         self._supervisor.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
 
     def stop(self, timeout_s: float = 180.0) -> None:
         """Stop the faults and the messages; leave every process running, as the supervisor would."""
         self.chaos.stop()
         self._halt.set()
         self._producer.join(60)
+        if self.webhooks is not None:
+            self.webhooks.stop()
         self._supervisor.join(timeout_s)
         deadline = time.monotonic() + timeout_s
         while not self._restart_exited() and time.monotonic() < deadline:
@@ -264,8 +285,11 @@ class Soak:
             delivered = self._sandbox_keys()
         found.messages_lost = len(self.acked - set(delivered))
         found.messages_twice = sum(1 for n in delivered.values() if n > 1)
+        found.twice_keys = sorted(key for key, n in delivered.items() if n > 1)[:5]
         query = verify_settings(self.settings, sink)
         found.alerts_twice = int(run_query(query, ALERTS_TWICE)[0]["n"])
+        if self.webhooks is not None:
+            found.webhooks = self.webhooks.findings(self.settings)
         found.tracebacks = {p.name: _tracebacks(p) for p in self.pipeline.processes if _tracebacks(p)}
         found.control_lost = commit_first_control(self.settings)
         return found

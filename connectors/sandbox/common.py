@@ -193,6 +193,8 @@ def control_routes(state: SandboxState) -> list[web.RouteDef]:
 class CallbackPoster:
     """Post status callbacks in the background, in order per message, never blocking an answer."""
 
+    RETRY_FOR_S = 180.0
+
     def __init__(self, state: SandboxState) -> None:
         self._state = state
         self._session: aiohttp.ClientSession | None = None
@@ -211,15 +213,27 @@ class CallbackPoster:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         for body, headers in bodies:
             await asyncio.sleep(self._state.callback_delay_s)
-            try:
-                async with self._session.post(url, data=body, headers=headers) as answer:
-                    outcome = str(answer.status)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                outcome = type(exc).__name__
-            self._state.callbacks[outcome] = self._state.callbacks.get(outcome, 0) + 1
+            # As Meta does, a callback not answered 200 is posted again, less and less often (Meta keeps
+            # trying for days; the sandbox for RETRY_FOR_S).
+            delay, waited = 1.0, 0.0
+            while True:
+                try:
+                    async with self._session.post(url, data=body, headers=headers) as answer:
+                        outcome = str(answer.status)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    outcome = type(exc).__name__
+                self._state.callbacks[outcome] = self._state.callbacks.get(outcome, 0) + 1
+                if outcome == "200" or waited >= self.RETRY_FOR_S:
+                    break
+                await asyncio.sleep(delay)
+                waited, delay = waited + delay, min(delay * 2, 30.0)
 
     async def close(self, app: web.Application | None = None) -> None:
         """Wait briefly for callbacks in flight, then close the session."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+        for task in list(self._tasks):  # still retrying a callback nobody answers: give up with the sandbox
+            task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2)
         if self._session is not None:

@@ -1,11 +1,11 @@
 """The chaos soak, shortened: one fault of each kind during a small fleet's load, nothing lost or doubled.
 
 Two ingest processes, two workers, the sink, the sender and the Meta sandbox run a 150-driver fleet with
-deliveries, and WhatsApp messages for the sender, for two and a half minutes; meanwhile a worker is killed
-with SIGKILL and started again, the broker is restarted, the sink's engine is down for 15 s, Redis for
-15 s, and the Meta sandbox answers 500 for 20 s. The broker and Redis are this module's own, since they
-are restarted. The full soak (ten minutes at 1,000 pings/s, a kill every 30 s) is ``whatsup bench --only
-soak``.
+deliveries, WhatsApp messages for the sender and signed Meta webhooks from registered drivers, for two and
+a half minutes; meanwhile a worker is killed with SIGKILL and started again, the broker is restarted, the
+sink's engine is down for 15 s, Redis for 15 s, and the Meta sandbox answers 500 for 20 s. The broker and
+Redis are this module's own, since they are restarted. The full soak (ten minutes at 1,000 pings/s, a kill
+every 30 s) is ``whatsup bench --only soak``.
 """
 
 from __future__ import annotations
@@ -51,5 +51,9 @@ def test_one_fault_of_each_kind_loses_and_doubles_nothing(tmp_path: Path) -> Non
     assert outcome.clickhouse is not None and outcome.clickhouse.ok, outcome.clickhouse
     assert len(outcome.load.accepted) > 1_000
     assert soak.messages_acked > 1_000 and soak.messages_lost == 0 and soak.messages_twice == 0, soak
+    hooks = soak.webhooks
+    print(f"soak: webhooks {hooks}")
+    assert hooks.sent > 500 and hooks.unanswered == 0, hooks
+    assert hooks.lost == 0 and hooks.twice == 0, hooks
     assert soak.alerts_twice == 0
     assert soak.control_lost > 0, "the negative control lost nothing: the accounting cannot see a loss"

@@ -31,12 +31,18 @@ class Received:
 
 
 @contextlib.asynccontextmanager
-async def callback_receiver() -> AsyncIterator[tuple[str, Received]]:
-    """Serve a webhook receiver on a free port; yield its base URL and what it receives."""
+async def callback_receiver(refuse_first: int = 0) -> AsyncIterator[tuple[str, Received]]:
+    """Serve a webhook receiver on a free port, answering 503 to its first ``refuse_first`` posts; yield its
+    base URL and what it accepted."""
     received = Received()
+    refused = [0]
 
     async def hook(request: web.Request) -> web.Response:
-        received.posts.append((await request.read(), dict(request.headers), str(request.url)))
+        body = await request.read()
+        if refused[0] < refuse_first:
+            refused[0] += 1
+            return web.Response(status=503, text="busy")
+        received.posts.append((body, dict(request.headers), str(request.url)))
         received.arrived.set()
         return web.Response(text="ok")
 

@@ -312,6 +312,22 @@ def test_meta_posts_signed_status_callbacks_with_the_message_key() -> None:
     asyncio.run(main())
 
 
+def test_meta_posts_a_refused_callback_again_as_meta_does() -> None:
+    async def main() -> None:
+        async with callback_receiver(refuse_first=2) as (url, received), sandboxes(url + "/hook") as boxes:
+            async with httpx.AsyncClient() as http:
+                await meta_client(boxes, http).send(message("key-43"), as_template=False)
+            await wait_for(lambda: len(received.posts) == 3, timeout_s=10)
+            assert boxes.meta.state.callbacks == {"503": 2, "200": 3}
+        sent = [
+            json.loads(b)["entry"][0]["changes"][0]["value"]["statuses"][0]["status"]
+            for b, _, _ in received.posts
+        ]
+        assert sent == ["sent", "delivered", "read"]  # in order, none lost
+
+    asyncio.run(main())
+
+
 def test_twilio_sends_text_and_content_templates_with_signed_callbacks() -> None:
     async def main() -> None:
         async with callback_receiver() as (url, received), sandboxes() as boxes:
