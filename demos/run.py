@@ -3,7 +3,8 @@
 1. The ingest API refuses bad requests with precise answers.
 2. A simulated fleet of phones, with real-world faults, posts its pings through the API.
 3. Every ping's verdict is read back from Kafka and checked against the simulator's ground truth.
-4. Deliveries, WhatsApp in and out, telemetry, the same verdicts read from ClickHouse, where the sink
+4. Deliveries, WhatsApp in and out, one delivery run from the chat by its driver and followed by its
+   customer, telemetry, the same verdicts read from ClickHouse, where the sink
    process wrote them, the dispatcher console with the fleet on its map, the Twilio fallback, one driver
    erased under the LGPD, the token secret mid-rotation, the intake on HTTPS; last, a crashed process
    paging the on-call through Prometheus, Alertmanager and PagerDuty.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from base.settings import Settings
 from demos import (
+    chat,
     console,
     deliveries,
     encryption,
@@ -49,6 +51,7 @@ def run_demo(settings: Settings, *, drivers: int, minutes: float, timeout_s: flo
         refusals_ok,
         deliveries_ok,
         whatsapp_inbound.show(settings),
+        chat.show(settings),
         sender.show(settings),
         telemetry.show(settings),
         sink.show(settings, f"{fleet.prefix}-", fleet.verdicts),

@@ -15,6 +15,7 @@ sink_pid=""
 sender_pid=""
 sandbox_pid=""
 console_pid=""
+ingest_pid=""
 
 cleanup() {
   local status=$?
@@ -29,6 +30,10 @@ cleanup() {
   if [[ -n "$sandbox_pid" ]] && alive "$sandbox_pid"; then
     echo "== stopping the WhatsApp sandboxes"
     stop_process "$sandbox_pid" 10
+  fi
+  if [[ -n "$ingest_pid" ]] && alive "$ingest_pid"; then
+    echo "== stopping the ingest process"
+    stop_process "$ingest_pid" 30
   fi
   if [[ -n "$worker_pid" ]] && alive "$worker_pid"; then
     echo "== stopping the worker"
@@ -107,6 +112,11 @@ echo "== starting a worker (log: var/demo/worker.log)"
 worker_pid=$!
 wait_healthy "$worker_pid" "http://127.0.0.1:${WHATSUP_WEB_PORT:-6066}/health" worker
 echo "worker healthy"
+
+echo "== starting an ingest process, which also answers customers' tracking links (log: var/demo/ingest.log)"
+"$python" -m streams ingest >"$log_dir/ingest.log" 2>&1 &
+ingest_pid=$!
+wait_healthy "$ingest_pid" "http://127.0.0.1:${WHATSUP_INGEST_PORT:-6065}/health" ingest
 
 echo "== starting the ClickHouse sink (embedded chDB; log: var/demo/sink.log)"
 "$python" -m streams sink >"$log_dir/sink.log" 2>&1 &
