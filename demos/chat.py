@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from base import tls
 from base.settings import Settings
 from base.tokens import issue_driver_token
+from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.phones import mask_phone
 from connectors.whatsapp.registry import Customer, Driver, Registry
 from connectors.whatsapp.signatures import meta_signature
@@ -28,7 +29,7 @@ from demos.whatsapp_inbound import _notification, _read
 from streams.conversations.dispatcher import internal_api_key
 
 DRIVER_PHONE = "+5511987650042"
-CUSTOMER_PHONE = "+5511912340042"
+CUSTOMER_PHONE = "+5511912340077"
 PICKUP, DROPOFF = (-23.5617, -46.6560), (-23.5874, -46.6576)
 
 
@@ -80,7 +81,7 @@ class Phones:
         for message in found:
             self.seen.add(message["message_key"])
             who = "→ 🛵 driver  " if message["to"] == DRIVER_PHONE else "→ 👤 customer"
-            text = message["text"] or f"(template {message['template']}: {', '.join(message['params'])})"
+            text = message["text"] or _template_text(message)
             buttons = "".join(f" [{b}]" for b in message["buttons"])
             print(f"    {who} {text.replace(chr(10), chr(10) + ' ' * 20)}{buttons}")
         got = sorted(m["reason"] for m in found)
@@ -88,6 +89,14 @@ class Phones:
             print(f"    ✗ expected {sorted(reasons)}, got {got}")
             self.ok = False
         return found
+
+
+def _template_text(message: dict[str, Any]) -> str:
+    """What the phone shows for a template message: the approved text with its parameters."""
+    catalogue, name = load_catalogue(), str(message["template"])
+    params = dict(zip(catalogue.templates[name]["params"], message["params"], strict=True))
+    language = str(message["language"]).replace("_", "-")
+    return f"{catalogue.render(name, language, **params)} (template {name})"
 
 
 def _register(settings: Settings, driver_id: str, customer_ref: str) -> None:
@@ -125,7 +134,8 @@ def _ride(url: str, settings: Settings, driver_id: str, steps: int) -> None:
     now = int(time.time() * 1000)
     pings = []
     for i in range(steps):
-        f = (i + 1) / (steps + 2)
+        # Three quarters of the way already, then about 40 m every 5 s: a plausible ride near the door.
+        f = 0.75 + 0.014 * i
         lat, lon = PICKUP[0] + (DROPOFF[0] - PICKUP[0]) * f, PICKUP[1] + (DROPOFF[1] - PICKUP[1]) * f
         pings.append({"ping_id": f"chat-{now}-{i}", "ts": now - (steps - i) * 5_000, "lat": lat, "lon": lon,
                       "accuracy_m": 6.0, "speed_mps": 7.0, "seq": i})  # fmt: skip
@@ -215,6 +225,12 @@ def show(settings: Settings) -> bool:
     print(
         f"\n  {delivery_id} is {'delivered' if done else 'NOT delivered'}; proof kept as a location reference"
     )
-    ok = phones.ok and bool(done) and same and view.get("driver") == "João"
+    ok = (
+        phones.ok
+        and bool(done)
+        and same
+        and view.get("driver") == "João"
+        and view.get("position") is not None
+    )
     print("  chat step: " + ("every check passed" if ok else "a check FAILED"))
     return ok

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from base import topics
 from base.kafka import DeliveringProducer, create_topics
 from base.settings import Settings
 from connectors.whatsapp.signatures import meta_signature
+from demos import chat as chat_demo
 from loadtest.processes import Process, free_port
 from schemas.codecs import codec
 from tests.integration.stack import ROOT, Record, WorkerProcess, read_topic, wait_until
@@ -304,3 +306,26 @@ def test_the_customer_follows_the_delivery_by_link_and_stop_is_honoured(
     finally:
         ingest.stop()
         worker.stop()
+
+
+def test_the_demo_step_runs_a_delivery_from_the_chat(
+    stack_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {**_env(stack_env), "WHATSUP_INGEST_PORT": str(free_port())}
+    env["WHATSUP_API_KEYS"] += f",{secrets.token_hex(16)}:ingest"
+    settings = Settings.from_env(env)
+    create_topics(settings)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker.start()
+    ingest_url = f"http://127.0.0.1:{env['WHATSUP_INGEST_PORT']}"
+    ingest = Process("ingest", "ingest", {**os.environ, **env}, f"{ingest_url}/health", tmp_path)
+    ingest.start()
+    try:
+        ingest.wait_healthy(60)
+        assert chat_demo.show(settings)
+    finally:
+        ingest.stop()
+        worker.stop()
+    shown = capsys.readouterr().out
+    assert "chat step: every check passed" in shown and '"position": {' in shown
+    assert chat_demo.DRIVER_PHONE[-8:] not in shown and chat_demo.CUSTOMER_PHONE[-8:] not in shown
