@@ -144,6 +144,11 @@ def _ride(url: str, settings: Settings, driver_id: str, steps: int) -> None:
     )
 
 
+def _settled(url: str, key: str, driver_id: str) -> bool:
+    answer = httpx.get(f"{url}/v1/drivers/{driver_id}", headers={"X-API-Key": key}, timeout=10)
+    return answer.status_code in (200, 404)
+
+
 def _state(url: str, key: str, delivery_id: str) -> dict[str, Any]:
     answer = httpx.get(f"{url}/v1/deliveries/{delivery_id}", headers={"X-API-Key": key}, timeout=10)
     return dict(answer.json()) if answer.status_code == 200 else {}
@@ -176,6 +181,10 @@ def show(settings: Settings) -> bool:
     driver_id, customer_ref, delivery_id = f"chat-{run}", f"cust-chat-{run}", f"D-{run}"
     _register(settings, driver_id, customer_ref)
     phones = Phones(settings, url, run)
+    # A worker that has just started answers 503 while it recovers its tables: begin once it has.
+    if not _wait(lambda: _settled(url, key, driver_id), 90):
+        print("  the worker's dispatcher API did not settle within 90 s")
+        return False
     print(
         f"  driver João ({mask_phone(DRIVER_PHONE)}) and customer Ana ({mask_phone(CUSTOMER_PHONE)})"
         " registered"

@@ -120,6 +120,16 @@ def _assign(settings: Settings, delivery_id: str) -> None:
     DeliveringProducer(settings).deliver([(topic, b"d1", codec("DeliveryEvent").encode(event))])
 
 
+def _settled(worker: WorkerProcess) -> None:
+    """Wait until the worker has recovered its tables (its dispatcher API answers 503 until then)."""
+
+    def answered() -> bool:
+        url = f"{worker.url}/v1/drivers/nobody"
+        return httpx.get(url, headers={"X-API-Key": INTERNAL_KEY}, timeout=10).status_code == 404
+
+    wait_until(answered, "the worker's recovery", 90)
+
+
 def _delivery(worker: WorkerProcess, delivery_id: str) -> dict[str, Any]:
     url = f"{worker.url}/v1/deliveries/{delivery_id}"
     answer = httpx.get(url, headers={"X-API-Key": INTERNAL_KEY}, timeout=10)
@@ -138,6 +148,7 @@ def test_a_driver_accepts_picks_up_and_fails_a_delivery_by_chat(
     worker.start()
     try:
         chat = Chat(settings, worker)
+        _settled(worker)
         _assign(settings, "D-1")
         [offer] = wait_until(
             lambda: [m for m in chat.outbound(1) if m["reason"] == "delivery_offer"], "the offer", 60
@@ -236,6 +247,7 @@ def test_the_customer_follows_the_delivery_by_link_and_stop_is_honoured(
     try:
         ingest.wait_healthy(60)
         chat = Chat(settings, worker)
+        _settled(worker)
         _assign(settings, "D-1")
         wait_until(lambda: len(chat.applied(1)) >= 1, "the assignment", 60)
         chat.press("acc:D-1", "Aceitar")
