@@ -34,6 +34,11 @@ NOTES = (
     "The negative control reads the same run's clean verdicts with a consumer that commits each batch before"
     " it writes it and crashes once in between; the soak fails unless the same accounting finds it lost"
     " records.",
+    "Webhooks: 10 signed Meta notifications a second, each a text from one of 50 registered drivers, sent to"
+    " the ingest processes and posted again (1 s, 2 s, 4 s ... 15 s apart) until answered 200, as Meta does;"
+    " a 503 (Redis or Kafka down) is such a refusal. Each one answered 200 must be on `whatsapp.events.raw`"
+    " exactly once. The sandbox posts its signed status callbacks to the same webhook, retrying refused ones:"
+    " they are what the sender waits for before resending a send a crash left unconfirmed.",
 )
 
 
