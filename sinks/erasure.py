@@ -41,7 +41,7 @@ DRIVER_COLUMNS = (
     ("driver_daily_stats", "driver_id"),
 )
 # Every (table, column) holding a phone's keyed hash; the rows go.
-PHONE_COLUMNS = (("whatsapp_messages", "to_hash"),)
+PHONE_COLUMNS = (("whatsapp_messages", "to_hash"), ("whatsapp_inbound", "from_hash"))
 # Every (table, column) holding a customer reference; the column is cleared, the row stays.
 CUSTOMER_COLUMNS = (("delivery_events", "customer_ref"),)
 _SYNC = " SETTINGS mutations_sync = 2"

@@ -28,6 +28,7 @@ RETENTION_COLUMNS = {
     "eta_updates": "computed_at",
     "alerts": "started_at",
     "whatsapp_messages": "ts",
+    "whatsapp_inbound": "ts",
     "api_access_log": "ts",
     "alert_actions": "ts",
     "driver_daily_stats": "day",

@@ -198,6 +198,7 @@ ROUTES: tuple[Route, ...] = (
     Route(topics.ALERTS, "in_alerts", "alerts", "Alert"),
     Route(topics.WHATSAPP_OUTBOUND, "in_whatsapp_outbound", "whatsapp_messages", "OutboundMessage"),
     Route(topics.WHATSAPP_STATUS, "in_whatsapp_status", "whatsapp_messages", "MessageStatus"),
+    Route(topics.WHATSAPP_EVENTS_RAW, "in_whatsapp_inbound", "whatsapp_inbound", "WhatsAppEvent"),
     Route(topics.API_ACCESS, "in_api_access", "api_access_log", "ApiAccess"),
     Route(topics.ALERT_ACTIONS, "in_alert_actions", "alert_actions", "AlertAction"),
 )

@@ -100,9 +100,10 @@ def test_migrations_apply_once_and_twice_is_a_no_op(client: Client) -> None:
         "0006_alert_actions",
         "0007_erasures",
         "0008_delivery_failures",
+        "0009_whatsapp_audit",
     ]
     assert apply_migrations(client) == []
-    assert scalar(client, "SELECT count() FROM schema_migrations") == 8
+    assert scalar(client, "SELECT count() FROM schema_migrations") == 9
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert {"gps_pings", "gps_pings_rejected", "delivery_events", "eta_updates", "alerts"} <= tables
     assert {"whatsapp_messages", "api_access_log", "driver_daily_stats", "cell_speed_hourly"} <= tables
@@ -454,3 +455,31 @@ def test_a_failure_reason_and_proof_land_and_names_and_addresses_do_not(
     ]  # fmt: skip
     columns = {row[0] for row in client.query("DESCRIBE TABLE delivery_events").result_rows}
     assert not columns & {"customer_name", "pickup_address", "dropoff_address"}
+
+
+def test_every_inbound_message_and_every_outbound_text_is_kept_for_the_audit(
+    client: Client, settings: Settings
+) -> None:
+    sink = ClickHouseSink(client, settings)
+    sink.start()
+    inbound = {"message_id": "wamid.1", "provider": "meta", "from_hash": "f" * 32, "type": "image",
+               "text": "entregue", "payload": '{"media_id": "meta:m1"}', "lat": None, "lon": None,
+               "ts": 1_790_000_000_000, "received_ts": 1_790_000_000_500}  # fmt: skip
+    outbound = {"message_key": "reply:meta:wamid.1", "to": "+5511987654321", "to_hash": "f" * 32,
+                "template": None, "language": "pt_BR", "params": [], "text": "Anotado: pedido D-1 entregue.",
+                "buttons": [], "reason": "reply_delivery_delivered", "driver_id": "d1", "delivery_id": "D-1",
+                "created_at": 1_790_000_001_000}  # fmt: skip
+    sink.add(topics.WHATSAPP_EVENTS_RAW, 0, 0, codec("WhatsAppEvent").encode(inbound))
+    sink.add(topics.WHATSAPP_OUTBOUND, 0, 0, codec("OutboundMessage").encode(outbound))
+    drain(sink)
+    run = query(client)
+    assert run("SELECT message_id, from_hash, type, text, payload FROM whatsapp_inbound", {}) == [
+        {"message_id": "wamid.1", "from_hash": "f" * 32, "type": "image", "text": "entregue",
+         "payload": '{"media_id": "meta:m1"}'}
+    ]  # fmt: skip
+    sent = run("SELECT message_key, to_hash, text, reason FROM whatsapp_messages", {})
+    expected = {"message_key": "reply:meta:wamid.1", "to_hash": "f" * 32,
+                "text": "Anotado: pedido D-1 entregue.", "reason": "reply_delivery_delivered"}  # fmt: skip
+    assert sent == [expected]
+    everything = str(client.query("SELECT * FROM whatsapp_messages").result_rows)
+    assert "987654321" not in everything  # the clear number never reaches the analytics tables

@@ -42,12 +42,13 @@ def request(**fields: Any) -> dict[str, Any]:
 
 
 def test_every_table_naming_a_person_is_in_the_plan(client: Client) -> None:
-    # A new table with a driver_id, to_hash or customer_ref column must join the plan, or erasure misses it.
+    # A new table with a driver_id, to_hash, from_hash or customer_ref column must join the plan, or erasure
+    # misses it.
     stored = client.query(
         "SELECT c.table, c.name FROM system.columns AS c INNER JOIN system.tables AS t"
         " ON t.database = c.database AND t.name = c.table"
         " WHERE c.database = currentDatabase() AND t.engine LIKE '%MergeTree'"
-        " AND c.name IN ('driver_id', 'to_hash', 'customer_ref')"
+        " AND c.name IN ('driver_id', 'to_hash', 'from_hash', 'customer_ref')"
     ).result_rows
     planned = {*DRIVER_COLUMNS, *PHONE_COLUMNS, *CUSTOMER_COLUMNS}
     assert {(str(table), str(column)) for table, column in stored} == planned
