@@ -28,6 +28,7 @@ from base import topics
 from base.exceptions import SettingsError
 from base.kafka import make_producer
 from base.settings import Settings
+from connectors.whatsapp.chat import ContextStore
 from connectors.whatsapp.phones import hash_phone, normalize_phone
 from connectors.whatsapp.registry import Customer, Driver, Registry
 from schemas.codecs import codec
@@ -92,6 +93,8 @@ async def erase_redis(settings: Settings, subject: Subject) -> int:
         registry = Registry(client, settings.phone_hash_key, settings.topic_prefix)
         refs = [customer.customer_ref for customer in subject.customers]
         deleted = await registry.forget(subject.driver, subject.customers, subject.phone_hashes)
+        if subject.driver_id:  # what the chat last asked the driver
+            deleted += await ContextStore(client, settings.topic_prefix).forget(subject.driver_id)
         return deleted + await NotifyStore(client, settings.topic_prefix).forget(subject.phone_hashes, refs)
     finally:
         await client.aclose()

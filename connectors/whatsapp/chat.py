@@ -91,9 +91,9 @@ class ContextStore:
                     pipe.set(self.prefix + driver_id, context.dumps(), ex=self.ttl_s)
             await pipe.execute()
 
-    async def forget(self, driver_id: str) -> None:
-        """Drop a driver's context (erasure)."""
-        await self.client.delete(self.prefix + driver_id)
+    async def forget(self, driver_id: str) -> int:
+        """Drop a driver's context (erasure); return the keys deleted."""
+        return int(await self.client.delete(self.prefix + driver_id))
 
 
 class NoContexts:

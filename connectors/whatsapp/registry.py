@@ -215,11 +215,12 @@ class Registry:
     async def forget(
         self, driver: Driver | None, customers: Iterable[Customer], phone_hashes: Iterable[str]
     ) -> int:
-        """Delete a person's entries (as driver, as customers) and refusal claims; return the keys deleted."""
+        """Delete a person's entries (as driver, as customers), refusal claims and opt-out; return the keys
+        deleted. (An erased number that writes again is a stranger: a STOP would be taken anew.)"""
         keys = [f"{self.prefix}customer:{customer.customer_ref}" for customer in customers]
         if driver is not None:
             keys.append(f"{self.prefix}driver_id:{driver.driver_id}")
         for phone_hash in phone_hashes:
-            keys.append(f"{self.prefix}driver:{phone_hash}")
+            keys += [f"{self.prefix}driver:{phone_hash}", f"{self.prefix}optout:{phone_hash}"]
             keys += [key async for key in self.client.scan_iter(match=f"{self.prefix}refused:*:{phone_hash}")]
         return int(await self.client.delete(*keys)) if keys else 0

@@ -217,6 +217,7 @@ def test_erasing_a_driver_and_a_customer_leaves_nothing_of_them_and_everything_e
         assert audit[1]["subject_hash"] == audit_hash(hash_key, "phone", CUSTOMER_PHONE)
         assert "gps_pings" in audit[0]["tables"] and audit[1]["tables"] == [
             "whatsapp_messages",
+            "whatsapp_inbound",
             "delivery_events",
         ]
 
