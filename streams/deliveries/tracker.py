@@ -224,7 +224,8 @@ def applied_record(event: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
     """Return the record of an applied event for ``deliveries.applied``: the event, with the delivery as it
     now stands (its customer, places, promise, ETA and, when failed, why)."""
     return {
-        **event,
+        # The writer's own schema version, not the source's: a corrupted one may not even fit an int.
+        **{name: value for name, value in event.items() if name != "schema_version"},
         "pickup_lat": delivery.pickup[0],
         "pickup_lon": delivery.pickup[1],
         "dropoff_lat": delivery.dropoff[0],

@@ -170,9 +170,20 @@ def encode_results(results: list[tuple[str, str | None, dict[str, Any]]]) -> tup
             outputs.append((CLEAN_TOPIC, key_bytes, _clean_ping.encode(record)))
             outcomes[("clean", "true" if record["late"] else "false")] += 1
         else:
-            outputs.append((REJECTED_TOPIC, key_bytes, _rejected_ping.encode(record)))
+            outputs.append((REJECTED_TOPIC, key_bytes, encode_rejected(record)))
             outcomes[("rejected", record["reason"])] += 1
     return outputs, outcomes
+
+
+def encode_rejected(record: dict[str, Any]) -> bytes:
+    """Encode a dead letter. A ping that decoded but does not fit its own schema again (a corrupted varint
+    reads as an int out of range) is left out, the source topic, partition and offset still pointing at it:
+    the dead letter must never be what stops the stream."""
+    try:
+        return _rejected_ping.encode(record)
+    except SchemaError as exc:
+        detail = f"{record['detail']}; the ping is left out, it does not fit its schema: {str(exc)[:200]}"
+        return _rejected_ping.encode({**record, "ping": None, "detail": detail})
 
 
 @app.agent(gps_pings_raw_topic, concurrency=1)

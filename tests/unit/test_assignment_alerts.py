@@ -112,3 +112,13 @@ def test_the_applied_record_carries_the_delivery_as_it_stands() -> None:
         T0 + 600_000,
     )
     assert (record["pickup_lat"], record["dropoff_lon"], record["failure_reason"]) == (-23.4, -46.7, None)
+
+
+def test_the_applied_record_is_written_whatever_version_its_source_claimed() -> None:
+    state = DriverState()
+    assigned(state)
+    source = event("accepted", "e2", T0 + 1_000, schema_version=6_442_450_943)
+    result, _ = on_event(state, DRIVER, source, T0 + 1_000, CONFIG)
+    assert isinstance(result, Delivery)
+    record = codec("DeliveryEvent").decode(codec("DeliveryEvent").encode(applied_record(source, result)))
+    assert record["type"] == "accepted" and record["schema_version"] == 3

@@ -254,3 +254,19 @@ def test_an_event_type_or_failure_reason_that_is_a_list_or_object_is_a_bad_reque
     with pytest.raises(BadRequest) as refused:
         parse_events(json.dumps({**event, field: value}).encode(), "key:x", 10)
     assert refused.value.field == f"event.{field}"
+
+
+def test_a_rejected_ping_that_does_not_fit_its_schema_again_is_dead_lettered_without_it() -> None:
+    from streams.pings.agents import encode_rejected
+
+    ping = {"schema_version": 6_442_450_943, "ping_id": "p", "driver_id": "d", "device_ts": -8, "lat": 0.0,
+            "lon": 51.0, "accuracy_m": None, "speed_mps": None, "heading": None, "battery": None, "seq": None,
+            "source": "app", "received_ts": 1}  # fmt: skip
+    record = {"reason": "too_old", "detail": "older than the horizon", "driver_id": "d", "ping_id": "p",
+              "ping": ping, "raw_payload": None, "source_topic": "gps.pings.raw", "source_partition": 3,
+              "source_offset": 41, "rejected_ts": 1}  # fmt: skip
+    with pytest.raises(SchemaError):
+        codec("RejectedPing").encode(record)
+    letter = codec("RejectedPing").decode(encode_rejected(record))
+    assert letter["ping"] is None and letter["reason"] == "too_old" and letter["source_offset"] == 41
+    assert letter["detail"].startswith("older than the horizon; the ping is left out")
