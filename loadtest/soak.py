@@ -102,6 +102,9 @@ class Soak:
             # A minute of 5xx is waited out rather than dead-lettered: retries up to 10 s apart for 3 minutes.
             "WHATSUP_SENDER_MAX_ATTEMPTS": "30",
             "WHATSUP_SENDER_BACKOFF_MAX_S": "10",
+            # A send a crash left unconfirmed waits for its callback past an outage of the webhook (Redis
+            # down 30 s, the sandbox retrying a refused callback up to 10 s apart) before it is sent again.
+            "WHATSUP_SENDER_CONFIRM_WAIT_S": "90",
         }
 
     def __init__(

@@ -113,6 +113,8 @@ class WebhookLoad(threading.Thread):
                 await asyncio.wait(deliveries, timeout=self.grace_s)
             for task in deliveries:
                 task.cancel()
+            # Wait for the cancelled ones to let go of their connections before the client closes them.
+            await asyncio.gather(*deliveries, return_exceptions=True)
 
     async def _deliver(self, client: httpx.AsyncClient, message_id: str, body: bytes) -> None:
         """Post one notification until it is answered 200, as Meta does, or the grace period ends."""

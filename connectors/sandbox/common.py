@@ -194,6 +194,7 @@ class CallbackPoster:
     """Post status callbacks in the background, in order per message, never blocking an answer."""
 
     RETRY_FOR_S = 180.0
+    MAX_RETRY_DELAY_S = 10.0
 
     def __init__(self, state: SandboxState) -> None:
         self._state = state
@@ -226,7 +227,7 @@ class CallbackPoster:
                 if outcome == "200" or waited >= self.RETRY_FOR_S:
                     break
                 await asyncio.sleep(delay)
-                waited, delay = waited + delay, min(delay * 2, 30.0)
+                waited, delay = waited + delay, min(delay * 2, self.MAX_RETRY_DELAY_S)
 
     async def close(self, app: web.Application | None = None) -> None:
         """Wait briefly for callbacks in flight, then close the session."""
