@@ -10,12 +10,14 @@ link shows the ETA the worker published, and after STOP nothing more reaches the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -232,11 +234,9 @@ def _pings(settings: Settings, start: tuple[float, float], count: int) -> None:
     DeliveringProducer(settings).deliver(records)
 
 
-def test_the_customer_follows_the_delivery_by_link_and_stop_is_honoured(
-    stack_env: dict[str, str], tmp_path: Path
-) -> None:
-    env = {**_env(stack_env), "WHATSUP_INGEST_PORT": str(free_port())}
-    _registry(env, tmp_path)
+@contextlib.contextmanager
+def _worker_and_ingest(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Settings, WorkerProcess, str]]:
+    """A worker and an ingest process (which answers tracking links) on this test's topics."""
     settings = Settings.from_env(env)
     create_topics(settings)
     worker = WorkerProcess(env, tmp_path / "worker.log")
@@ -246,6 +246,18 @@ def test_the_customer_follows_the_delivery_by_link_and_stop_is_honoured(
     ingest.start()
     try:
         ingest.wait_healthy(60)
+        yield settings, worker, ingest_url
+    finally:
+        ingest.stop()
+        worker.stop()
+
+
+def test_the_customer_follows_the_delivery_by_link_and_stop_is_honoured(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**_env(stack_env), "WHATSUP_INGEST_PORT": str(free_port())}
+    _registry(env, tmp_path)
+    with _worker_and_ingest(env, tmp_path) as (settings, worker, ingest_url):
         chat = Chat(settings, worker)
         _settled(worker)
         _assign(settings, "D-1")
@@ -315,9 +327,6 @@ def test_the_customer_follows_the_delivery_by_link_and_stop_is_honoured(
         assert set(reasons) <= {"delivery_picked_up", "delivery_on_the_way", "eta_update", "opted_out"}, (
             reasons
         )
-    finally:
-        ingest.stop()
-        worker.stop()
 
 
 def test_the_demo_step_runs_a_delivery_from_the_chat(
@@ -325,19 +334,8 @@ def test_the_demo_step_runs_a_delivery_from_the_chat(
 ) -> None:
     env = {**_env(stack_env), "WHATSUP_INGEST_PORT": str(free_port())}
     env["WHATSUP_API_KEYS"] += f",{secrets.token_hex(16)}:ingest"
-    settings = Settings.from_env(env)
-    create_topics(settings)
-    worker = WorkerProcess(env, tmp_path / "worker.log")
-    worker.start()
-    ingest_url = f"http://127.0.0.1:{env['WHATSUP_INGEST_PORT']}"
-    ingest = Process("ingest", "ingest", {**os.environ, **env}, f"{ingest_url}/health", tmp_path)
-    ingest.start()
-    try:
-        ingest.wait_healthy(60)
+    with _worker_and_ingest(env, tmp_path) as (settings, _, _):
         assert chat_demo.show(settings)
-    finally:
-        ingest.stop()
-        worker.stop()
     shown = capsys.readouterr().out
     assert "chat step: every check passed" in shown and '"position": {' in shown
     assert chat_demo.DRIVER_PHONE[-8:] not in shown and chat_demo.CUSTOMER_PHONE[-8:] not in shown
