@@ -268,9 +268,16 @@ def test_a_drivers_messages_are_answered_and_an_alert_becomes_one_message(
         _post_signed(settings, worker, [text_message("Entregue!", mid="wamid.D1", ts=now_s)])
 
         outbound = topics.qualified(topics.WHATSAPP_OUTBOUND, settings.topic_prefix)
-        # The assignment's offer to the driver, three replies, the customer's delivered message.
-        replies = read_topic(settings, outbound, "OutboundMessage", until=lambda r: len(r) >= 5, timeout_s=60)
+        # The assignment's offer to the driver, three replies, and the customer's messages for the steps
+        # that tell them something (picked up, on the way, delivered): seven, in whatever order they land.
+        expected = {"offer:D-1001:ord-0", "reply:meta:wamid.Q1", "reply:meta:wamid.L2", "reply:meta:wamid.D1",
+                    "picked_up:D-1001", "en_route:D-1001", "delivered:D-1001"}  # fmt: skip
+        replies = read_topic(
+            settings, outbound, "OutboundMessage",
+            until=lambda r: {m.value["message_key"] for m in r} >= expected, timeout_s=60,
+        )  # fmt: skip
         by_key = {r.value["message_key"]: r.value for r in replies}
+        assert sorted(by_key) == sorted(expected) and len(replies) == len(expected)
         assert by_key["offer:D-1001:ord-0"]["button_ids"] == ["acc:D-1001", "dec:D-1001"]
         orders = by_key["reply:meta:wamid.Q1"]
         assert orders["to"] == f"+{DRIVER_PHONE}"
