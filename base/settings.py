@@ -66,6 +66,21 @@ def _parse_long_secrets(raw: str) -> tuple[str, ...]:
     return tuple(secrets)
 
 
+GUARDRAIL_GRADES = ("log", "warn", "block")
+
+
+def _parse_grades(raw: str) -> dict[str, str]:
+    grades = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        reason, _, grade = part.partition("=")
+        if grade.strip() not in GUARDRAIL_GRADES or not reason.strip():
+            raise ValueError(f"expected reason=grade pairs, grade one of {', '.join(GUARDRAIL_GRADES)}")
+        grades[reason.strip()] = grade.strip()
+    return grades
+
+
 def _parse_optional_path(raw: str) -> Path | None:
     return Path(raw.strip()) if raw.strip() else None
 
@@ -235,6 +250,7 @@ class Settings:
     sandbox_meta_port: int = _setting(_parse_int, 6070)
     sandbox_twilio_port: int = _setting(_parse_int, 6071)
     sandbox_pagerduty_port: int = _setting(_parse_int, 6072)
+    sandbox_llm_port: int = _setting(_parse_int, 6073)
     sandbox_rate_per_s: float = _setting(_parse_float, 80.0)
     sandbox_callback_url: str | None = _setting(_parse_optional_url, None)
     sandbox_callbacks: bool = _setting(_parse_bool, True)
@@ -284,7 +300,27 @@ class Settings:
 
     twilio_webhook_url: str | None = _setting(_parse_url(("http", "https")), None)
     dispatcher_api_url: str | None = _setting(_parse_url(("http", "https")), None)
+    # The language model that reads what the rules do not understand: off by default. Any OpenAI-compatible
+    # chat-completions API with function calling (OpenRouter by default); the key comes from the environment.
     conversation_llm_enabled: bool = _setting(_parse_bool, False)
+    llm_base_url: str = _setting(_parse_url(("http", "https")), "https://openrouter.ai/api/v1")
+    llm_api_key: str | None = _setting(_parse_secret, None, secret=True)
+    llm_model: str = _setting(_parse_str, "openai/gpt-4o-mini")
+    # The whole answer, retries included; past it the message gets the rules' answer (or, fail-closed, a
+    # refusal).
+    llm_timeout_s: float = _setting(_parse_float, 4.0)
+    llm_max_attempts: int = _setting(_parse_int, 3)
+    # open: when the model cannot answer (timeout, errors, budget), the rules answer; closed: the message is
+    # refused with "the assistant is unavailable" and nothing is guessed.
+    llm_fail_mode: str = _setting(_parse_str, "open")
+    llm_cache_ttl_s: float = _setting(_parse_float, 86400.0)
+    # Model calls per UTC day, per driver and for the whole fleet (cached answers cost nothing).
+    llm_budget_per_driver: int = _setting(_parse_int, 100)
+    llm_budget_global: int = _setting(_parse_int, 20000)
+    llm_concurrency: int = _setting(_parse_int, 8)
+    # How each guardrail hit is graded: log (recorded), warn (the driver is told), block (refused, dispatch
+    # alerted). reason=grade pairs, over the defaults in streams/conversations/guardrails.py.
+    guardrail_grades: dict[str, str] = _setting(_parse_grades, factory=dict)
     # Customers' tracking links: the public base URL of GET /t/{token} (unset: this host's ingest port) and
     # how long a link works after the message that carries it.
     tracking_base_url: str | None = _setting(_parse_url(("http", "https")), None)
@@ -327,8 +363,13 @@ class Settings:
             "sandbox_meta_port",
             "sandbox_twilio_port",
             "sandbox_pagerduty_port",
+            "sandbox_llm_port",
             "console_port",
             "console_login_failures",
+            "llm_max_attempts",
+            "llm_budget_per_driver",
+            "llm_budget_global",
+            "llm_concurrency",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -350,6 +391,8 @@ class Settings:
             "geofence_radius_m",
             "tick_interval_s",
             "conversation_context_ttl_s",
+            "llm_timeout_s",
+            "llm_cache_ttl_s",
             "tracking_ttl_h",
             "tracking_near_m",
             "stop_wait_s",
@@ -387,6 +430,7 @@ class Settings:
             "sandbox_meta_port",
             "sandbox_twilio_port",
             "sandbox_pagerduty_port",
+            "sandbox_llm_port",
             "console_port",
         ):
             if getattr(self, name) >= 65536:
@@ -406,6 +450,8 @@ class Settings:
             )
         if not -14 <= self.display_utc_offset_h <= 14:
             raise SettingsError(f"{PREFIX}DISPLAY_UTC_OFFSET_H must be within -14..14 hours")
+        if self.llm_fail_mode not in ("open", "closed"):
+            raise SettingsError(f"{PREFIX}LLM_FAIL_MODE must be open or closed, got {self.llm_fail_mode!r}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         if self.log_format not in ("json", "text"):

@@ -26,6 +26,7 @@ DELIVERIES_APPLIED = "deliveries.applied"
 ALERT_ACTIONS = "alerts.actions"
 PRIVACY_ERASURES = "privacy.erasures"
 PRIVACY_ERASURES_CUSTOMERS = "privacy.erasures.customers"
+CONVERSATIONS_GUARDRAILS = "conversations.guardrails"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     # Dispatchers acknowledging and resolving incidents, keyed by the incident's alert id.
     TopicSpec(ALERT_ACTIONS, "AlertAction", "alert_id", False),
     TopicSpec(WHATSAPP_EVENTS_RAW, "WhatsAppEvent", "from_hash", False),
+    # Guardrail hits around the chat's language model, graded; for the audit (ClickHouse guardrail_events).
+    TopicSpec(CONVERSATIONS_GUARDRAILS, "GuardrailEvent", "driver_id", True),
     TopicSpec(WHATSAPP_OUTBOUND, "OutboundMessage", "to_hash", False),
     TopicSpec(WHATSAPP_STATUS, "MessageStatus", "message_key", False),
     # Messages the sender gave up on: their final MessageStatus, with the provider's error code.

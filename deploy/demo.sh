@@ -93,7 +93,13 @@ if [[ -z "${WHATSUP_WHATSAPP_TOKEN:-}" ]]; then
     export WHATSUP_TWILIO_API_URL="http://127.0.0.1:${WHATSUP_SANDBOX_TWILIO_PORT:-6071}"
     export WHATSUP_TWILIO_STATUS_CALLBACK_URL="http://127.0.0.1:${WHATSUP_WEB_PORT:-6066}/webhooks/twilio"
   fi
-  echo "== no WhatsApp credentials: starting the Meta and Twilio sandboxes (log: var/demo/sandbox.log)"
+  # The drivers' chat assistant: the sandbox's language model, unless a real key is set (a real key needs
+  # WHATSUP_CONVERSATION_LLM_ENABLED=1 too; it is off by default everywhere else).
+  if [[ -z "${WHATSUP_LLM_API_KEY:-}" ]]; then
+    export WHATSUP_CONVERSATION_LLM_ENABLED=1 WHATSUP_LLM_API_KEY="$(secret)"
+    export WHATSUP_LLM_BASE_URL="http://127.0.0.1:${WHATSUP_SANDBOX_LLM_PORT:-6073}/api/v1"
+  fi
+  echo "== no WhatsApp credentials: starting the Meta, Twilio and LLM sandboxes (log: var/demo/sandbox.log)"
   "$python" -m streams sandbox >"$log_dir/sandbox.log" 2>&1 &
   sandbox_pid=$!
   wait_healthy "$sandbox_pid" "$WHATSUP_WHATSAPP_API_URL/health" sandbox

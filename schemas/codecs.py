@@ -42,6 +42,7 @@ SCHEMA_FILES = {
     "RejectedDeliveryEvent": "rejected_delivery_event.avsc",
     "AlertAction": "alert_action.avsc",
     "Erasure": "erasure.avsc",
+    "GuardrailEvent": "guardrail_event.avsc",
 }
 SCHEMA_NAMES: tuple[str, ...] = tuple(SCHEMA_FILES)
 

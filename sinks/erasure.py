@@ -40,9 +40,14 @@ DRIVER_COLUMNS = (
     ("whatsapp_messages", "driver_id"),
     ("api_access_log", "driver_id"),
     ("driver_daily_stats", "driver_id"),
+    ("guardrail_events", "driver_id"),
 )
 # Every (table, column) holding a phone's keyed hash; the rows go.
-PHONE_COLUMNS = (("whatsapp_messages", "to_hash"), ("whatsapp_inbound", "from_hash"))
+PHONE_COLUMNS = (
+    ("whatsapp_messages", "to_hash"),
+    ("whatsapp_inbound", "from_hash"),
+    ("guardrail_events", "from_hash"),
+)
 # Every (table, column) holding a customer reference; the column is cleared, the row stays.
 CUSTOMER_COLUMNS = (("delivery_events", "customer_ref"),)
 # Every (table, column) holding text about a delivery, found by delivery_id; cleared for the customer's

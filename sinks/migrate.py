@@ -29,6 +29,7 @@ RETENTION_COLUMNS = {
     "alerts": "started_at",
     "whatsapp_messages": "ts",
     "whatsapp_inbound": "ts",
+    "guardrail_events": "ts",
     "api_access_log": "ts",
     "alert_actions": "ts",
     "driver_daily_stats": "day",

@@ -201,5 +201,6 @@ ROUTES: tuple[Route, ...] = (
     Route(topics.WHATSAPP_EVENTS_RAW, "in_whatsapp_inbound", "whatsapp_inbound", "WhatsAppEvent"),
     Route(topics.API_ACCESS, "in_api_access", "api_access_log", "ApiAccess"),
     Route(topics.ALERT_ACTIONS, "in_alert_actions", "alert_actions", "AlertAction"),
+    Route(topics.CONVERSATIONS_GUARDRAILS, "in_guardrail_events", "guardrail_events", "GuardrailEvent"),
 )
 ROUTES_BY_TOPIC = {route.topic: route for route in ROUTES}

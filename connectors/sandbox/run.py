@@ -15,6 +15,7 @@ from aiohttp import web
 from base.exceptions import SettingsError
 from base.logs import configure_logging
 from base.settings import Settings
+from connectors.sandbox.llm import LlmSandbox
 from connectors.sandbox.meta import MetaSandbox, MetaSandboxConfig
 from connectors.sandbox.pagerduty import PagerDutySandbox
 from connectors.sandbox.twilio import TwilioSandbox, TwilioSandboxConfig
@@ -30,6 +31,8 @@ class Sandboxes:
     meta_url: str
     twilio_url: str
     pagerduty_url: str
+    llm: LlmSandbox
+    llm_url: str
 
 
 def configs(settings: Settings) -> tuple[MetaSandboxConfig, TwilioSandboxConfig]:
@@ -67,19 +70,23 @@ async def running_sandboxes(
     meta_port: int = 0,
     twilio_port: int = 0,
     pagerduty_port: int = 0,
+    llm_port: int = 0,
+    llm_key: str | None = None,
 ) -> AsyncIterator[Sandboxes]:
     """Serve the sandboxes on ``host`` (port 0: any free port) for the duration of the block."""
     meta, twilio, pagerduty = MetaSandbox(meta_config), TwilioSandbox(twilio_config), PagerDutySandbox()
-    runners = [web.AppRunner(box.app(), access_log=None) for box in (meta, twilio, pagerduty)]
+    llm = LlmSandbox(api_key=llm_key) if llm_key else LlmSandbox()
+    runners = [web.AppRunner(box.app(), access_log=None) for box in (meta, twilio, pagerduty, llm)]
     urls = []
     try:
-        for runner, port in zip(runners, (meta_port, twilio_port, pagerduty_port), strict=True):
+        ports = (meta_port, twilio_port, pagerduty_port, llm_port)
+        for runner, port in zip(runners, ports, strict=True):
             await runner.setup()
             site = web.TCPSite(runner, host, port)
             await site.start()
             bound = runner.addresses[0][1]
             urls.append(f"http://{host}:{bound}")
-        yield Sandboxes(meta, twilio, pagerduty, *urls)
+        yield Sandboxes(meta, twilio, pagerduty, urls[0], urls[1], urls[2], llm, urls[3])
     finally:
         for runner in runners:
             await runner.cleanup()
@@ -113,6 +120,16 @@ def serve_in_thread(app: web.Application, host: str = "127.0.0.1") -> Iterator[s
 
 
 @contextlib.contextmanager
+def llm_in_thread(
+    api_key: str = "sandbox-llm-key", host: str = "127.0.0.1"
+) -> Iterator[tuple[LlmSandbox, str]]:
+    """Serve an OpenAI-compatible chat-completions sandbox from a thread; yield it and its API base URL."""
+    box = LlmSandbox(api_key=api_key)
+    with serve_in_thread(box.app(), host) as url:
+        yield box, f"{url}/api/v1"
+
+
+@contextlib.contextmanager
 def pagerduty_in_thread(host: str = "127.0.0.1") -> Iterator[tuple[PagerDutySandbox, str]]:
     """Serve a PagerDuty Events API sandbox from a thread of this process; yield it and its base URL."""
     box = PagerDutySandbox()
@@ -137,6 +154,8 @@ def run_sandboxes(settings: Settings) -> int:
             meta_port=settings.sandbox_meta_port,
             twilio_port=settings.sandbox_twilio_port,
             pagerduty_port=settings.sandbox_pagerduty_port,
+            llm_port=settings.sandbox_llm_port,
+            llm_key=settings.llm_api_key,
         ) as boxes:
             print(
                 f"Meta Cloud API sandbox on {boxes.meta_url}, callbacks to {meta_config.callback_url}",
@@ -144,6 +163,7 @@ def run_sandboxes(settings: Settings) -> int:
             )
             print(f"Twilio sandbox on {boxes.twilio_url}", flush=True)
             print(f"PagerDuty Events API sandbox on {boxes.pagerduty_url}/v2/enqueue", flush=True)
+            print(f"LLM chat-completions sandbox on {boxes.llm_url}/api/v1", flush=True)
             await stop.wait()
 
     asyncio.run(main())

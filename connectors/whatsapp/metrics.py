@@ -105,10 +105,24 @@ CONVERSATION_REFUSALS = Counter(
     " the delivery cannot take), by reason",
     ["reason"],
 )
-GUARDRAIL_BLOCKS = Counter(
-    "whatsup_whatsapp_guardrail_blocks_total",
-    "Texts the LLM guardrails kept from the classifier, by reason",
-    ["reason"],
+GUARDRAIL_HITS = Counter(
+    "whatsup_whatsapp_guardrail_hits_total",
+    "Guardrail hits around the language model, by stage (input, output), reason and grade (log, warn, block)",
+    ["stage", "reason", "grade"],
+)
+LLM_CALLS = Counter(
+    "whatsup_llm_calls_total",
+    "Texts the rules left to the language model, by outcome: answered, cached, a failure's reason (timeout,"
+    " rate_limited, server_error, refused, bad_answer, unreachable) or a spent budget",
+    ["outcome"],
+)
+LLM_SECONDS = Histogram(
+    "whatsup_llm_call_seconds",
+    "Time the language model took to answer one message, retries included",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
+)
+LLM_TOKENS = Counter(
+    "whatsup_llm_tokens_total", "Tokens the language model's answers cost, as it reported them"
 )
 NOTIFY_MESSAGES = Counter(
     "whatsup_whatsapp_notify_messages_total",

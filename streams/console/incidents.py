@@ -1,7 +1,7 @@
 """Incidents: the alerts a dispatcher works through, and what dispatchers did about them (pure).
 
 An incident opens with an alert record (stall, offline, late_risk, frozen_gps, and for assignments
-unaccepted, declined, delivery_failed) and is known by its alert id.
+unaccepted, declined, delivery_failed, guardrail) and is known by its alert id.
 A dispatcher acknowledges it or resolves it (``alerts.actions``); the pipeline resolves a stall or an
 offline by itself with a ``*_resolved`` alert whose id is the opening alert's id plus ``-resolved``. An
 action on an incident not seen (yet) is kept and applied when its alert arrives, so the order in which a
@@ -17,7 +17,16 @@ from typing import Any
 from streams.console.fleet import QueryError, check_known, decode_cursor, page_of, parse_choices, parse_limit
 
 STATES = ("open", "acknowledged", "resolved")
-OPENING = ("stall", "offline", "late_risk", "frozen_gps", "unaccepted", "declined", "delivery_failed")
+OPENING = (
+    "stall",
+    "offline",
+    "late_risk",
+    "frozen_gps",
+    "unaccepted",
+    "declined",
+    "delivery_failed",
+    "guardrail",
+)
 RESOLVED_SUFFIX = "-resolved"
 ACTIONS = ("ack", "resolve")
 

@@ -12,6 +12,8 @@ import faust
 import httpx
 
 from base import tls
+from connectors.llm.client import ChatClient
+from connectors.llm.memory import Budget, ResponseCache
 from connectors.whatsapp import metrics
 from connectors.whatsapp.catalogue import load_catalogue
 from connectors.whatsapp.chat import ContextStore
@@ -21,13 +23,10 @@ from connectors.whatsapp.registry import Registry
 from streams.app import app, settings, whatsapp_events_raw_topic
 from streams.conversations.conversation import Conversation, latest_inbound
 from streams.conversations.dispatcher import DispatcherClient, internal_api_key
-from streams.conversations.llm import IntentClassifier
+from streams.conversations.llm import Interpreter
 from streams.notify.agents import notifier
 
 log = logging.getLogger(__name__)
-
-# A deployment that turns WHATSUP_CONVERSATION_LLM_ENABLED on sets its classifier here before the worker runs.
-LLM_CLASSIFIER: IntentClassifier | None = None
 
 BATCH_SIZE = 200
 BATCH_WITHIN_S = 0.05
@@ -49,8 +48,6 @@ def conversation() -> Conversation:
             log.warning("no WHATSUP_API_KEYS key has the internal role: drivers' orders cannot be read")
         http = httpx.AsyncClient(verify=tls.client_verify(settings))
         reader = DispatcherClient(base, key, http) if key else _no_state
-        if settings.conversation_llm_enabled and LLM_CLASSIFIER is None:
-            log.warning("WHATSUP_CONVERSATION_LLM_ENABLED is on but no classifier is registered: rules only")
         _conversation = Conversation(
             registry=Registry(
                 shared_redis(settings.redis_url), settings.phone_hash_key or "", settings.topic_prefix
@@ -59,7 +56,8 @@ def conversation() -> Conversation:
             catalogue=load_catalogue(),
             topic_prefix=settings.topic_prefix,
             utc_offset_h=settings.display_utc_offset_h,
-            llm=LLM_CLASSIFIER if settings.conversation_llm_enabled else None,
+            interpreter=interpreter(),
+            llm_concurrency=settings.llm_concurrency,
             contexts=ContextStore(
                 shared_redis(settings.redis_url),
                 settings.topic_prefix,
@@ -67,6 +65,36 @@ def conversation() -> Conversation:
             ),
         )
     return _conversation
+
+
+def interpreter() -> Interpreter:
+    """The rules, and the language model when WHATSUP_CONVERSATION_LLM_ENABLED is on and it has a key."""
+    s = settings
+    if not s.conversation_llm_enabled:
+        return Interpreter(grades=s.guardrail_grades)
+    if not s.llm_api_key:
+        log.warning("WHATSUP_CONVERSATION_LLM_ENABLED is on but WHATSUP_LLM_API_KEY is unset: rules only")
+        return Interpreter(grades=s.guardrail_grades)
+    redis = shared_redis(s.redis_url)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(s.llm_timeout_s), verify=tls.client_verify(s))
+    model = ChatClient(
+        http,
+        s.llm_base_url,
+        s.llm_api_key,
+        s.llm_model,
+        timeout_s=s.llm_timeout_s,
+        max_attempts=s.llm_max_attempts,
+    )
+    log.info(
+        "conversation: the language model %s at %s reads what the rules do not", s.llm_model, s.llm_base_url
+    )
+    return Interpreter(
+        model=model,
+        cache=ResponseCache(redis, s.topic_prefix, s.llm_model, s.llm_cache_ttl_s),
+        budget=Budget(redis, s.topic_prefix, s.llm_budget_per_driver, s.llm_budget_global),
+        fail_mode=s.llm_fail_mode,
+        grades=s.guardrail_grades,
+    )
 
 
 @app.agent(whatsapp_events_raw_topic, concurrency=1)

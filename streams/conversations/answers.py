@@ -428,3 +428,55 @@ def respond(
         at = chat.delivery_id if chat is not None and chat.kind == "at_door" else None
         intent = Intent(kind, caption.order_ref or at, failure_reason=caption.failure_reason)
     return _step(ctx, intent, event, state, proof=proof)
+
+
+def guardrail_alert(
+    event: dict[str, Any], driver_id: str, reason: str, state: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Return the alert a blocked message raises: one incident per driver and hour, however many messages
+    (at the driver's last fix, or 0,0 when none is known)."""
+    fix = (state or {}).get("last_fix")
+    fix = fix if isinstance(fix, dict) and fix.get("lat") is not None and fix.get("lon") is not None else {}
+    hour = int(event["ts"]) // 3_600_000
+    return {
+        "alert_id": f"guardrail:{driver_id}:{hour}",
+        "kind": "guardrail",
+        "driver_id": driver_id,
+        "delivery_id": None,
+        "started_at": hour * 3_600_000,
+        "detected_at": event["ts"],
+        "lat": float(fix.get("lat", 0.0)),
+        "lon": float(fix.get("lon", 0.0)),
+        "h3_r9": int(fix.get("h3_r9") or 0),
+        "severity": "warning",
+        "detail": f"reason:{reason}",
+    }
+
+
+def assisted(
+    ctx: Context,
+    event: dict[str, Any],
+    state: dict[str, Any] | None,
+    *,
+    grade: str | None,
+    reason: str | None,
+    unavailable: bool,
+    reply: str | None,
+) -> Reaction | None:
+    """Return the reaction the language model's path decides on its own (a guardrail's warning or block,
+    the assistant being unavailable when failing closed, the model's own reply), or None to go on."""
+    driver_id = ctx.driver.driver_id
+    if grade == "block":
+        alert = guardrail_alert(event, driver_id, reason or "blocked", state)
+        return Reaction(
+            ctx.say("guardrail_block"), "guardrail_blocked", alert=alert, refusal=f"guardrail:{reason}"
+        )
+    if grade == "warn":
+        return Reaction(ctx.say("guardrail_warn"), "guardrail_warned", refusal=f"guardrail:{reason}")
+    if unavailable:
+        return Reaction(
+            ctx.say("assistant_unavailable"), "assistant_unavailable", refusal="assistant_unavailable"
+        )
+    if reply:
+        return Reaction(reply, "assistant_reply")
+    return None

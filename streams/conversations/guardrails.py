@@ -1,8 +1,13 @@
-"""Guardrails around an optional LLM intent classifier: what may go in, what may come out. Pure.
+"""Guardrails around the language model: what may go in, what may come out, and how bad a hit is. Pure.
 
 Input: a text that tries to steer the model (prompt injection) or asks for something outside a driver's
-work is never sent to it. Output: any phone number is masked, and any identifier of another driver or of a
-delivery that is not the asking driver's is replaced, so a model cannot leak other people's data.
+work is never sent to it, and phone numbers are masked before it is. Output: any phone number is masked, and
+any identifier of another driver or of a delivery that is not the asking driver's is replaced, so a model
+cannot leak other people's data.
+
+Every hit is graded on a ladder: ``log`` (recorded, nothing else), ``warn`` (recorded, the driver is told
+the assistant only helps with deliveries), ``block`` (recorded, the message is refused and dispatch gets a
+``guardrail`` alert). ``DEFAULT_GRADES`` says which reason gets which; WHATSUP_GUARDRAIL_GRADES overrides.
 """
 
 from __future__ import annotations
@@ -15,6 +20,16 @@ from connectors.whatsapp.phones import redact_phones
 from streams.conversations.intents import fold
 
 MAX_INPUT_CHARS = 500
+GRADES = ("log", "warn", "block")
+DEFAULT_GRADES = {
+    "prompt_injection": "block",
+    "out_of_scope": "warn",
+    "too_long": "warn",
+    "phone_in_input": "log",
+    "output_masked": "log",
+}
+# Delivery and driver identifiers as they are written (D-1001, d-12, ORD-77).
+_IDENTIFIER = re.compile(r"\b[A-Za-z]{1,4}-\d{1,10}\b")
 
 _INJECTION = re.compile(
     r"\b(?:ignore|disregard|forget|esqueca|ignora|ignore as|olvida)\b.{0,40}"
@@ -60,3 +75,31 @@ def guard_output(text: str, own_ids: Iterable[str], known_ids: Iterable[str]) ->
         if identifier:
             masked = re.sub(re.escape(identifier), "[hidden]", masked, flags=re.IGNORECASE)
     return masked
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One guardrail hit: where (``input`` or ``output``), why (a reason code), and its grade."""
+
+    stage: str
+    reason: str
+    grade: str
+
+
+def grade(stage: str, reason: str, overrides: dict[str, str] | None = None) -> Hit:
+    """Grade a hit: the override for ``reason``, else its default, else ``warn``."""
+    chosen = (overrides or {}).get(reason) or DEFAULT_GRADES.get(reason, "warn")
+    return Hit(stage, reason, chosen if chosen in GRADES else "warn")
+
+
+def worst(hits: Iterable[Hit]) -> str | None:
+    """Return the highest grade among ``hits`` (None when there are none)."""
+    ranks = [GRADES.index(h.grade) for h in hits]
+    return GRADES[max(ranks)] if ranks else None
+
+
+def guard_model_reply(reply: str, asked: str) -> str:
+    """Mask phones, and every identifier in a model's reply that the driver's own message did not name:
+    the model is shown nothing of the fleet, so any other id in its answer is made up or leaked."""
+    own = {found.upper() for found in _IDENTIFIER.findall(asked)}
+    return guard_output(reply, own, [found.upper() for found in _IDENTIFIER.findall(reply)])

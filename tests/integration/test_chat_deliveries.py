@@ -27,6 +27,7 @@ import pytest
 from base import topics
 from base.kafka import DeliveringProducer, create_topics
 from base.settings import Settings
+from connectors.sandbox.run import llm_in_thread
 from connectors.whatsapp.signatures import meta_signature
 from demos import chat as chat_demo
 from loadtest.processes import Process, free_port
@@ -330,8 +331,17 @@ def test_the_demo_step_runs_a_delivery_from_the_chat(
 ) -> None:
     env = {**_env(stack_env), "WHATSUP_INGEST_PORT": str(free_port())}
     env["WHATSUP_API_KEYS"] += f",{secrets.token_hex(16)}:ingest"
-    with _worker_and_ingest(env, tmp_path) as (settings, _, _):
-        assert chat_demo.show(settings)
+    llm_key = secrets.token_hex(16)
+    with llm_in_thread(llm_key) as (model, llm_url):
+        env.update(
+            WHATSUP_CONVERSATION_LLM_ENABLED="1", WHATSUP_LLM_API_KEY=llm_key, WHATSUP_LLM_BASE_URL=llm_url
+        )
+        with _worker_and_ingest(env, tmp_path) as (settings, _, _):
+            assert chat_demo.show(settings)
     shown = capsys.readouterr().out
     assert "chat step: every check passed" in shown and '"position": {' in shown
+    # The pickup was told in words only the model knew; the injection never reached it.
+    asked = [r["body"]["messages"][-1]["content"] for r in model.requests]
+    assert asked == ["já tô com a pizza, saindo da pizzaria"], asked
+    assert "dispatch alerted: guardrail reason:prompt_injection" in shown
     assert chat_demo.DRIVER_PHONE[-8:] not in shown and chat_demo.CUSTOMER_PHONE[-8:] not in shown

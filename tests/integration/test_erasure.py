@@ -223,6 +223,7 @@ def test_erasing_a_driver_and_a_customer_leaves_nothing_of_them_and_everything_e
         assert "gps_pings" in audit[0]["tables"] and audit[1]["tables"] == [
             "whatsapp_messages",
             "whatsapp_inbound",
+            "guardrail_events",
             "delivery_events",
         ]
 

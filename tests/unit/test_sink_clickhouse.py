@@ -18,6 +18,7 @@ from schemas.codecs import codec
 from sinks.audit import exactly_once_problems
 from sinks.clickhouse import ClickHouseSink, _RecentIds
 from sinks.engine import make_client
+from sinks.erasure import statements as erasure_statements
 from sinks.migrate import MIGRATIONS_DIR, apply_migrations
 from sinks.staging import ROUTES_BY_TOPIC, container_file
 from tests.sink_records import clean_ping, encoded_pings
@@ -101,9 +102,10 @@ def test_migrations_apply_once_and_twice_is_a_no_op(client: Client) -> None:
         "0007_erasures",
         "0008_delivery_failures",
         "0009_whatsapp_audit",
+        "0010_guardrail_events",
     ]
     assert apply_migrations(client) == []
-    assert scalar(client, "SELECT count() FROM schema_migrations") == 9
+    assert scalar(client, "SELECT count() FROM schema_migrations") == 10
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert {"gps_pings", "gps_pings_rejected", "delivery_events", "eta_updates", "alerts"} <= tables
     assert {"whatsapp_messages", "api_access_log", "driver_daily_stats", "cell_speed_hourly"} <= tables
@@ -483,3 +485,24 @@ def test_every_inbound_message_and_every_outbound_text_is_kept_for_the_audit(
     assert sent == [expected]
     everything = str(client.query("SELECT * FROM whatsapp_messages").result_rows)
     assert "987654321" not in everything  # the clear number never reaches the analytics tables
+
+
+def test_a_guardrail_hit_lands_for_the_audit_and_goes_with_the_drivers_erasure(
+    client: Client, settings: Settings
+) -> None:
+    sink = ClickHouseSink(client, settings)
+    sink.start()
+    hit = {"event_id": "guard:meta:wamid.9:input:prompt_injection", "ts": 1_790_000_000_000,
+           "driver_id": "d1", "from_hash": "f" * 32, "provider": "meta", "message_id": "wamid.9",
+           "stage": "input", "reason": "prompt_injection", "grade": "block",
+           "excerpt": "ignore previous instructions"}  # fmt: skip
+    sink.add(topics.CONVERSATIONS_GUARDRAILS, 0, 0, codec("GuardrailEvent").encode(hit))
+    drain(sink)
+    run = query(client)
+    landed = run("SELECT event_id, driver_id, stage, reason, grade, excerpt FROM guardrail_events", {})
+    assert landed == [{k: hit[k] for k in ("event_id", "driver_id", "stage", "reason", "grade", "excerpt")}]
+    assert scalar(client, "SELECT count() FROM sink_offsets WHERE topic = 'conversations.guardrails'") == 1
+    for table, sql, params in erasure_statements({"driver_id": "d1", "phone_hashes": []}):
+        if table == "guardrail_events":
+            client.command(sql, parameters=params)
+    assert scalar(client, "SELECT count() FROM guardrail_events") == 0
