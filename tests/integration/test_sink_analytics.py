@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 import pytest
@@ -20,12 +22,14 @@ from base.settings import Settings
 from simulator.model import SimConfig, simulate
 from simulator.run import produce_to_kafka, write_truth
 from sinks.query import run_query
-from tests.analytics_data import make_story
+from tests.analytics_data import Story, make_story
 from tests.integration.sink_stack import SinkProcess, count, produce, wait_for
 from tests.integration.stack import WorkerProcess, free_port
 
 pytestmark = pytest.mark.integration
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ANALYTICS.md"
+HOUR = 3_600_000
+ACCEPT_TIMEOUT_S = 180
 
 
 def doc_queries() -> dict[str, str]:
@@ -36,7 +40,7 @@ def doc_queries() -> dict[str, str]:
 
 def test_the_page_names_every_query_once() -> None:
     names = re.findall(r"<!-- query: (\w+) -->", DOC.read_text())
-    assert len(names) == len(set(names)) == len(doc_queries()) >= 11
+    assert len(names) == len(set(names)) == len(doc_queries()) >= 19
 
 
 @pytest.fixture()
@@ -70,6 +74,7 @@ def test_analyst_queries_answer_from_a_simulated_run(
             lambda: count(settings, "SELECT count() FROM sink_offsets") >= everything, 90, "every record"
         )
         check_queries(settings, truth, story, drivers)
+        check_chat_queries(settings, story)
         check_views_match_base_tables(settings)
     finally:
         sink.stop()
@@ -145,6 +150,126 @@ def check_queries(settings: Settings, truth: dict[str, Any], story: Any, drivers
         assert len(rows) == story.location_reads[driver]
     clear = count(settings, "SELECT count() FROM whatsapp_messages WHERE to_hash LIKE '+%'")
     assert clear == 0  # only hashes, never the number
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+
+
+def _ms(iso: str) -> int:
+    """Return a time of an answer (UTC, with or without its offset) as epoch milliseconds."""
+    return round(datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def check_chat_queries(settings: Settings, story: Story) -> None:
+    check_conversations(settings, story)
+    check_steps_and_failures(settings, story)
+    check_offers(settings, story)
+    check_volume(settings, story)
+    check_guardrails(settings, story)
+
+
+def check_volume(settings: Settings, story: Story) -> None:
+    volume: dict[tuple[int, str, str], list[str]] = {}
+    for line in story.lines:
+        volume.setdefault((line.ts // HOUR * HOUR, line.direction, line.kind), []).append(line.number)
+    rows = q(settings, "chat_volume_hourly", hours=48)
+    assert {(_ms(r["hour"]), r["direction"], r["kind"]): (r["messages"], r["numbers"]) for r in rows} == {
+        key: (len(numbers), len(set(numbers))) for key, numbers in volume.items()
+    }
+    assert count(settings, "SELECT count() FROM whatsapp_inbound WHERE from_hash LIKE '+%'") == 0
+
+
+def check_guardrails(settings: Settings, story: Story) -> None:
+    hits: dict[tuple[str, str, str], list[str]] = {}
+    for hit in story.guardrails:
+        hits.setdefault((_day(hit["ts"]), hit["reason"], hit["grade"]), []).append(hit["driver_id"])
+    rows = q(settings, "guardrail_hits", days=2)
+    assert {(r["day"], r["reason"], r["grade"]): (r["hits"], r["drivers"]) for r in rows} == {
+        key: (len(drivers), len(set(drivers))) for key, drivers in hits.items()
+    }
+    assert rows[0]["grade"] == "block"  # the worst first
+    flagged = q(settings, "guardrail_drivers", days=2)
+    last = max((h for h in story.guardrails if h["driver_id"] == "chat-b"), key=lambda h: h["ts"])
+    assert [(r["driver_id"], r["blocks"], r["warnings"], r["last_excerpt"]) for r in flagged] == [
+        ("chat-b", 2, 1, last["excerpt"])
+    ]  # chat-a's hits were only logged
+    assert _ms(flagged[0]["last_hit"]) == last["ts"]
+
+
+def check_conversations(settings: Settings, story: Story) -> None:
+    for driver, number in story.numbers_of.items():
+        lines = sorted((x for x in story.lines if x.number == number), key=lambda x: (x.ts, x.direction))
+        days = sorted({_day(line.ts) for line in lines})  # one day, or two across midnight
+        rows = [r for day in days for r in q(settings, "driver_conversation", driver_id=driver, day=day)]
+        seen = [
+            (_ms(r["ts"]), r["direction"], r["kind"], r["text"], r["step"], r["delivery_id"]) for r in rows
+        ]
+        assert seen == [(x.ts, x.direction, x.kind, x.text, x.step, x.delivery_id) for x in lines]
+        # Neither the customer's message that names the driver nor a status callback from the driver's phone.
+        assert {"delivery_picked_up", "status"}.isdisjoint(r["kind"] for r in rows)
+
+
+def check_steps_and_failures(settings: Settings, story: Story) -> None:
+    steps: dict[tuple[str, str], Counter[str]] = {}
+    failures: dict[tuple[str, str], Counter[str]] = {}
+    failing: dict[tuple[str, str], set[str]] = {}
+    for step in story.steps:
+        source = step["source"]
+        steps.setdefault((_day(step["ts"]), step["type"]), Counter()).update(
+            steps=1, from_chat=source == "whatsapp", from_api=source == "api"
+        )
+        if step["type"] == "failed":
+            key = (step.get("failure_reason") or "unstated", source)
+            failures.setdefault(key, Counter()).update(failures=1, with_proof=bool(step.get("proof_ref")))
+            failing.setdefault(key, set()).add(step["driver_id"])
+
+    rows = q(settings, "steps_by_source", days=2)
+    assert {
+        (r["day"], r["type"]): (r["steps"], r["from_chat"], r["from_api"], r["chat_share"]) for r in rows
+    } == {
+        key: (c["steps"], c["from_chat"], c["from_api"], round(c["from_chat"] / c["steps"], 3))
+        for key, c in steps.items()
+    }
+    told = {r["type"] for r in rows if r["from_chat"]}
+    assert told == {"accepted", "declined", "picked_up", "arrived", "delivered", "failed"}
+
+    rows = q(settings, "failures_by_reason", days=2)
+    assert {(r["reason"], r["source"]): (r["failures"], r["with_proof"], r["drivers"]) for r in rows} == {
+        key: (c["failures"], c["with_proof"], len(failing[key])) for key, c in failures.items()
+    }
+    assert ("not_home", "whatsapp") in failures and ("not_home", "api") in failures
+
+
+def check_offers(settings: Settings, story: Story) -> None:
+    offers: dict[str, Counter[str]] = {}
+    waits: dict[str, list[float]] = {}
+    for offer in story.offers.values():
+        answered = offer.waited_ms is not None
+        offers.setdefault(offer.driver_id, Counter()).update(
+            offers=1,
+            accepted=offer.answer not in (None, "declined", "cancelled"),
+            declined=offer.answer == "declined",
+            unanswered=not answered,
+            # Every offer of the story was made minutes before the query, so the unanswered one is late.
+            late=not answered or (offer.waited_ms or 0) > ACCEPT_TIMEOUT_S * 1000,
+        )
+        if offer.waited_ms is not None:
+            waits.setdefault(offer.driver_id, []).append(offer.waited_ms / 1000)
+    rows = q(settings, "offers_per_driver", days=2, timeout_s=ACCEPT_TIMEOUT_S)
+    columns = ("offers", "accepted", "declined", "unanswered", "not_answered_in_time", "avg_answer_s")
+    assert {r["driver_id"]: tuple(r[k] for k in columns) for r in rows} == {
+        driver: (
+            c["offers"],
+            c["accepted"],
+            c["declined"],
+            c["unanswered"],
+            c["late"],
+            round(mean(waits[driver]), 1),
+        )
+        for driver, c in offers.items()
+    }
+    assert [r["driver_id"] for r in rows[:2]] == ["chat-b", "chat-a"]  # who declined or kept offers waiting
 
 
 def check_views_match_base_tables(settings: Settings) -> None:
