@@ -32,6 +32,7 @@ from base import topics
 from base.exceptions import SettingsError, StackError
 from base.kafka import make_producer
 from base.settings import Settings
+from connectors.llm.memory import Budget
 from connectors.whatsapp.chat import ContextStore
 from connectors.whatsapp.phones import hash_phone, normalize_phone
 from connectors.whatsapp.registry import Customer, Driver, Registry
@@ -97,8 +98,9 @@ async def erase_redis(settings: Settings, subject: Subject) -> int:
         registry = Registry(client, settings.phone_hash_key, settings.topic_prefix)
         refs = [customer.customer_ref for customer in subject.customers]
         deleted = await registry.forget(subject.driver, subject.customers, subject.phone_hashes)
-        if subject.driver_id:  # what the chat last asked the driver
+        if subject.driver_id:  # what the chat last asked the driver, and their language model budget
             deleted += await ContextStore(client, settings.topic_prefix).forget(subject.driver_id)
+            deleted += await Budget(client, settings.topic_prefix, 0, 0).forget(subject.driver_id)
         return deleted + await NotifyStore(client, settings.topic_prefix).forget(subject.phone_hashes, refs)
     finally:
         await client.aclose()

@@ -43,14 +43,14 @@ class Budget:
     def __init__(self, redis: Any, prefix: str, per_driver: int, overall: int) -> None:
         self.redis, self.prefix, self.per_driver, self.overall = redis, prefix, per_driver, overall
 
+    def _key(self, day: str, driver_id: str | None = None) -> str:
+        return f"{self.prefix}whatsup:llm:budget:{day}:" + (f"d:{driver_id}" if driver_id else "all")
+
     async def spend(self, driver_id: str, now_s: float | None = None) -> str | None:
         """Take one call from both budgets; return None when allowed, else which budget is spent
         (``driver_budget`` or ``global_budget``; a refused call is given back)."""
-        day = time.strftime("%Y%m%d", time.gmtime(time.time() if now_s is None else now_s))
-        mine, everyone = (
-            f"{self.prefix}whatsup:llm:budget:{day}:d:{driver_id}",
-            f"{self.prefix}whatsup:llm:budget:{day}:all",
-        )
+        day = _day(time.time() if now_s is None else now_s)
+        mine, everyone = self._key(day, driver_id), self._key(day)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(mine).expire(mine, 2 * 86400).incr(everyone).expire(everyone, 2 * 86400)
             used_mine, _, used_all, _ = await pipe.execute()
@@ -59,3 +59,12 @@ class Budget:
         async with self.redis.pipeline(transaction=True) as pipe:
             await pipe.decr(mine).decr(everyone).execute()
         return "driver_budget" if used_mine > self.per_driver else "global_budget"
+
+    async def forget(self, driver_id: str, now_s: float | None = None) -> int:
+        """Drop a driver's counters (erasure): every day whose key may still live; return how many went."""
+        now = time.time() if now_s is None else now_s
+        return int(await self.redis.delete(*(self._key(_day(now - n * 86400), driver_id) for n in range(3))))
+
+
+def _day(epoch_s: float) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(epoch_s))

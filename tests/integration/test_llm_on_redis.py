@@ -86,6 +86,9 @@ def test_answers_are_cached_and_calls_are_bounded_per_driver_and_for_the_fleet(
                                  ("d2", "bike died again")]:  # fmt: skip
                 meant = await interpreter.interpret(text, "pt-BR", driver)
                 seen.append((driver, str(meant.intent.kind), meant.model))
+        # A driver's erasure takes their counters (the only keys that name them).
+        assert await Budget(client, prefix, 0, 0).forget("d1") == 1
+        assert [k async for k in client.scan_iter(f"{prefix}*d1*")] == []
         keys = [k async for k in client.scan_iter(f"{prefix}*")]
         stored = [await client.get(k) for k in keys if b":answer:" in k]
         ttls = [await client.ttl(k) for k in keys if b":answer:" in k]
