@@ -201,3 +201,17 @@ def test_a_model_that_cannot_answer_fails_open_or_closed(sandbox: tuple[LlmSandb
     closed = _interpret(url, "pneu furou", fail_mode="closed")
     assert (closed.model, closed.unavailable) == ("server_error", True)
     assert box.answered == {"500": 6}
+
+
+def test_a_model_too_slow_for_the_deadline_leaves_the_message_to_the_rules(
+    sandbox: tuple[LlmSandbox, str],
+) -> None:
+    box, url = sandbox
+    box.faults.extend([{"http_status": None, "retry_after": None, "delay_s": 2.0}])
+
+    async def use(client: ChatClient) -> Interpretation:
+        return await Interpreter(model=client).interpret("pneu furou na marginal", "pt-BR", "d1")
+
+    meant = _with_client(url, use, timeout_s=0.5)
+    assert (meant.intent.kind, meant.intent.source, meant.model) == (IntentKind.UNKNOWN, "rules", "timeout")
+    assert not meant.unavailable and meant.reply is None  # the rules' answer (help) follows
