@@ -20,10 +20,18 @@ from connectors.llm.client import LlmError
 from connectors.llm.tools import Answer
 from connectors.whatsapp import metrics
 from connectors.whatsapp.phones import redact_phones
-from streams.conversations.guardrails import Hit, check_input, grade, guard_model_reply
+from streams.conversations.guardrails import DEFAULT_GRADES, Hit, check_input, grade, guard_model_reply
 from streams.conversations.intents import Intent, IntentKind, classify
 
 log = logging.getLogger(__name__)
+# What became of a text the rules left to the model; each starts at zero, so rates and the alert on them have
+# a baseline before the first call.
+OUTCOMES = ("answered", "cached", "timeout", "rate_limited", "server_error", "refused", "bad_answer",
+            "unreachable", "driver_budget", "global_budget")  # fmt: skip
+for _outcome in OUTCOMES:
+    metrics.LLM_CALLS.labels(_outcome)
+for _reason, _grade in DEFAULT_GRADES.items():
+    metrics.GUARDRAIL_HITS.labels("output" if _reason == "output_masked" else "input", _reason, _grade)
 
 
 class Model(Protocol):
