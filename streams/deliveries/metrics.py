@@ -41,9 +41,3 @@ ERASURES = Counter(
     "LGPD erasure requests the worker applied to its driver states, by outcome (erased, no_state, malformed)",
     ["outcome"],
 )
-CUSTOMER_ERASURES = Counter(
-    "whatsup_deliveries_customer_erasures_total",
-    "Copies of LGPD customer erasure requests (one per partition) the worker applied to the drivers of the "
-    "partition, by outcome (scrubbed, no_state, moved: the partition left this worker first, malformed)",
-    ["outcome"],
-)
