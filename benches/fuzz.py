@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from base.settings import Settings
-from benches.harness import Result, Suite, bench_settings
+from benches.harness import Result, Suite, bench_settings, load_average
 from loadtest.fuzzing import endpoints
 from loadtest.fuzzing.agents import CASES, AgentOutcome, fuzz_agent
 from loadtest.fuzzing.decoders import DecoderTally, fuzz_decoder
@@ -30,8 +30,9 @@ from schemas.codecs import SCHEMA_NAMES
 FULL, QUICK = 10_000, 300
 ZERO = "target 0"
 NOTES = (
-    "Inputs are drawn by hypothesis, derandomized (the same inputs every run): valid documents, documents"
-    " with one field of the wrong type, missing, unknown or duplicated, NaN, Infinity and 5,000-digit"
+    "Inputs are drawn by hypothesis, derandomized (the same inputs every run of the same schemas): valid"
+    " documents, documents with one field of the wrong type, missing, unknown or duplicated, NaN, Infinity"
+    " and 5,000-digit"
     " literals, lone surrogates, invalid UTF-8, truncations and bit flips, other encodings, nesting 200,000"
     " deep, bodies one byte to 64 KiB past the server's limit, empty and random bodies, every kind of"
     " Content-Type, and missing, wrong or non-ASCII tokens, keys, signatures and cookies.",
@@ -141,7 +142,9 @@ def run_fuzz(base: Settings, count: int) -> tuple[list[Result], dict[str, Any]]:
 def run(settings: Settings, quick: bool) -> list[Result]:
     """Run the fuzz suite (quick: a few hundred inputs each instead of 10,000); raise if anything failed."""
     started = time.monotonic()
+    at_start = load_average("suite start")
     results, dump = run_fuzz(settings, QUICK if quick else FULL)
+    results += [at_start, load_average("suite end")]
     results.append(Result("wall time of the run", time.monotonic() - started, "s", ""))
     path = settings.data_dir / "bench" / f"fuzz-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
