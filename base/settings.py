@@ -287,6 +287,7 @@ class Settings:
     depots_geojson: Path | None = _setting(lambda raw: Path(raw.strip()) if raw.strip() else None, None)
     tick_interval_s: float = _setting(_parse_float, 5.0)
     stop_wait_s: float = _setting(_parse_float, 15.0)
+    recovery_stall_s: float = _setting(_parse_float, 60.0)
     deliveries_max_batch: int = _setting(_parse_int, 500)
 
     eta_min_change_s: float = _setting(_parse_float, 60.0)
@@ -396,6 +397,7 @@ class Settings:
             "tracking_ttl_h",
             "tracking_near_m",
             "stop_wait_s",
+            "recovery_stall_s",
             "eta_min_change_s",
             "eta_max_interval_s",
             "eta_default_speed_mps",

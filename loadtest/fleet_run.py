@@ -85,6 +85,8 @@ class FleetOutcome:
     reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     visible: dict[str, float] = field(default_factory=dict)
     soak: SoakFindings | None = None
+    # Workers started again after they left a stalled table recovery (see Restarter).
+    restarts: list[str] = field(default_factory=list)
 
     def cpu_us_per_ping(self, name: str) -> float:
         """Microseconds of CPU per ping the process spent in the measured window."""
@@ -181,6 +183,52 @@ class Pipeline:
             raise
 
 
+# The status a worker exits with when it leaves a stalled table recovery (streams/telemetry/recovery.py).
+RECOVERY_STALLED_EXIT = 75
+
+
+class Restarter(threading.Thread):
+    """Start again a worker that left a stalled table recovery (status 75), as its supervisor (compose's
+    ``restart: unless-stopped``) would; any other exit is left for the run to report as a death.
+
+    The CPU a restarted process used before it exited is kept (read from its zombie before reaping it), so
+    the run's per-process CPU counts both lives.
+    """
+
+    def __init__(self, pipeline: Pipeline, say: Callable[[str], None]) -> None:
+        super().__init__(name="fleet-restarter", daemon=True)
+        self.pipeline, self.say = pipeline, say
+        self.restarts: list[str] = []
+        self.carried_cpu_s: dict[str, float] = collections.defaultdict(float)
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(1.0):
+            for process in list(self.pipeline.processes):
+                if process.popen is None or not _zombie(process.popen.pid):
+                    continue
+                used = process.cpu_seconds()
+                code = process.popen.wait()
+                if code != RECOVERY_STALLED_EXIT or self.halt.is_set():
+                    continue
+                self.carried_cpu_s[process.name] += used
+                self.restarts.append(f"{process.name} left a stalled table recovery (status {code})")
+                self.say(f"fleet: {process.name} left a stalled table recovery; starting it again")
+                process.start()
+
+    def close(self) -> None:
+        self.halt.set()
+        self.join(30)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether a child process has exited and waits to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
 def start_pipeline(
     settings: Settings, run: FleetRun, data_dir: Path, token_secret: str, api_key: str
 ) -> Pipeline:
@@ -252,6 +300,7 @@ def run_fleet(
     group_roles = [topics.worker_group_role(role) for role in dict.fromkeys(run.worker_roles)] + ["sink"]
     groups = {role: topics.consumer_group(role, settings.app_id) for role in group_roles}
     sampler = BacklogSampler(settings, list(groups.values()))
+    restarter = Restarter(pipeline, say) if run.chaos is None else None  # the soak restarts its own
     try:
         base_url = f"http://127.0.0.1:{port}"
         start_ms = int(time.time() * 1000) + 3_000
@@ -273,6 +322,8 @@ def run_fleet(
             pipeline.start(joining)
 
         soak = None
+        if restarter is not None:
+            restarter.start()
         if run.chaos is not None:
             duration_s = fleet.minutes * 60 - run.warmup_s
             soak = Soak(
@@ -304,13 +355,19 @@ def run_fleet(
         cpu_end["loadgen"] = time.process_time()
         outcome = FleetOutcome(run, load, (window_start, window_end))
         # A process that joined during the window spent all of its CPU in it.
-        outcome.cpu_s = {name: cpu_end[name] - cpu_start.get(name, 0.0) for name in cpu_end}
+        carried = restarter.carried_cpu_s if restarter is not None else {}
+        outcome.cpu_s = {
+            name: cpu_end[name] + carried.get(name, 0.0) - cpu_start.get(name, 0.0) for name in cpu_end
+        }
         outcome.pings_in_window = len(load.accepted) - load.warmup_accepted
         dead = [p.name for p in processes if not p.alive()]
         if dead:
             raise RuntimeError(f"process(es) died during the load: {dead}")
         outcome.drained_s = _drain(sampler, run.drain_timeout_s, say)
         sampler.close()
+        if restarter is not None:
+            restarter.close()
+            outcome.restarts = restarter.restarts
         outcome.backlog = {name: sampler.samples[group] for name, group in groups.items()}
         write_truth(load, data_dir / "truth")
         _verify(settings, processes[0], outcome, say)
@@ -320,6 +377,8 @@ def run_fleet(
     finally:
         if sampler.is_alive():
             sampler.close()
+        if restarter is not None and restarter.is_alive():
+            restarter.close()
         for process in reversed(processes):
             process.stop()
 
