@@ -7,6 +7,8 @@ another actor of the same agent has not finished (faust-streaming issue 606).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import faust
 import mode
 from faust.web import Request, Response, View
@@ -39,6 +41,10 @@ ROLE_PACKAGES = {
 }
 
 
+# Coroutine functions started with the app, before table recovery (see App.on_start).
+TASKS_FROM_START: list[Callable[[], Awaitable[None]]] = []
+
+
 class Table(faust.Table):
     """A Faust table whose changelog is named after the deployment (the app id), not the process's group:
     every worker role, and the all-in-one worker, reads and writes the same changelog."""
@@ -56,6 +62,13 @@ class App(faust.App):
 
     def _discovery_modules(self) -> list[str]:
         return list(ROLE_PACKAGES[settings.worker_role])
+
+    async def on_start(self) -> None:
+        """Start the tasks that must run from the start, table recovery included (Faust starts its timers
+        and tasks only once the first recovery has completed)."""
+        await super().on_start()
+        for task in TASKS_FROM_START:
+            self.add_future(task())
 
 
 def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:

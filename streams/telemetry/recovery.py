@@ -6,15 +6,16 @@ the clean role: the first kept two of its partitions and waited 15 minutes for t
 request for ... since start"): the client never fetched those changelog partitions, the worker's streams
 stayed paused, and the pings of those partitions were never cleaned.
 
-The watch reads Faust's own recovery bookkeeping every few seconds. A changelog partition with records still
-to read and none received for ``WHATSUP_RECOVERY_STALL_S`` is stalled. The first time, the watch resumes it
-on the consumer again (what Faust does when recovery starts). If the recovery is still stalled as long
-again, the worker exits with code 75: a new process recovers from the changelog and the committed offsets as
-after a kill -9, and its supervisor (compose's ``restart: unless-stopped``) starts it.
+The watch reads Faust's own recovery bookkeeping every few seconds, from the worker's start. A changelog
+partition with records still to read and none received for ``WHATSUP_RECOVERY_STALL_S`` is stalled. The first
+time, the watch resumes it on the consumer again (what Faust does when recovery starts). If the recovery is
+still stalled as long again, the worker exits with code 75: a new process recovers from the changelog and the
+committed offsets as after a kill -9, and its supervisor (compose's ``restart: unless-stopped``) starts it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -22,7 +23,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from streams.app import app, settings
+from streams.app import TASKS_FROM_START, app, settings
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +92,18 @@ class RecoveryWatch:
 watch = RecoveryWatch(settings.recovery_stall_s)
 
 
-@app.timer(interval=CHECK_S)
 async def watch_recovery() -> None:
-    """Act on a stalled table recovery (see the module's docstring)."""
-    recovery = getattr(app.tables, "recovery", None)  # Faust's TableManager; not on its abstract type
-    action = None if recovery is None else watch.check(recovery, app.consumer, time.monotonic())
-    if action == "resumed":
-        RECOVERY_STALLS.inc()
-    elif action == "exit":
-        logging.shutdown()
-        os._exit(STALLED_EXIT)
+    """Act on a stalled table recovery every few seconds, from the app's start (see the module's docstring):
+    a Faust timer would start only after the first recovery has completed."""
+    while True:
+        await asyncio.sleep(CHECK_S)
+        recovery = getattr(app.tables, "recovery", None)  # Faust's TableManager; not on its abstract type
+        action = None if recovery is None else watch.check(recovery, app.consumer, time.monotonic())
+        if action == "resumed":
+            RECOVERY_STALLS.inc()
+        elif action == "exit":
+            logging.shutdown()
+            os._exit(STALLED_EXIT)
+
+
+TASKS_FROM_START.append(watch_recovery)
