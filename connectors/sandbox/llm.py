@@ -82,6 +82,14 @@ class LlmSandbox:
     script: deque[dict[str, Any]] = field(default_factory=deque)
     answered: dict[str, int] = field(default_factory=dict)
     _buckets: dict[str, Bucket] = field(default_factory=dict)
+    # Bumped by clear(): a slow answer begun before it is not counted after it.
+    _generation: int = 0
+
+    def clear(self) -> None:
+        """Forget every request, fault, scripted answer, count and rate bucket."""
+        for kept in (self.requests, self.faults, self.script, self.answered, self._buckets):
+            kept.clear()
+        self._generation += 1
 
     def app(self) -> web.Application:
         """Build the aiohttp application."""
@@ -112,10 +120,13 @@ class LlmSandbox:
         if problem:
             return self._error(400, problem)
         self.requests.append({"body": body, "at": time.time()})
+        generation = self._generation
         if self.faults:
             fault = self.faults.popleft()
             if fault.get("delay_s"):
                 await asyncio.sleep(float(fault["delay_s"]))
+                if generation != self._generation:  # cleared while it slept: its caller is long gone
+                    return web.json_response({"error": {"code": 504, "message": "Abandoned"}}, status=504)
             if fault.get("http_status"):
                 return self._error(int(fault["http_status"]), retry_after=fault.get("retry_after"))
         bucket = self._buckets.setdefault(key, Bucket(self.rate_per_s, self.burst))
@@ -150,8 +161,7 @@ class LlmSandbox:
         return web.json_response({"requests": self.requests, "answered": self.answered})
 
     async def reset(self, request: web.Request) -> web.Response:
-        for kept in (self.requests, self.faults, self.script, self.answered, self._buckets):
-            kept.clear()
+        self.clear()
         return web.json_response({"reset": True})
 
     async def health(self, request: web.Request) -> web.Response:

@@ -30,9 +30,7 @@ def sandbox() -> Iterator[tuple[LlmSandbox, str]]:
 
 @pytest.fixture(autouse=True)
 def _fresh(sandbox: tuple[LlmSandbox, str]) -> None:
-    box = sandbox[0]
-    for kept in (box.requests, box.faults, box.script, box.answered, box._buckets):
-        kept.clear()
+    sandbox[0].clear()
 
 
 def _with_client(
