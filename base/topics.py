@@ -25,7 +25,6 @@ DELIVERIES_REJECTED = "deliveries.rejected"
 DELIVERIES_APPLIED = "deliveries.applied"
 ALERT_ACTIONS = "alerts.actions"
 PRIVACY_ERASURES = "privacy.erasures"
-PRIVACY_ERASURES_CUSTOMERS = "privacy.erasures.customers"
 CONVERSATIONS_GUARDRAILS = "conversations.guardrails"
 
 
@@ -67,17 +66,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     # LGPD erasure requests (whatsup erase), keyed by the driver (or the subject's hash for a non-driver), so
     # the worker owning the driver's state gets them; kept one day (ERASURE_RETENTION_MS).
     TopicSpec(PRIVACY_ERASURES, "Erasure", "driver_id", True),
-    # The same requests when they name customers, one copy on every partition: a customer's deliveries lie
-    # with any driver, so each worker scrubs the drivers of the partitions it owns (co-partitioned).
-    TopicSpec(PRIVACY_ERASURES_CUSTOMERS, "Erasure", "subject_hash", True),
 )
 
 # An erasure request names the person in clear; it lives on its topic only as long as the consumers need.
 ERASURE_RETENTION_MS = 24 * 3_600_000
-TOPIC_CONFIGS = {
-    PRIVACY_ERASURES: {"retention.ms": str(ERASURE_RETENTION_MS)},
-    PRIVACY_ERASURES_CUSTOMERS: {"retention.ms": str(ERASURE_RETENTION_MS)},
-}
+TOPIC_CONFIGS = {PRIVACY_ERASURES: {"retention.ms": str(ERASURE_RETENTION_MS)}}
 
 TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}
 

@@ -4,8 +4,7 @@ leaves one audit row in ``erasures`` naming the person only by a keyed hash.
 A driver's rows go from every table that names the driver (pings, rejected pings, delivery events, ETAs,
 alerts, dispatchers' actions on them, WhatsApp messages, API access, the daily aggregate); a phone's
 WhatsApp messages go by the phone's keyed hash; as a customer, a person's deliveries stay (they are the
-driver's and the company's) and lose the customer reference, and the messages about those deliveries (the
-driver's offer names the customer and the drop-off address) lose their text. Deletes are mutations waited for
+driver's and the company's) and lose the customer reference. Deletes are mutations waited for
 (``mutations_sync = 2``), so the audit row is written only once the rows are gone; a request applied twice
 deletes nothing more and keeps one audit row (the table replaces by ``erasure_id``).
 """
@@ -50,11 +49,7 @@ PHONE_COLUMNS = (
 )
 # Every (table, column) holding a customer reference; the column is cleared, the row stays.
 CUSTOMER_COLUMNS = (("delivery_events", "customer_ref"),)
-# Every (table, column) holding text about a delivery, found by delivery_id; cleared for the customer's
-# deliveries while delivery_events still names them, so before CUSTOMER_COLUMNS.
-CUSTOMER_TEXTS = (("whatsapp_messages", "text"),)
 _SYNC = " SETTINGS mutations_sync = 2"
-_CUSTOMER_DELIVERIES = "SELECT delivery_id FROM delivery_events WHERE customer_ref = {v:String}"
 
 
 def statements(request: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
@@ -69,9 +64,6 @@ def statements(request: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]
             sql = f"ALTER TABLE {table} DELETE WHERE {column} = {{v:String}}{_SYNC}"
             planned.append((table, sql, {"v": phone_hash}))
     for ref in request.get("customer_refs", []):
-        for table, column in CUSTOMER_TEXTS:
-            sql = f"ALTER TABLE {table} UPDATE {column} = NULL WHERE delivery_id IN ({_CUSTOMER_DELIVERIES})"
-            planned.append((table, sql + _SYNC, {"v": ref}))
         for table, column in CUSTOMER_COLUMNS:
             sql = f"ALTER TABLE {table} UPDATE {column} = NULL WHERE {column} = {{v:String}}{_SYNC}"
             planned.append((table, sql, {"v": ref}))

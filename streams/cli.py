@@ -156,11 +156,6 @@ def _erase(args: argparse.Namespace) -> int:
     print(
         f"  request {record['erasure_id']} on {topics.PRIVACY_ERASURES}: the worker drops the driver's state,"
     )
-    if record["customer_refs"]:
-        print(
-            f"  and, on every partition of {topics.PRIVACY_ERASURES_CUSTOMERS}, the workers scrub the"
-            " customer from the deliveries they hold;"
-        )
     print("  the sink deletes the rows in ClickHouse and writes the audit row")
     if args.wait is None:
         return 0

@@ -6,13 +6,9 @@ What goes, and where:
 - An erasure request on ``privacy.erasures`` (keyed by the driver, so co-partitioned with the driver's
   state): the worker tombstones the driver's state on its changelog (``streams/deliveries/erasure.py``); the
   sink deletes the person's rows in every ClickHouse table and writes the audit row (``sinks/erasure.py``).
-- When the person is a customer, a copy of the request on every partition of
-  ``privacy.erasures.customers``: their deliveries may lie with any driver, and each worker scrubs the
-  customer's reference, name and drop-off address from the deliveries its drivers hold.
 - ``--wait`` waits for that audit row, read through the sink's query endpoint.
 
-The request names the driver id and the customer references in clear (the worker and the sink need them);
-their topics keep them one day.
+The request names the driver id in clear (the worker and the sink need it); its topic keeps it one day.
 A phone number never leaves this process: only its keyed hash does. A phone that is a driver's erases the
 driver. Running it again is harmless: nothing is left to delete, and the audit keeps one row per request.
 """
@@ -29,7 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from base import topics
-from base.exceptions import SettingsError, StackError
+from base.exceptions import SettingsError
 from base.kafka import make_producer
 from base.settings import Settings
 from connectors.llm.memory import Budget
@@ -122,38 +118,14 @@ async def resolve(settings: Settings, driver_id: str | None, phone: str | None) 
         await client.aclose()
 
 
-def customer_copy(record: dict[str, Any]) -> dict[str, Any]:
-    """Return the request as the workers get it for its customers: no driver, no phone."""
-    return {**record, "driver_id": None, "phone_hashes": []}
-
-
 def publish(settings: Settings, record: dict[str, Any]) -> None:
-    """Write the request to ``privacy.erasures`` (and, naming customers, a copy to every partition of
-    ``privacy.erasures.customers``) and wait for the broker."""
+    """Write the request to ``privacy.erasures`` and wait for the broker."""
     producer = make_producer(settings)
-    failed: list[str] = []
-
-    def delivered(error: Any, message: Any) -> None:
-        if error is not None:
-            failed.append(f"{message.topic()}[{message.partition()}]: {error}")
-
-    encode = codec("Erasure").encode
     key = (record["driver_id"] or record["subject_hash"]).encode()
     topic = topics.qualified(topics.PRIVACY_ERASURES, settings.topic_prefix)
-    producer.produce(topic, encode(record), key, on_delivery=delivered)
-    if record["customer_refs"]:
-        copies = topics.qualified(topics.PRIVACY_ERASURES_CUSTOMERS, settings.topic_prefix)
-        value = encode(customer_copy(record))
-        for partition in range(settings.partitions):
-            producer.produce(
-                copies, value, record["subject_hash"].encode(), partition=partition, on_delivery=delivered
-            )
+    producer.produce(topic, codec("Erasure").encode(record), key)
     if producer.flush(30) > 0:
         raise SettingsError(f"the erasure request did not reach Kafka at {settings.kafka_bootstrap} in 30 s")
-    if failed:
-        # A topic missing, or with fewer partitions than WHATSUP_PARTITIONS.
-        refused = "; ".join(failed)
-        raise StackError(f"Kafka refused the erasure request ({refused}): was `whatsup create-topics` run?")
 
 
 def wait_applied(settings: Settings, erasure_id: str, timeout_s: float) -> bool:

@@ -128,19 +128,6 @@ def _erasure(stack: FuzzStack, sid: str) -> tuple[bytes, dict[str, Any]]:
     return driver.encode(), record
 
 
-def _customer_erasure(stack: FuzzStack, sid: str) -> tuple[bytes, dict[str, Any]]:
-    record = {"erasure_id": sid, "subject_hash": sid, "customer_refs": [f"{sid}-cust"],
-              "requested_at": _now(), "requested_by": "fuzz"}  # fmt: skip
-    return sid.encode(), record
-
-
-def _customer_erasures_applied(stack: FuzzStack) -> float:
-    """Customer erasure copies the worker applied (scrubbed or found no state for), malformed ones aside."""
-    applied = _labels(outcome="scrubbed"), _labels(outcome="no_state")
-    family = "whatsup_deliveries_customer_erasures"
-    return sum(metric_sum(stack.urls["worker"], family, labels) for labels in applied)
-
-
 def _alert(stack: FuzzStack, sid: str) -> tuple[bytes, dict[str, Any]]:
     driver = stack.credentials.driver_id
     record = {"alert_id": sid, "kind": "stall", "driver_id": driver, "started_at": _now() - 600_000,
@@ -230,12 +217,6 @@ CASES = (
         "erase_driver_states", topics.PRIVACY_ERASURES, "Erasure", "driver_id",
         ("whatsup_deliveries_erasures", _labels(outcome="malformed")),
         _erasure, _api_answers(_erased_driver, 404),
-    ),
-    AgentCase(
-        "erase_customers", topics.PRIVACY_ERASURES_CUSTOMERS, "Erasure", "subject_hash",
-        ("whatsup_deliveries_customer_erasures", _labels(outcome="malformed")),
-        _customer_erasure, lambda stack, sid, before: _customer_erasures_applied(stack) > before,
-        _customer_erasures_applied,
     ),
     AgentCase(
         "notify_alerts, console feed", topics.ALERTS, "Alert", "driver_id",

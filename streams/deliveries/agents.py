@@ -372,29 +372,6 @@ def partition_of(key: bytes) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % settings.partitions
 
 
-async def forget_moved_drivers(owned: set[int]) -> int:
-    """Drop the states of drivers on partitions other than ``owned``; return how many went."""
-    async with state_lock:  # not while a batch is still persisting one of them
-        moved = [key for key in driver_state.data if partition_of(key) not in owned]
-        for key in moved:
-            driver_state.data.pop(key, None)
-            index_deliveries(key, None)
-        unpacked_states.clear()
-    return len(moved)
-
-
-# mode types a signal's receivers with a forward reference that no function signature matches.
-@app.on_partitions_assigned.connect  # type: ignore[arg-type]
-async def drop_moved_drivers(sender: Any, assigned: set[faust.types.TP], **kwargs: Any) -> None:
-    """Forget the drivers of partitions another worker now owns (``assigned``: this worker's assignment).
-
-    Faust's memory store forgets only the keys it recovered from the changelog, not those the agent stored:
-    kept here, a driver that moved would be answered by the delivery API as it last stood on this worker,
-    changes made by its owner since (an erased customer among them) missing.
-    """
-    await forget_moved_drivers({tp.partition for tp in assigned if tp.topic == EVENTS_TOPIC})
-
-
 def caught_up(partition: int) -> bool:
     """Tell whether this worker owns a partition and has processed both its inputs up to their end."""
     consumer = app.consumer

@@ -41,10 +41,3 @@ ERASURES = Counter(
     "LGPD erasure requests the worker applied to its driver states, by outcome (erased, no_state, malformed)",
     ["outcome"],
 )
-CUSTOMER_ERASURES = Counter(
-    "whatsup_deliveries_customer_erasures_total",
-    "Copies of LGPD customer erasure requests (one per partition) the worker applied to the drivers of the "
-    "partition, by outcome (scrubbed, no_state, malformed; handed_on: sent again to the end of its partition "
-    "because the partition's delivery events were not applied yet; overdue: applied an hour on without them)",
-    ["outcome"],
-)

@@ -6,15 +6,13 @@ dispatch and ends it for this driver. A ``failed`` event names why (``FailureRea
 event that cannot apply is rejected with a ``Reason`` and changes nothing. A driver's state holds the fix it
 was last seen at, its active deliveries, a few recently finished ones (so their status can still be read),
 the ids of recent events (duplicates), the detectors' memory and the alerts still open. Everything in it is
-bounded, so the packed state stays a few kilobytes however long the driver works. A customer erased under
-the LGPD leaves their deliveries in it without their reference, name or drop-off address.
+bounded, so the packed state stays a few kilobytes however long the driver works.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -352,14 +350,3 @@ def apply_event(
         state.finished.append(delivery)
         del state.finished[:-MAX_FINISHED]
     return delivery
-
-
-def forget_customers(state: DriverState, customer_refs: Collection[str]) -> list[str]:
-    """Drop the reference, name and drop-off address of erased customers from the driver's deliveries,
-    active and finished, keeping the deliveries; return the ids of those changed."""
-    changed = []
-    for delivery in [*state.deliveries.values(), *state.finished]:
-        if delivery.customer_ref is not None and delivery.customer_ref in customer_refs:
-            delivery.customer_ref = delivery.customer_name = delivery.dropoff_address = None
-            changed.append(delivery.delivery_id)
-    return changed

@@ -23,7 +23,6 @@ from streams.deliveries.state import (
     Rejection,
     Status,
     apply_event,
-    forget_customers,
 )
 
 T0 = 1_790_000_000_000
@@ -146,38 +145,6 @@ def test_addresses_and_only_the_first_name_are_shown() -> None:
     assert shown["pickup_address"] == "Rua A, 10" and shown["dropoff_address"] == "Av. B, 200"
     assert shown["customer_first_name"] == "Ana" and "Souza" not in json.dumps(shown)
     assert DriverState.unpack(state.pack()).deliveries["dlv-1"].customer_name == "Ana Maria Souza"
-
-
-def test_an_erased_customer_leaves_their_deliveries_without_reference_name_or_drop_off_address() -> None:
-    state = DriverState()
-    people = {"dlv-1": "cust-9", "dlv-2": "cust-9", "dlv-3": "cust-other"}
-    for delivery_id, ref in people.items():
-        assigned = event(
-            "assigned", delivery_id, customer_ref=ref, customer_name="Ana Maria Souza",
-            pickup_address="Loja 1, Rua A 10", dropoff_address="Av. B, 200 ap 52",
-        )  # fmt: skip
-        assert isinstance(apply_event(state, assigned), Delivery)
-    apply_event(state, event("picked_up", "dlv-2"))
-    apply_event(state, event("delivered", "dlv-2"))  # finished: still read through the API, so scrubbed too
-    before = state.find("dlv-2")
-    assert before is not None and before.arrived_at is not None
-
-    assert sorted(forget_customers(state, {"cust-9"})) == ["dlv-1", "dlv-2"]
-
-    packed = state.pack()
-    assert packed.count(b"Ana Maria Souza") == packed.count(b"Av. B, 200 ap 52") == 1  # dlv-3's own
-    for delivery_id in ("dlv-1", "dlv-2"):
-        kept = DriverState.unpack(packed).find(delivery_id)
-        assert kept is not None, "the delivery itself stays"
-        assert (kept.customer_ref, kept.customer_name, kept.dropoff_address) == (None, None, None)
-        assert kept.pickup_address == "Loja 1, Rua A 10" and kept.dropoff == (-23.58, -46.66)
-        assert kept.public()["customer_first_name"] is None
-    assert [d.delivery_id for d in state.finished] == ["dlv-2"] and state.finished[0].status == "delivered"
-    other = state.deliveries["dlv-3"]
-    assert (other.customer_ref, other.customer_name, other.dropoff_address) == (
-        "cust-other", "Ana Maria Souza", "Av. B, 200 ap 52",
-    )  # fmt: skip
-    assert forget_customers(state, {"cust-9"}) == [] and state.pack() == packed  # again: nothing more
 
 
 def test_a_state_packed_before_addresses_existed_still_loads() -> None:

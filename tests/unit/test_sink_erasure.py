@@ -61,10 +61,8 @@ def test_statements_follow_the_request() -> None:
     assert all(
         "DELETE WHERE driver_id = {v:String}" in sql and params == {"v": "d1"} for _, sql, params in driver
     )
-    texts, (table, sql, params) = statements(request(customer_refs=["c1"]))
+    [(table, sql, params)] = statements(request(customer_refs=["c1"]))
     assert (table, params) == ("delivery_events", {"v": "c1"}) and "UPDATE customer_ref = NULL" in sql
-    # The messages' text first, while delivery_events still tells which deliveries were the customer's.
-    assert (texts[0], texts[2]) == ("whatsapp_messages", {"v": "c1"}) and "UPDATE text = NULL" in texts[1]
 
 
 def test_erase_takes_the_person_keeps_the_rest_and_audits_once(client: Client) -> None:
@@ -85,33 +83,3 @@ def test_erase_takes_the_person_keeps_the_rest_and_audits_once(client: Client) -
     erase(client, request(driver_id="d1", customer_refs=["c1"]))  # the same request again
     audit = client.query("SELECT erasure_id, subject_hash FROM erasures FINAL").result_rows
     assert audit == [("e1", "s" * 32)]
-
-
-def test_a_customer_leaves_no_text_in_the_messages_about_their_deliveries(client: Client) -> None:
-    now = datetime.now(tz=UTC)
-    events = [["e1", "x1", "d1", "assigned", now, "c1"], ["e2", "x2", "d1", "assigned", now, "c2"]]
-    client.insert(
-        "delivery_events",
-        events,
-        column_names=["event_id", "delivery_id", "driver_id", "type", "ts", "customer_ref"],
-    )
-    offers = [
-        ["m1", "h-d1", now, "delivery_offer", "x1 for Ana, to Av. B 200 ap 52", "d1", "x1"],
-        ["m2", "h-d1", now, "delivery_offer", "x2 for Bia, to Rua C 3", "d1", "x2"],
-        ["m3", "h-d1", now, "reply", "ok", "d1", None],
-    ]
-    client.insert(
-        "whatsapp_messages",
-        offers,
-        column_names=["message_key", "to_hash", "ts", "reason", "text", "driver_id", "delivery_id"],
-    )
-    touched = erase(client, request(customer_refs=["c1"]))
-    assert touched == ["whatsapp_messages", "delivery_events"]
-    texts = client.query("SELECT message_key, text, driver_id FROM whatsapp_messages ORDER BY message_key")
-    assert texts.result_rows == [
-        ("m1", None, "d1"),
-        ("m2", "x2 for Bia, to Rua C 3", "d1"),
-        ("m3", "ok", "d1"),
-    ]
-    refs = client.query("SELECT delivery_id, customer_ref FROM delivery_events ORDER BY delivery_id")
-    assert refs.result_rows == [("x1", None), ("x2", "c2")]  # the deliveries stay
