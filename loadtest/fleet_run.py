@@ -29,7 +29,7 @@ from base.settings import Settings
 from loadtest import verify
 from loadtest.chaos import ChaosPlan
 from loadtest.fleet import FleetConfig, plan
-from loadtest.processes import Process, free_port
+from loadtest.processes import Process, free_port, process_state
 from loadtest.run import LoadReport, render, run_load, write_truth
 from loadtest.soak import Soak, SoakFindings
 
@@ -184,7 +184,7 @@ class Pipeline:
 
 
 # The status a worker exits with when it leaves a stalled table recovery (streams/telemetry/recovery.py).
-RECOVERY_STALLED_EXIT = 75
+RECOVERY_STALLED_EXIT = os.EX_TEMPFAIL
 
 
 class Restarter(threading.Thread):
@@ -205,7 +205,7 @@ class Restarter(threading.Thread):
     def run(self) -> None:
         while not self.halt.wait(1.0):
             for process in list(self.pipeline.processes):
-                if process.popen is None or not _zombie(process.popen.pid):
+                if process.popen is None or process_state(process.popen.pid) != "Z":  # exited, not reaped
                     continue
                 used = process.cpu_seconds()
                 code = process.popen.wait()
@@ -219,14 +219,6 @@ class Restarter(threading.Thread):
     def close(self) -> None:
         self.halt.set()
         self.join(30)
-
-
-def _zombie(pid: int) -> bool:
-    """Whether a child process has exited and waits to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
 
 
 def start_pipeline(

@@ -18,10 +18,23 @@ from base.settings import PROJECT_ROOT
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int) -> list[str]:
+    """Return the fields of ``/proc/PID/stat`` after the command name (the state first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """Return the user + system CPU seconds a process has used so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_state(pid: int) -> str | None:
+    """Return a process's state letter (``Z``: exited, waiting to be reaped), or None if it is gone."""
+    try:
+        return _stat(pid)[0]
+    except (OSError, IndexError):
+        return None
 
 
 def free_port() -> int:

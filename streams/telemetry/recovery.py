@@ -27,8 +27,8 @@ from streams.app import TASKS_FROM_START, app, settings
 
 log = logging.getLogger(__name__)
 
-# The exit code of a worker that left a stalled recovery (EX_TEMPFAIL: start it again).
-STALLED_EXIT = 75
+# The exit code of a worker that left a stalled recovery: 75, try again (start it again).
+STALLED_EXIT = os.EX_TEMPFAIL
 CHECK_S = 5.0
 
 # The exit is in the log and the exit status: the process is gone before a scrape could read a counter.
